@@ -1,0 +1,144 @@
+"""The app factory: builds the whole server from a Config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from prometheus_client import CollectorRegistry
+from tornado.ioloop import PeriodicCallback
+
+from .auth import Authenticator, load_or_create_secret
+from .config import Config
+from .heartbeat import Heartbeat
+from .hub import Hub
+from .metrics import Metrics
+from .registry import TERMINATION_REASONS, Connection, Registry
+from .store import MessageStore
+from .web import (
+    ClientConfigHandler,
+    HealthHandler,
+    LoginHandler,
+    LogoutHandler,
+    MeHandler,
+    MetricsHandler,
+)
+from .websocket import ChatSocket
+
+log = logging.getLogger("imserver")
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+
+
+class Runtime:
+    """Everything one running server is made of, wired together."""
+
+    def __init__(self, config: Config, metrics_registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics(metrics_registry)
+        self.registry = Registry()
+        secret = config.auth.secret or load_or_create_secret(config.data_path)
+        self.secret = secret
+        self.auth = Authenticator(config.auth, secret)
+        self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max)
+        self.hub = Hub(self.store, self.registry, config.limits, self.metrics)
+        hb = config.heartbeat
+        self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
+                                   send_ping=lambda conn, payload: conn.transport.send_ping(payload))
+        self._retention = PeriodicCallback(self.apply_retention,
+                                           config.storage.retention_interval_seconds * 1000)
+        self.registry.on_open.append(self._opened)
+        self.registry.on_close.append(self._closed)
+        self.started = False
+
+    def start(self) -> None:
+        """Start the timers (on the running loop); idempotent."""
+        if self.started:
+            return
+        self.started = True
+        self.heartbeat.start()
+        self._retention.start()
+
+    async def close(self) -> None:
+        """Stop the timers, drop what is still connected, flush and close the store."""
+        self.heartbeat.stop()
+        self._retention.stop()
+        for conn in self.registry:
+            conn.terminate("shutdown")
+        await self.store.close()
+
+    def apply_retention(self) -> None:
+        s = self.config.storage
+        future = self.store.prune(max_age_seconds=s.max_age_days * 86400 or None,
+                                  keep_per_room=s.max_messages_per_room or None)
+
+        def done(f: object) -> None:
+            if future.exception() is None and future.result():
+                log.info("retention removed %d messages", future.result())
+
+        future.add_done_callback(done)
+
+    def refresh_gauges(self) -> None:
+        self.metrics.connections.set(len(self.registry))
+        self.metrics.users_online.set(self.registry.users_online())
+        self.metrics.rooms.set(len(self.hub.rooms))
+
+    def _opened(self, conn: Connection) -> None:
+        self.metrics.opened.inc()
+        self.refresh_gauges()
+
+    def _closed(self, conn: Connection) -> None:
+        reason = conn.close_reason or "client_close"
+        self.metrics.closed.labels(reason).inc()
+        if reason in TERMINATION_REASONS:
+            self.metrics.terminations.labels(reason).inc()
+        self.refresh_gauges()
+
+
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log, without query strings: /ws?token=... holds a credential."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path,
+                   request.remote_ip, 1000.0 * request.request_time())
+
+
+class ImServerApp(tornado.web.Application):
+    """The Tornado application, with the Runtime it serves."""
+
+    runtime: Runtime
+
+
+def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> ImServerApp:
+    """Build the whole application from a config; `registry` receives the metrics."""
+    runtime = Runtime(config, registry)
+    deps = {"runtime": runtime}
+    routes: list[Any] = [
+        (r"/ws", ChatSocket, deps),
+        (r"/api/login", LoginHandler, deps),
+        (r"/api/logout", LogoutHandler, deps),
+        (r"/api/me", MeHandler, deps),
+        (r"/api/client-config", ClientConfigHandler, deps),
+        (r"/healthz", HealthHandler, deps),
+        (r"/()", tornado.web.StaticFileHandler,
+         {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+        (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+    ]
+    if config.metrics.enabled:
+        routes.append((r"/metrics", MetricsHandler, deps))
+    app = ImServerApp(
+        routes,
+        cookie_secret=runtime.secret,
+        websocket_max_message_size=config.limits.max_frame_bytes,
+        xsrf_cookies=False,
+        log_function=log_request,
+    )
+    app.runtime = runtime
+    return app

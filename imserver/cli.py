@@ -1,0 +1,68 @@
+"""Command line: `imserver --config PATH [--host H] [--port P]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from . import __version__
+from .app import make_app
+from .config import Config, load_config, replace
+from .errors import ConfigError, StoreError
+from .shutdown import graceful_shutdown
+
+log = logging.getLogger("imserver")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="imserver", description="Real-time chat server.")
+    parser.add_argument("--config", default=None, help="path of config.yaml (default: built-in defaults)")
+    parser.add_argument("--host", default=None, help="address to listen on (overrides server.host)")
+    parser.add_argument("--port", type=int, default=None, help="port (overrides server.port; 0 picks one)")
+    parser.add_argument("--version", action="version", version=f"imserver {__version__}")
+    return parser.parse_args(argv)
+
+
+async def serve(config: Config) -> None:
+    app = make_app(config)
+    runtime = app.runtime
+    server = HTTPServer(app, xheaders=config.server.xheaders)
+    sockets = bind_sockets(config.server.port, config.server.host)
+    server.add_sockets(sockets)
+    runtime.start()
+    port = sockets[0].getsockname()[1]
+    log.info("imserver %s listening on http://%s:%d (data in %s)",
+             __version__, config.server.host, port, config.data_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received, shutting down")
+    await graceful_shutdown(runtime, [server])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        if overrides:
+            config = replace(config, server=overrides)
+    except ConfigError as exc:
+        print(f"imserver: config error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.logging.level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(config))
+    except (ConfigError, StoreError) as exc:
+        print(f"imserver: {exc}", file=sys.stderr)
+        return 2
+    return 0

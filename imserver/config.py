@@ -1,0 +1,262 @@
+"""Configuration: frozen dataclasses loaded from one YAML file.
+
+Every setting has a default, so an empty file (or none) runs the server on
+embedded defaults. Unknown keys are refused, and every error names the dotted
+key and the bad value, e.g. ``heartbeat.ping_timeout must be > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _setting(default: Any, *, gt: float | None = None, ge: float | None = None,
+             le: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field with its default and range checks."""
+    meta = {"gt": gt, "ge": ge, "le": le, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = _setting("127.0.0.1")
+    port: int = _setting(8080, ge=0, le=65535)
+    allowed_origins: tuple[str, ...] = _setting(())
+    data_dir: str = _setting("data")
+    xheaders: bool = _setting(False)
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    algorithm: str = _setting("HS256", choices=("HS256", "RS256"))
+    secret: str = _setting("")
+    public_key_file: str = _setting("")
+    issuer: str = _setting("")
+    audience: str = _setting("")
+    leeway_seconds: float = _setting(30.0, ge=0)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    mode: str = _setting("guest", choices=("guest", "jwt"))
+    secret: str = _setting("")
+    token_ttl_seconds: float = _setting(7 * 24 * 3600.0, gt=0)
+    cookie_secure: bool = _setting(False)
+    jwt: JwtConfig = field(default_factory=JwtConfig)
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    ping_interval: float = _setting(10.0, gt=0)
+    ping_timeout: float = _setting(20.0, gt=0)
+    client_interval: float = _setting(10.0, gt=0)
+    client_timeout: float = _setting(20.0, gt=0)
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    spread_seconds: float = _setting(10.0, ge=0)
+    grace_seconds: float = _setting(2.0, ge=0)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_frame_bytes: int = _setting(65536, ge=256)
+    max_text_chars: int = _setting(4000, ge=1)
+    history_page: int = _setting(50, ge=1, le=1000)
+    recovery_limit: int = _setting(500, ge=1, le=100_000)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: str = _setting("imserver.db")
+    max_age_days: float = _setting(30.0, ge=0)
+    max_messages_per_room: int = _setting(100_000, ge=0)
+    retention_interval_seconds: float = _setting(600.0, gt=0)
+    batch_max: int = _setting(512, ge=1)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    reconnect_base_seconds: float = _setting(1.0, gt=0)
+    reconnect_factor: float = _setting(2.0, ge=1)
+    reconnect_cap_seconds: float = _setting(30.0, gt=0)
+    reconnect_attempts: int = _setting(10, ge=1)
+    stable_after_seconds: float = _setting(10.0, ge=0)
+    connect_timeout_seconds: float = _setting(10.0, gt=0)
+    outbox_limit: int = _setting(200, ge=1)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = _setting(True)
+    token: str = _setting("")
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    token: str = _setting("")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _setting("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def storage_path(self) -> str:
+        """The SQLite file, relative paths taken under the data directory."""
+        if self.storage.path == ":memory:":
+            return ":memory:"
+        return str(self.data_path / self.storage.path)
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _convert(key: str, hint: Any, value: Any) -> Any:
+    """Check `value` against a field's type hint, converting int to float."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    origin = get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {_describe(value)}")
+        (item_type, _) = get_args(hint)
+        return tuple(_convert(f"{key}[{i}]", item_type, v) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be a whole number, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {_describe(value)}")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {hint}")  # pragma: no cover
+
+
+def _check_range(key: str, meta: Any, value: Any) -> None:
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        raise ConfigError(f"{key} must be > {meta['gt']}, got {_describe(value)}")
+    if meta.get("ge") is not None and not value >= meta["ge"]:
+        raise ConfigError(f"{key} must be >= {meta['ge']}, got {_describe(value)}")
+    if meta.get("le") is not None and not value <= meta["le"]:
+        raise ConfigError(f"{key} must be <= {meta['le']}, got {_describe(value)}")
+    if meta.get("choices") and value not in meta["choices"]:
+        allowed = ", ".join(meta["choices"])
+        raise ConfigError(f"{key} must be one of {allowed}, got {_describe(value)}")
+
+
+def _build(cls: Any, data: Any, prefix: str = "") -> Any:
+    section = prefix.rstrip(".") or "the config file"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section} must be a mapping of settings, got {_describe(data)}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]} is not a known setting")
+    values = {}
+    for name, value in data.items():
+        key = prefix + name
+        converted = _convert(key, hints[name], value)
+        _check_range(key, fields[name].metadata, converted)
+        values[name] = converted
+    return cls(**values)
+
+
+def _check_consistency(config: Config) -> None:
+    hb = config.heartbeat
+    if hb.client_timeout <= hb.client_interval:
+        raise ConfigError(
+            f"heartbeat.client_timeout must be > heartbeat.client_interval "
+            f"({hb.client_interval}), got {hb.client_timeout}")
+    if config.auth.mode == "jwt":
+        jwt = config.auth.jwt
+        if jwt.algorithm == "HS256" and not jwt.secret:
+            raise ConfigError("auth.jwt.secret must be set when auth.jwt.algorithm is HS256")
+        if jwt.algorithm == "RS256" and not jwt.public_key_file:
+            raise ConfigError("auth.jwt.public_key_file must be set when auth.jwt.algorithm is RS256")
+    if config.client.reconnect_cap_seconds < config.client.reconnect_base_seconds:
+        raise ConfigError(
+            f"client.reconnect_cap_seconds must be >= client.reconnect_base_seconds "
+            f"({config.client.reconnect_base_seconds}), got {config.client.reconnect_cap_seconds}")
+
+
+def config_from_dict(data: Any) -> Config:
+    """Build and validate a Config from parsed YAML (or a plain dict)."""
+    config: Config = _build(Config, data)
+    _check_consistency(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read, validate and return the config at `path` (None: all defaults).
+
+    A relative `server.data_dir` is taken relative to the config file.
+    """
+    if path is None:
+        return config_from_dict({})
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
+    config = config_from_dict(data)
+    data_dir = Path(config.server.data_dir)
+    if not data_dir.is_absolute():
+        data_dir = file.resolve().parent / data_dir
+        config = replace(config, server={"data_dir": str(data_dir)})
+    return config
+
+
+def replace(config: Config, **sections: dict[str, Any]) -> Config:
+    """A copy of `config` with some settings changed: replace(c, heartbeat={"ping_interval": 1})."""
+    changes = {}
+    for name, values in sections.items():
+        current = getattr(config, name)
+        changes[name] = dataclasses.replace(current, **values)
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,42 @@
+"""The exceptions imserver raises on purpose.
+
+    ImserverError
+    ├── ConfigError        config.yaml is missing, malformed or out of range
+    ├── StoreError         the message database cannot be opened or used
+    │   └── UnknownUser    a direct message names a user never seen
+    ├── AuthError          a token or login is not acceptable
+    └── ProtocolError      a client frame breaks the wire protocol (carries
+                           the protocol error code sent back to the client)
+"""
+
+from __future__ import annotations
+
+
+class ImserverError(Exception):
+    """Base of every error imserver raises on purpose."""
+
+
+class ConfigError(ImserverError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class StoreError(ImserverError):
+    """The message store cannot be opened or used."""
+
+
+class UnknownUser(StoreError):
+    """A direct message is addressed to a user the server has never seen."""
+
+
+class AuthError(ImserverError):
+    """A token or a login name is not acceptable."""
+
+
+class ProtocolError(ImserverError):
+    """A client frame breaks the protocol; `code` is the wire error code."""
+
+    def __init__(self, code: str, message: str, cid: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.cid = cid

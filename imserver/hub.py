@@ -1,0 +1,269 @@
+"""The chat core: rooms, presence, direct messages and fan-out.
+
+Plain Python over Connection records and the message store; no sockets.
+Every command is answered from a store callback, and the store answers in the
+order commands were queued, so for one connection: `joined` comes before the
+ack of a message sent right after the join, and a client that re-joins with
+`since` gets every message it missed exactly once (in the backlog if the store
+read saw it, live otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from . import protocol as p
+from .config import LimitsConfig
+from .errors import StoreError, UnknownUser
+from .frames import Outbound
+from .metrics import Metrics
+from .registry import Connection, Registry
+from .store import Appended, Message, MessageStore, Page
+
+log = logging.getLogger("imserver.hub")
+
+
+class Room:
+    """The live side of a room: who is in it now."""
+
+    __slots__ = ("name", "conns", "members")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.conns: set[Connection] = set()
+        self.members: Counter[str] = Counter()  # user id -> connections in the room
+
+    def add(self, conn: Connection) -> bool:
+        """Add a connection; True when its user was not in the room before."""
+        if conn in self.conns:
+            return False
+        self.conns.add(conn)
+        self.members[conn.user.id] += 1
+        return self.members[conn.user.id] == 1
+
+    def remove(self, conn: Connection) -> bool:
+        """Remove a connection; True when its user has now left the room."""
+        if conn not in self.conns:
+            return False
+        self.conns.discard(conn)
+        self.members[conn.user.id] -= 1
+        if self.members[conn.user.id] <= 0:
+            del self.members[conn.user.id]
+            return True
+        return False
+
+
+class Hub:
+    """Turns parsed commands into store operations and outbound frames."""
+
+    def __init__(self, store: MessageStore, registry: Registry, limits: LimitsConfig,
+                 metrics: Metrics) -> None:
+        self.store = store
+        self.registry = registry
+        self.limits = limits
+        self.metrics = metrics
+        self.rooms: dict[str, Room] = {}
+
+    # --- sending ---
+
+    def send(self, conn: Connection, frame: dict[str, Any] | Outbound) -> None:
+        out = frame if isinstance(frame, Outbound) else Outbound(frame)
+        conn.send(out)
+        self.metrics.delivered.inc()
+
+    def broadcast(self, conns: Any, frame: dict[str, Any], *, skip: Connection | None = None) -> int:
+        """Send one frame, encoded once, to many connections."""
+        out = Outbound(frame)
+        sent = 0
+        for conn in list(conns):
+            if conn is not skip:
+                conn.send(out)
+                sent += 1
+        self.metrics.delivered.inc(sent)
+        return sent
+
+    def error(self, conn: Connection, code: str, message: str, cid: str | None = None) -> None:
+        self.metrics.errors.labels(code).inc()
+        self.send(conn, p.error_frame(code, message, cid))
+
+    # --- commands ---
+
+    def handle(self, conn: Connection, command: p.Command) -> None:
+        """Carry out one command from a connection."""
+        if isinstance(command, p.Say):
+            self.say(conn, command)
+        elif isinstance(command, p.DirectMessage):
+            self.direct(conn, command)
+        elif isinstance(command, p.Join):
+            self.join(conn, command)
+        elif isinstance(command, p.Leave):
+            self.leave(conn, command)
+        elif isinstance(command, p.History):
+            self.history(conn, command)
+        elif isinstance(command, p.DmSync):
+            self.dm_sync(conn, command)
+        else:  # pragma: no cover - parse_frame returns only the types above
+            raise TypeError(f"unknown command {command!r}")
+
+    def join(self, conn: Connection, cmd: p.Join) -> None:
+        # Membership counts for `say` at once; delivery starts when the backlog
+        # read has been answered, so nothing falls between backlog and live.
+        conn.rooms.add(cmd.room)
+        limit = self.limits.recovery_limit if cmd.since is not None else self.limits.history_page
+        if cmd.since is not None:
+            read = self.store.room_after(cmd.room, cmd.since, limit)
+        else:
+            read = self.store.room_before(cmd.room, None, limit)
+        self._when_done(read, conn, None, lambda page: self._joined(conn, cmd, page))
+
+    def _joined(self, conn: Connection, cmd: p.Join, page: Page) -> None:
+        if conn.closed or cmd.room not in conn.rooms:
+            return
+        if cmd.since is not None and page.more:
+            # More was missed than one page holds: give the latest page and say so.
+            self._when_done(self.store.room_before(cmd.room, None, self.limits.history_page),
+                            conn, None, lambda latest: self._send_joined(conn, cmd.room, latest, True))
+        else:
+            self._send_joined(conn, cmd.room, page, False)
+
+    def _send_joined(self, conn: Connection, name: str, page: Page, truncated: bool) -> None:
+        if conn.closed or name not in conn.rooms:
+            return
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+            self.metrics.rooms.set(len(self.rooms))
+        first_of_user = room.add(conn)
+        self.send(conn, {
+            "type": "joined", "room": name, "members": sorted(room.members),
+            "messages": [m.to_frame() for m in page.messages], "truncated": truncated,
+        })
+        if first_of_user:
+            self.broadcast(room.conns, {"type": "presence", "room": name,
+                                        "joined": [conn.user.id], "left": []}, skip=conn)
+
+    def leave(self, conn: Connection, cmd: p.Leave) -> None:
+        if cmd.room not in conn.rooms:
+            self.error(conn, "not_in_room", f"not in room {cmd.room}")
+            return
+        conn.rooms.discard(cmd.room)
+        self._remove_from_room(conn, cmd.room)
+        self.send(conn, {"type": "left", "room": cmd.room})
+
+    def _remove_from_room(self, conn: Connection, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        if room.remove(conn):
+            self.broadcast(room.conns, {"type": "presence", "room": name,
+                                        "joined": [], "left": [conn.user.id]})
+        if not room.conns:
+            del self.rooms[name]
+            self.metrics.rooms.set(len(self.rooms))
+
+    def disconnect(self, conn: Connection) -> None:
+        """Forget a closed connection: leave its rooms, tell the others."""
+        for name in list(conn.rooms):
+            self._remove_from_room(conn, name)
+        conn.rooms.clear()
+
+    def say(self, conn: Connection, cmd: p.Say) -> None:
+        if cmd.room not in conn.rooms:
+            self.error(conn, "not_in_room", f"join {cmd.room} before sending to it", cmd.cid)
+            return
+        started = time.monotonic()
+        write = self.store.append_room(conn.user.id, cmd.room, cmd.text, cmd.cid)
+        self._when_done(write, conn, cmd.cid, lambda done: self._said(conn, done, started),
+                        write=True)
+
+    def _said(self, conn: Connection, done: Appended, started: float) -> None:
+        self._ack(conn, done, started)
+        if done.duplicate:
+            return
+        msg = done.message
+        room = self.rooms.get(msg.room or "")
+        if room is not None:
+            self.broadcast(room.conns, msg.to_frame(), skip=conn)
+
+    def direct(self, conn: Connection, cmd: p.DirectMessage) -> None:
+        started = time.monotonic()
+        write = self.store.append_direct(conn.user.id, cmd.to, cmd.text, cmd.cid)
+        self._when_done(write, conn, cmd.cid, lambda done: self._sent_direct(conn, done, started),
+                        write=True)
+
+    def _sent_direct(self, conn: Connection, done: Appended, started: float) -> None:
+        self._ack(conn, done, started)
+        if done.duplicate:
+            return
+        msg = done.message
+        receivers = set(self.registry.of_user(msg.sender))
+        receivers.update(self.registry.of_user(msg.recipient or ""))
+        self.broadcast(receivers, msg.to_frame(), skip=conn)
+
+    def _ack(self, conn: Connection, done: Appended, started: float) -> None:
+        if not done.duplicate:
+            self.metrics.store_seconds.observe(time.monotonic() - started)
+        frame: dict[str, Any] = {"type": "ack", "cid": done.message.cid,
+                                 "id": done.message.id, "ts": done.message.ts}
+        self.send(conn, frame)
+
+    def history(self, conn: Connection, cmd: p.History) -> None:
+        limit = min(cmd.limit or self.limits.history_page, self.limits.history_page)
+        if cmd.with_user is not None:
+            read = self.store.dm_before(conn.user.id, cmd.with_user, cmd.before, limit)
+            key: dict[str, Any] = {"with": cmd.with_user}
+        else:
+            assert cmd.room is not None
+            read = self.store.room_before(cmd.room, cmd.before, limit)
+            key = {"room": cmd.room}
+        self._when_done(read, conn, None, lambda page: self.send(conn, {
+            "type": "history", **key,
+            "messages": [m.to_frame() for m in page.messages], "more": page.more}))
+
+    def dm_sync(self, conn: Connection, cmd: p.DmSync) -> None:
+        read = self.store.dm_after(conn.user.id, cmd.since, self.limits.recovery_limit)
+
+        def answer(page: Page) -> None:
+            if cmd.since is not None and page.more:
+                self._when_done(
+                    self.store.dm_after(conn.user.id, None, self.limits.history_page), conn, None,
+                    lambda latest: self._send_dm_sync(conn, latest.messages, True))
+            else:
+                self._send_dm_sync(conn, page.messages, False)
+
+        self._when_done(read, conn, None, answer)
+
+    def _send_dm_sync(self, conn: Connection, messages: list[Message], truncated: bool) -> None:
+        self.send(conn, {"type": "dm_sync", "messages": [m.to_frame() for m in messages],
+                         "truncated": truncated})
+
+    # --- plumbing ---
+
+    def _when_done(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
+                   then: Callable[[Any], None], *, write: bool = False) -> None:
+        """Run `then(result)` when a store operation is answered, in queue order.
+
+        A write's `then` runs even when its sender has gone: the message is
+        durable, so the others must get it.
+        """
+
+        def done(f: asyncio.Future[Any]) -> None:
+            try:
+                result = f.result()
+            except UnknownUser as exc:
+                self.error(conn, "unknown_user", str(exc), cid)
+                return
+            except StoreError as exc:
+                log.error("store operation for connection %s failed: %s", conn.id, exc)
+                if not conn.closed:
+                    self.error(conn, "unavailable", "message store unavailable, try again", cid)
+                return
+            if write or not conn.closed:
+                then(result)
+
+        future.add_done_callback(done)

@@ -1,0 +1,224 @@
+"""The wire protocol: parse client frames, build server frames.
+
+Pure functions over text; nothing here knows about sockets. See
+docs/PROTOCOL.md. `parse_frame` turns one text frame into a typed command or
+raises ProtocolError carrying the error code to send back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import ProtocolError
+
+PING = "ping"
+PONG = "pong"
+
+ROOM_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
+# Ids of users from host-issued JWTs may hold a few more characters than guest names.
+USER_ID_RE = re.compile(r"[A-Za-z0-9_.@|:+\-]{1,64}")
+CID_MAX = 128
+MAX_NESTING = 8
+
+# Close codes (docs/PROTOCOL.md).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAUTHENTICATED = 4001
+CLOSE_KICKED = 4003
+CLOSE_RATE_LIMITED = 4008
+
+RECONNECT_CAUSES = ("close", "error", "watchdog", "network", "shutdown")
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    since: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    room: str
+    text: str
+    cid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    to: str
+    text: str
+    cid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A page of a room (`room`) or of a direct conversation (`with_user`)."""
+    room: str | None
+    with_user: str | None
+    before: int | None
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DmSync:
+    since: int | None
+
+
+Command = Union[Join, Leave, Say, DirectMessage, History, DmSync]
+
+
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None
+
+
+def valid_user_id(user_id: object) -> bool:
+    return isinstance(user_id, str) and USER_ID_RE.fullmatch(user_id) is not None
+
+
+def valid_room(room: object) -> bool:
+    return isinstance(room, str) and ROOM_RE.fullmatch(room) is not None
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings, computed before json.loads."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+class _Fields:
+    """Typed access to the fields of one decoded frame, with protocol errors."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        cid = data.get("cid")
+        self.cid = cid if isinstance(cid, str) else None
+
+    def fail(self, message: str, code: str = "bad_request") -> ProtocolError:
+        return ProtocolError(code, message, self.cid)
+
+    def room(self) -> str:
+        room = self.data.get("room")
+        if not valid_room(room):
+            raise self.fail("room must be 1-64 letters, digits, '-', '_' or '.'")
+        assert isinstance(room, str)
+        return room
+
+    def optional_id(self, key: str) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"{key} must be a non-negative integer")
+        return value
+
+    def text(self, max_chars: int) -> str:
+        text = self.data.get("text")
+        if not isinstance(text, str):
+            raise self.fail("text must be a string")
+        if len(text) > max_chars:
+            raise self.fail(f"text is longer than {max_chars} characters", "too_long")
+        text = clean_text(text)
+        if not text.strip():
+            raise self.fail("text must not be empty")
+        return text
+
+    def client_id(self) -> str | None:
+        cid = self.data.get("cid")
+        if cid is None:
+            return None
+        if not isinstance(cid, str) or not 0 < len(cid) <= CID_MAX or not cid.isprintable():
+            raise self.fail(f"cid must be a printable string of 1-{CID_MAX} characters")
+        return cid
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (but newline and tab) and lone surrogates."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch for ch in text
+        if ch in "\n\t" or (unicodedata.category(ch) not in ("Cc", "Cs"))
+    )
+
+
+def parse_frame(raw: str, *, max_text_chars: int) -> Command:
+    """Parse one JSON text frame from a client into a Command."""
+    if _nesting_depth(raw) > MAX_NESTING:
+        raise ProtocolError("bad_request", f"JSON nested deeper than {MAX_NESTING} levels")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_request", "frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_request", "frame must be a JSON object")
+    f = _Fields(data)
+    kind = data.get("type")
+    if kind == "join":
+        return Join(f.room(), f.optional_id("since"))
+    if kind == "leave":
+        return Leave(f.room())
+    if kind == "say":
+        return Say(f.room(), f.text(max_text_chars), f.client_id())
+    if kind == "dm":
+        to = data.get("to")
+        if not valid_user_id(to):
+            raise f.fail("to must be a user name")
+        return DirectMessage(to, f.text(max_text_chars), f.client_id())
+    if kind == "history":
+        limit = f.optional_id("limit")
+        before = f.optional_id("before")
+        if "with" in data:
+            with_user = data["with"]
+            if not valid_user_id(with_user):
+                raise f.fail("with must be a user name")
+            return History(None, with_user, before, limit)
+        return History(f.room(), None, before, limit)
+    if kind == "dm_sync":
+        return DmSync(f.optional_id("since"))
+    if not isinstance(kind, str):
+        raise f.fail("frame has no type")
+    raise f.fail(f"unknown type {kind[:32]!r}")
+
+
+def reconnect_cause(value: str | None) -> str:
+    """The metric label for a client's `cause` query argument."""
+    return value if value in RECONNECT_CAUSES else "other"
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialize one server frame."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_frame(code: str, message: str, cid: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if cid is not None:
+        frame["cid"] = cid
+    return frame

@@ -1,0 +1,48 @@
+"""Graceful shutdown: say bye with a spread-out retry time, close with 1001.
+
+Without the spread every client of a restarted server comes back in the same
+instant (the reconnect storm). Each client gets its own `retry_after`, drawn
+from its own slot of the window so that the window is evenly filled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from tornado.httpserver import HTTPServer
+
+from .app import Runtime
+from .protocol import CLOSE_GOING_AWAY
+
+log = logging.getLogger("imserver.shutdown")
+
+
+def spread_delays(count: int, window: float, rng: random.Random | None = None) -> list[float]:
+    """`count` retry delays filling [0, window): one per equal slot, in random order."""
+    rng = rng or random.Random()
+    if count == 0:
+        return []
+    slot = window / count
+    delays = [round((i + rng.random()) * slot, 3) for i in range(count)]
+    rng.shuffle(delays)
+    return delays
+
+
+async def graceful_shutdown(runtime: Runtime, servers: list[HTTPServer]) -> None:
+    """Stop accepting, bye every client, close with 1001, flush the store."""
+    started = time.monotonic()
+    for server in servers:
+        server.stop()
+    conns = list(runtime.registry)
+    log.info("shutting down: closing %d connections", len(conns))
+    for conn, delay in zip(conns, spread_delays(len(conns), runtime.config.shutdown.spread_seconds)):
+        runtime.hub.send(conn, {"type": "bye", "reason": "shutdown", "retry_after": delay})
+        conn.end("shutdown", CLOSE_GOING_AWAY, "server shutting down")
+    deadline = started + runtime.config.shutdown.grace_seconds
+    while len(runtime.registry) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await runtime.close()
+    log.info("shutdown complete in %.2f s", time.monotonic() - started)

@@ -1,0 +1,373 @@
+"""Message storage: SQLite in WAL mode behind one database thread.
+
+Every operation is queued to a single thread that owns the connection. The
+thread takes whatever has queued up (a batch), runs the writes, commits once
+(one fsync for the whole batch: group commit), and only then answers the
+writes and runs the reads of that batch. So:
+
+- a message is acknowledged only once it is durable;
+- the event loop never waits on the disk;
+- answers reach the event loop in queue order, so a read queued after a
+  write always sees it, and the hub can rely on that order for recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError, UnknownUser
+
+log = logging.getLogger("imserver.store")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message: a room message (room set) or a direct one (recipient set)."""
+    id: int
+    sender: str
+    text: str
+    ts: float
+    cid: str | None
+    room: str | None = None
+    recipient: str | None = None
+
+    def to_frame(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "message", "id": self.id, "from": self.sender}
+        if self.room is not None:
+            frame["room"] = self.room
+        else:
+            frame["to"] = self.recipient
+        frame["text"] = self.text
+        frame["ts"] = self.ts
+        if self.cid is not None:
+            frame["cid"] = self.cid
+        return frame
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The result of an append: the stored message, and whether its cid was seen before."""
+    message: Message
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    messages: list[Message]
+    more: bool
+
+
+def _dm_key(a: str, b: str) -> str:
+    return f"{a}\x00{b}" if a <= b else f"{b}\x00{a}"
+
+
+_COLUMNS = "id, sender, text, ts, cid, room, recipient"
+
+# Each entry moves the schema from version i to i + 1; never edit a released one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE messages (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender    TEXT NOT NULL,
+        text      TEXT NOT NULL,
+        ts        REAL NOT NULL,
+        cid       TEXT,
+        room      TEXT,
+        recipient TEXT,
+        dm_key    TEXT
+    );
+    CREATE INDEX messages_room ON messages(room, id) WHERE room IS NOT NULL;
+    CREATE INDEX messages_dm ON messages(dm_key, id) WHERE dm_key IS NOT NULL;
+    CREATE INDEX messages_dm_sender ON messages(sender, id) WHERE dm_key IS NOT NULL;
+    CREATE INDEX messages_dm_recipient ON messages(recipient, id) WHERE dm_key IS NOT NULL;
+    CREATE UNIQUE INDEX messages_cid ON messages(sender, cid) WHERE cid IS NOT NULL;
+    CREATE INDEX messages_ts ON messages(ts);
+    CREATE TABLE users (
+        id        TEXT PRIMARY KEY,
+        name      TEXT NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _row(r: tuple[Any, ...]) -> Message:
+    return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6])
+
+
+class _Database:
+    """The SQLite connection and the statements; used only from the store thread."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.path = path
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open message database {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open message database {path}: {exc.strerror}") from None
+
+    def _migrate(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"message database {self.path} has schema version {version}, "
+                f"newer than this imserver knows ({SCHEMA_VERSION})")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            for statement in MIGRATIONS[target - 1].split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={target}")
+            self.db.execute("COMMIT")
+            log.info("message database %s migrated to schema version %d", self.path, target)
+        # Make sure the existing tables are readable now, not at the first message.
+        self.db.execute("SELECT max(id) FROM messages").fetchone()
+
+    # --- writes (inside a transaction) ---
+
+    def append(self, sender: str, text: str, cid: str | None,
+               room: str | None, recipient: str | None) -> Appended:
+        if cid is not None:
+            found = self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND cid = ?",
+                (sender, cid)).fetchone()
+            if found is not None:
+                return Appended(_row(found), duplicate=True)
+        if recipient is not None and self.db.execute(
+                "SELECT 1 FROM users WHERE id = ?", (recipient,)).fetchone() is None:
+            raise UnknownUser(f"no user {recipient!r}")
+        ts = round(time.time(), 3)
+        dm_key = _dm_key(sender, recipient) if recipient is not None else None
+        cursor = self.db.execute(
+            "INSERT INTO messages (sender, text, ts, cid, room, recipient, dm_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (sender, text, ts, cid, room, recipient, dm_key))
+        assert cursor.lastrowid is not None
+        return Appended(Message(cursor.lastrowid, sender, text, ts, cid, room, recipient), False)
+
+    def touch_user(self, user_id: str, name: str) -> None:
+        self.db.execute(
+            "INSERT INTO users (id, name, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen",
+            (user_id, name, time.time()))
+
+    def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
+        removed = 0
+        if older_than is not None:
+            removed += self.db.execute("DELETE FROM messages WHERE ts < ?", (older_than,)).rowcount
+        if keep_per_room:
+            rooms = [r[0] for r in self.db.execute(
+                "SELECT DISTINCT room FROM messages WHERE room IS NOT NULL")]
+            for room in rooms:
+                removed += self.db.execute(
+                    "DELETE FROM messages WHERE room = ? AND id <= ("
+                    " SELECT id FROM messages WHERE room = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (room, room, keep_per_room)).rowcount
+        return removed
+
+    # --- reads ---
+
+    def room_after(self, room: str, after: int, limit: int) -> Page:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id > ? ORDER BY id LIMIT ?",
+            (room, after, limit + 1)).fetchall()
+        return self._page_after(rows, limit)
+
+    def room_before(self, room: str, before: int | None, limit: int) -> Page:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (room, before if before is not None else 1 << 62, limit + 1)).fetchall()
+        return self._page_before(rows, limit)
+
+    def dm_before(self, user: str, other: str, before: int | None, limit: int) -> Page:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE dm_key = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (_dm_key(user, other), before if before is not None else 1 << 62, limit + 1)).fetchall()
+        return self._page_before(rows, limit)
+
+    def dm_after(self, user: str, after: int | None, limit: int) -> Page:
+        """Every direct message to or from `user` after an id (None: the latest page)."""
+        if after is None:
+            rows = self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND sender = ?"
+                f" UNION SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND recipient = ?"
+                " ORDER BY id DESC LIMIT ?", (user, user, limit + 1)).fetchall()
+            return self._page_before(rows, limit)
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND sender = ? AND id > ?"
+            f" UNION SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND recipient = ? AND id > ?"
+            " ORDER BY id LIMIT ?", (user, after, user, after, limit + 1)).fetchall()
+        return self._page_after(rows, limit)
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    @staticmethod
+    def _page_after(rows: list[Any], limit: int) -> Page:
+        return Page([_row(r) for r in rows[:limit]], len(rows) > limit)
+
+    @staticmethod
+    def _page_before(rows: list[Any], limit: int) -> Page:
+        return Page([_row(r) for r in reversed(rows[:limit])], len(rows) > limit)
+
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class _Op:
+    write: bool
+    call: Callable[[_Database], Any]
+    future: asyncio.Future[Any]
+
+
+class MessageStore:
+    """The message store used by the hub; every method returns an awaitable.
+
+    Write answers come back in the order the writes were queued, each after the
+    batch holding it committed; reads queued after a write see that write.
+    """
+
+    def __init__(self, path: str, *, batch_max: int = 512, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._db = _Database(path, synchronous)
+        self._batch_max = batch_max
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="imserver-store", daemon=True)
+        self._started = False
+        self._closed = False
+        self.batches = 0
+        self.committed = 0
+
+    # --- public API ---
+
+    def append_room(self, sender: str, room: str, text: str, cid: str | None) -> asyncio.Future[Appended]:
+        return self._submit(True, lambda db: db.append(sender, text, cid, room, None))
+
+    def append_direct(self, sender: str, recipient: str, text: str,
+                      cid: str | None) -> asyncio.Future[Appended]:
+        return self._submit(True, lambda db: db.append(sender, text, cid, None, recipient))
+
+    def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
+        """Remember a user (direct messages may be sent only to known users)."""
+        return self._submit(True, lambda db: db.touch_user(user_id, name))
+
+    def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.room_after(room, after, limit))
+
+    def room_before(self, room: str, before: int | None, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.room_before(room, before, limit))
+
+    def dm_before(self, user: str, other: str, before: int | None, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.dm_before(user, other, before, limit))
+
+    def dm_after(self, user: str, after: int | None, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.dm_after(user, after, limit))
+
+    def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
+        older_than = time.time() - max_age_seconds if max_age_seconds else None
+        return self._submit(True, lambda db: db.prune(older_than, keep_per_room))
+
+    def count(self) -> asyncio.Future[int]:
+        return self._submit(False, lambda db: db.count())
+
+    async def close(self) -> None:
+        """Finish every queued operation, then close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            self._queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._db.db.close()
+
+    # --- the store thread ---
+
+    def _submit(self, write: bool, call: Callable[[_Database], Any]) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RuntimeError("message store is closed")
+        loop = asyncio.get_running_loop()
+        if not self._started:
+            self._loop = loop
+            self._started = True
+            self._thread.start()
+        future = loop.create_future()
+        self._queue.put(_Op(write, call, future))
+        return future
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while len(batch) < self._batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is _STOP or _STOP in batch:
+                stop = True
+                batch = [op for op in batch if op is not _STOP]
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Op]) -> None:
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        writes = [op for op in batch if op.write]
+        if writes:
+            try:
+                self._db.db.execute("BEGIN IMMEDIATE")
+                outcomes = [self._call(op) for op in writes]
+                self._db.db.execute("COMMIT")
+                results.extend(outcomes)
+                self.batches += 1
+                self.committed += len(writes)
+            except sqlite3.Error as exc:
+                log.error("message database %s: commit failed: %s", self.path, exc)
+                if self._db.db.in_transaction:
+                    self._db.db.execute("ROLLBACK")
+                error = StoreError(f"message database {self.path}: {exc}")
+                results.extend((op.future, None, error) for op in writes)
+        results.extend(self._call(op) for op in batch if not op.write)
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(_resolve_all, results)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _call(self, op: _Op) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        try:
+            return (op.future, op.call(self._db), None)
+        except UnknownUser as exc:
+            return (op.future, None, exc)
+        except sqlite3.IntegrityError as exc:
+            return (op.future, None, StoreError(str(exc)))
+        except sqlite3.Error as exc:
+            if op.write:
+                raise
+            return (op.future, None, StoreError(str(exc)))
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)

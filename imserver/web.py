@@ -1,0 +1,133 @@
+"""HTTP endpoints of the chat: login, session, client settings, metrics, pages."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .errors import AuthError
+from .websocket import SESSION_COOKIE
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """Base for the JSON API: errors come back as {"error", "message"}."""
+
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    def fail(self, status: int, error: str, message: str) -> None:
+        self.set_status(status)
+        self.finish({"error": error, "message": message})
+
+    def json_body(self) -> dict[str, Any] | None:
+        """The request's JSON object, or None after answering 400/415."""
+        if not self.request.headers.get("Content-Type", "").startswith("application/json"):
+            # Also keeps cross-site HTML forms out: they cannot send JSON.
+            self.fail(415, "bad_request", "send a JSON body with Content-Type: application/json")
+            return None
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.fail(400, "bad_request", "body must be a JSON object")
+            return None
+        return body
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish({"error": "http_error", "message": self._reason})
+
+    def session_token(self) -> str:
+        return (self.get_signed_cookie(SESSION_COOKIE) or b"").decode()
+
+
+class LoginHandler(JsonHandler):
+    def post(self) -> None:
+        auth = self.runtime.auth
+        if not auth.guest_login:
+            self.fail(403, "login_disabled", "this server takes tokens from its host application")
+            return
+        body = self.json_body()
+        if body is None:
+            return
+        name = body.get("name")
+        try:
+            token, user = auth.issue(name.strip() if isinstance(name, str) else "")
+        except AuthError as exc:
+            self.runtime.metrics.refused.labels("bad_name").inc()
+            self.fail(400, "bad_name", str(exc))
+            return
+        days = self.runtime.config.auth.token_ttl_seconds / 86400
+        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=days, httponly=True,
+                               samesite="Lax", secure=self.runtime.config.auth.cookie_secure)
+        self.finish({"token": token, "user": user.to_json()})
+
+
+class MeHandler(JsonHandler):
+    def get(self) -> None:
+        token = self.session_token()
+        try:
+            user = self.runtime.auth.verify(token)
+        except AuthError:
+            self.fail(401, "unauthenticated", "not logged in")
+            return
+        self.finish({"token": token, "user": user.to_json()})
+
+
+class LogoutHandler(JsonHandler):
+    def post(self) -> None:
+        self.clear_cookie(SESSION_COOKIE)
+        self.set_status(204)
+        self.finish()
+
+
+class ClientConfigHandler(JsonHandler):
+    """The browser client's reconnect settings, from config.yaml."""
+
+    def get(self) -> None:
+        c = self.runtime.config.client
+        self.finish({
+            "reconnect": {
+                "base": c.reconnect_base_seconds, "factor": c.reconnect_factor,
+                "cap": c.reconnect_cap_seconds, "attempts": c.reconnect_attempts,
+                "stable_after": c.stable_after_seconds, "connect_timeout": c.connect_timeout_seconds,
+            },
+            "outbox_limit": c.outbox_limit,
+        })
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    """Prometheus exposition, optionally behind a bearer token."""
+
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def get(self) -> None:
+        token = self.runtime.config.metrics.token
+        given = self.request.headers.get("Authorization", "").encode()
+        if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            self.finish("unauthorized\n")
+            return
+        self.runtime.refresh_gauges()
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.runtime.metrics.registry))
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def get(self) -> None:
+        self.finish({"status": "ok", "connections": len(self.runtime.registry)})

@@ -1,0 +1,154 @@
+"""Shared fixtures: an app built from a test config, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from imserver.app import ImServerApp, make_app
+from imserver.config import Config, config_from_dict
+
+# Short heartbeat settings keep the timing tests fast.
+TEST_SETTINGS: dict[str, Any] = {
+    "heartbeat": {"ping_interval": 0.3, "ping_timeout": 0.8,
+                  "client_interval": 0.5, "client_timeout": 1.5},
+    "shutdown": {"spread_seconds": 2.0, "grace_seconds": 1.0},
+}
+
+
+def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {k: dict(v) for k, v in TEST_SETTINGS.items()}
+    data["server"] = {"data_dir": str(tmp_path)}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_from_dict(data)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def app(config: Config, io_loop: Any) -> Iterator[ImServerApp]:
+    application = make_app(config, registry=CollectorRegistry())
+    yield application
+    io_loop.run_sync(application.runtime.close, timeout=10)
+
+
+@pytest.fixture
+def metric(app: ImServerApp) -> Any:
+    """metric(name, **labels) -> the current sample value (0 when absent)."""
+
+    def read(name: str, **labels: str) -> float:
+        app.runtime.refresh_gauges()
+        value = app.runtime.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    return read
+
+
+class Client:
+    """A real WebSocket chat client for tests."""
+
+    def __init__(self, ws: WebSocketClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    def send(self, frame: dict[str, Any] | str) -> None:
+        self.ws.write_message(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv_raw(self, timeout: float = 5.0) -> str | None:
+        msg = await asyncio.wait_for(self.ws.read_message(), timeout)
+        assert not isinstance(msg, bytes)
+        return msg
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        msg = await self.recv_raw(timeout)
+        assert msg is not None, f"connection closed ({self.ws.close_code} {self.ws.close_reason})"
+        frame: dict[str, Any] = json.loads(msg)
+        return frame
+
+    async def expect(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        frame = await self.recv(timeout)
+        assert frame["type"] == kind, frame
+        return frame
+
+    async def nothing(self, wait: float = 0.3) -> None:
+        """Assert that no frame arrives within `wait` seconds."""
+        try:
+            msg = await asyncio.wait_for(self.ws.read_message(), wait)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame {msg!r}")
+
+    async def closed(self, timeout: float = 5.0) -> int | None:
+        """Wait for the server to close; returns the close code."""
+        while True:
+            msg = await asyncio.wait_for(self.ws.read_message(), timeout)
+            if msg is None:
+                return self.ws.close_code
+
+    async def join(self, room: str, **extra: Any) -> dict[str, Any]:
+        self.send({"type": "join", "room": room, **extra})
+        return await self.expect("joined")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class ChatServer:
+    """Logs users in and opens clients against the test server; closes them all at teardown."""
+
+    def __init__(self, host: str, http_client: AsyncHTTPClient) -> None:
+        self.host = host
+        self.http = http_client
+        self.clients: list[Client] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    async def login(self, name: str) -> str:
+        response = await self.http.fetch(
+            f"{self.url}/api/login", method="POST", body=json.dumps({"name": name}),
+            headers={"Content-Type": "application/json"})
+        token: str = json.loads(response.body)["token"]
+        return token
+
+    async def connect(self, name: str | None = None, *, token: str | None = None,
+                      query: str = "", headers: dict[str, str] | None = None) -> Client:
+        if token is None:
+            assert name is not None
+            token = await self.login(name)
+        url = f"ws://{self.host}/ws?token={token}{query}"
+        ws = await websocket_connect(HTTPRequest(url, headers=headers))
+        client = Client(ws)
+        self.clients.append(client)
+        client.welcome = await client.expect("welcome")
+        return client
+
+    async def refused(self, url_suffix: str, headers: dict[str, str] | None = None) -> int:
+        """Try an upgrade that must be refused; returns the HTTP status."""
+        with pytest.raises(HTTPClientError) as info:
+            await websocket_connect(HTTPRequest(f"ws://{self.host}/ws{url_suffix}", headers=headers))
+        return info.value.code
+
+    def close_all(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def chat(http_server: Any, http_client: AsyncHTTPClient, http_port: int) -> Iterator[ChatServer]:
+    server = ChatServer(f"127.0.0.1:{http_port}", http_client)
+    yield server
+    server.close_all()
