@@ -71,6 +71,8 @@ class Authenticator:
 
     def issue(self, name: str) -> tuple[str, User]:
         """A guest token for a login name."""
+        if not self.guest_login:
+            raise AuthError("guest login is disabled: tokens come from the host application")
         if not valid_name(name):
             raise AuthError("name must be 1-32 letters, digits, '-', '_' or '.'")
         now = int(time.time())
@@ -97,7 +99,7 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from None
         sub = claims.get("sub")
-        if not valid_user_id(sub):
+        if not isinstance(sub, str) or not valid_user_id(sub):
             raise AuthError("invalid token: bad subject")
         name = claims.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 64:

@@ -172,16 +172,18 @@ def _convert(key: str, hint: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported setting type {hint}")  # pragma: no cover
 
 
-def _check_range(key: str, meta: Any, value: Any) -> None:
+def _check_range(key: str, meta: Any, value: Any, given: Any) -> None:
+    """Check `value` against the field's bounds; errors show the value as `given`."""
+    shown = _describe(given)
     if meta.get("gt") is not None and not value > meta["gt"]:
-        raise ConfigError(f"{key} must be > {meta['gt']}, got {_describe(value)}")
+        raise ConfigError(f"{key} must be > {meta['gt']}, got {shown}")
     if meta.get("ge") is not None and not value >= meta["ge"]:
-        raise ConfigError(f"{key} must be >= {meta['ge']}, got {_describe(value)}")
+        raise ConfigError(f"{key} must be >= {meta['ge']}, got {shown}")
     if meta.get("le") is not None and not value <= meta["le"]:
-        raise ConfigError(f"{key} must be <= {meta['le']}, got {_describe(value)}")
+        raise ConfigError(f"{key} must be <= {meta['le']}, got {shown}")
     if meta.get("choices") and value not in meta["choices"]:
         allowed = ", ".join(meta["choices"])
-        raise ConfigError(f"{key} must be one of {allowed}, got {_describe(value)}")
+        raise ConfigError(f"{key} must be one of {allowed}, got {shown}")
 
 
 def _build(cls: Any, data: Any, prefix: str = "") -> Any:
@@ -199,7 +201,7 @@ def _build(cls: Any, data: Any, prefix: str = "") -> Any:
     for name, value in data.items():
         key = prefix + name
         converted = _convert(key, hints[name], value)
-        _check_range(key, fields[name].metadata, converted)
+        _check_range(key, fields[name].metadata, converted, value)
         values[name] = converted
     return cls(**values)
 

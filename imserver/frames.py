@@ -23,7 +23,7 @@ def text_frame(payload: bytes) -> bytes:
 class Outbound:
     """One server frame: its text, and its wire bytes built on first use."""
 
-    __slots__ = ("text", "_wire")
+    __slots__ = ("_wire", "text")
 
     def __init__(self, frame: dict[str, Any] | str) -> None:
         self.text = frame if isinstance(frame, str) else encode(frame)

@@ -31,7 +31,7 @@ log = logging.getLogger("imserver.hub")
 class Room:
     """The live side of a room: who is in it now."""
 
-    __slots__ = ("name", "conns", "members")
+    __slots__ = ("conns", "members", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -11,7 +11,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .errors import ProtocolError
 
@@ -75,7 +75,7 @@ class DmSync:
     since: int | None
 
 
-Command = Union[Join, Leave, Say, DirectMessage, History, DmSync]
+Command = Join | Leave | Say | DirectMessage | History | DmSync
 
 
 def valid_name(name: object) -> bool:
@@ -188,7 +188,7 @@ def parse_frame(raw: str, *, max_text_chars: int) -> Command:
         return Say(f.room(), f.text(max_text_chars), f.client_id())
     if kind == "dm":
         to = data.get("to")
-        if not valid_user_id(to):
+        if not isinstance(to, str) or not valid_user_id(to):
             raise f.fail("to must be a user name")
         return DirectMessage(to, f.text(max_text_chars), f.client_id())
     if kind == "history":

@@ -38,7 +38,8 @@ async def graceful_shutdown(runtime: Runtime, servers: list[HTTPServer]) -> None
         server.stop()
     conns = list(runtime.registry)
     log.info("shutting down: closing %d connections", len(conns))
-    for conn, delay in zip(conns, spread_delays(len(conns), runtime.config.shutdown.spread_seconds)):
+    delays = spread_delays(len(conns), runtime.config.shutdown.spread_seconds)
+    for conn, delay in zip(conns, delays, strict=True):
         runtime.hub.send(conn, {"type": "bye", "reason": "shutdown", "retry_after": delay})
         conn.end("shutdown", CLOSE_GOING_AWAY, "server shutting down")
     deadline = started + runtime.config.shutdown.grace_seconds

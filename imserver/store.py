@@ -14,6 +14,7 @@ writes and runs the reads of that batch. So:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -345,10 +346,8 @@ class MessageStore:
                 results.extend((op.future, None, error) for op in writes)
         results.extend(self._call(op) for op in batch if not op.write)
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve_all, results)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     def _call(self, op: _Op) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
         try:

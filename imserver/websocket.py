@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -185,10 +186,8 @@ class ChatSocket(WebSocketHandler):
     def send_ping(self, payload: bytes) -> None:
         ws = self.ws_connection
         if ws is not None and not ws.is_closing():
-            try:
+            with contextlib.suppress(StreamClosedError):
                 ws.write_ping(payload)
-            except StreamClosedError:
-                pass
 
     def abort(self) -> None:
         ws = self.ws_connection

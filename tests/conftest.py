@@ -86,7 +86,7 @@ class Client:
         """Assert that no frame arrives within `wait` seconds."""
         try:
             msg = await asyncio.wait_for(self.ws.read_message(), wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise AssertionError(f"unexpected frame {msg!r}")
 

@@ -1,0 +1,89 @@
+"""Guest tokens, host-issued JWTs (HS256 and RS256), and the kept secret."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from imserver.auth import Authenticator, load_or_create_secret
+from imserver.config import AuthConfig, JwtConfig
+from imserver.errors import AuthError
+from imserver.registry import User
+
+
+def test_guest_token_round_trip_and_tampering():
+    auth = Authenticator(AuthConfig(), "s" * 64)
+    token, user = auth.issue("alice")
+    assert user == User("alice", "alice")
+    assert auth.verify(token) == user
+    with pytest.raises(AuthError):
+        auth.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    with pytest.raises(AuthError):
+        Authenticator(AuthConfig(), "other" * 13).verify(token)
+    with pytest.raises(AuthError):
+        auth.verify("")
+
+
+def test_guest_token_expires():
+    auth = Authenticator(AuthConfig(token_ttl_seconds=1), "s" * 64)
+    expired = jwt.encode({"sub": "a", "iss": "imserver", "exp": int(time.time()) - 5}, "s" * 64)
+    with pytest.raises(AuthError, match="expired"):
+        auth.verify(expired)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 33, "é", "<b>"])
+def test_guest_names_are_validated(name):
+    with pytest.raises(AuthError):
+        Authenticator(AuthConfig(), "s" * 64).issue(name)
+
+
+SHARED = "a-shared-secret-of-at-least-32-bytes"
+
+
+def hs_config(**jwt_settings):
+    return AuthConfig(mode="jwt", jwt=JwtConfig(secret=SHARED, **jwt_settings))
+
+
+def test_jwt_hs256_checks_exp_issuer_and_audience():
+    auth = Authenticator(hs_config(issuer="https://app", audience="chat"), "unused")
+    now = int(time.time())
+    good = {"sub": "u-1", "name": "Ursula", "iss": "https://app", "aud": "chat", "exp": now + 60}
+    assert auth.verify(jwt.encode(good, SHARED)) == User("u-1", "Ursula")
+    for bad in ({**good, "iss": "https://evil"}, {**good, "aud": "other"},
+                {**good, "exp": now - 120}, {k: v for k, v in good.items() if k != "exp"},
+                {**good, "sub": "has space"}):
+        with pytest.raises(AuthError):
+            auth.verify(jwt.encode(bad, SHARED))
+    with pytest.raises(AuthError):
+        auth.verify(jwt.encode(good, "wrong-secret-" * 4))
+    # a guest token of the same server is not a host token
+    with pytest.raises(AuthError):
+        auth.issue("alice")
+
+
+def test_jwt_rs256_with_public_key_file(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "pub.pem").write_bytes(pem)
+    auth = Authenticator(AuthConfig(mode="jwt", jwt=JwtConfig(
+        algorithm="RS256", public_key_file=str(tmp_path / "pub.pem"))), "unused")
+    claims = {"sub": "auth0|42", "exp": int(time.time()) + 60}
+    assert auth.verify(jwt.encode(claims, key, algorithm="RS256")) == User("auth0|42", "auth0|42")
+    # HS256 signed with the public key as secret (algorithm confusion) is refused
+    with pytest.raises(AuthError):
+        auth.verify(jwt.encode(claims, "x" * 32, algorithm="HS256"))
+
+
+def test_secret_is_generated_once_and_kept(tmp_path):
+    first = load_or_create_secret(tmp_path / "data")
+    assert len(first) == 64
+    assert load_or_create_secret(tmp_path / "data") == first
+    mode = os.stat(tmp_path / "data" / "secret.key").st_mode
+    assert stat.S_IMODE(mode) == 0o600

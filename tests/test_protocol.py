@@ -1,0 +1,88 @@
+"""The protocol module: parsing client frames, without sockets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imserver import protocol as p
+from imserver.errors import ProtocolError
+
+
+def parse(frame):
+    return p.parse_frame(json.dumps(frame) if not isinstance(frame, str) else frame, max_text_chars=10)
+
+
+def test_parses_every_command():
+    assert parse({"type": "join", "room": "general", "since": 12}) == p.Join("general", 12)
+    assert parse({"type": "join", "room": "a.b-c_D9"}) == p.Join("a.b-c_D9", None)
+    assert parse({"type": "leave", "room": "general"}) == p.Leave("general")
+    assert parse({"type": "say", "room": "r", "text": "hi", "cid": "c1"}) == p.Say("r", "hi", "c1")
+    assert parse({"type": "say", "room": "r", "text": "hi"}) == p.Say("r", "hi", None)
+    assert parse({"type": "dm", "to": "bob", "text": "yo", "cid": "c"}) == p.DirectMessage("bob", "yo", "c")
+    assert parse({"type": "history", "room": "r", "before": 5, "limit": 2}) == p.History("r", None, 5, 2)
+    assert parse({"type": "history", "with": "bob"}) == p.History(None, "bob", None, None)
+    assert parse({"type": "dm_sync", "since": 3}) == p.DmSync(3)
+    assert parse({"type": "dm_sync"}) == p.DmSync(None)
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ("nope", "bad_request"),
+    ("null", "bad_request"),
+    ({"type": 7}, "bad_request"),
+    ({"type": "join"}, "bad_request"),
+    ({"type": "join", "room": ""}, "bad_request"),
+    ({"type": "join", "room": "r" * 65}, "bad_request"),
+    ({"type": "join", "room": "a/b"}, "bad_request"),
+    ({"type": "join", "room": "r", "since": -1}, "bad_request"),
+    ({"type": "join", "room": "r", "since": True}, "bad_request"),
+    ({"type": "join", "room": "r", "since": 1.5}, "bad_request"),
+    ({"type": "say", "room": "r"}, "bad_request"),
+    ({"type": "say", "room": "r", "text": 5}, "bad_request"),
+    ({"type": "say", "room": "r", "text": "   "}, "bad_request"),
+    ({"type": "say", "room": "r", "text": "\x00\x07"}, "bad_request"),
+    ({"type": "say", "room": "r", "text": "x" * 11}, "too_long"),
+    ({"type": "say", "room": "r", "text": "hi", "cid": ""}, "bad_request"),
+    ({"type": "say", "room": "r", "text": "hi", "cid": "x" * 129}, "bad_request"),
+    ({"type": "say", "room": "r", "text": "hi", "cid": 5}, "bad_request"),
+    ({"type": "dm", "to": "a b", "text": "hi"}, "bad_request"),
+    ({"type": "history", "with": ""}, "bad_request"),
+    ({"type": "history", "room": "r", "limit": "all"}, "bad_request"),
+])
+def test_bad_frames_raise_protocol_errors(frame, code):
+    with pytest.raises(ProtocolError) as info:
+        parse(frame)
+    assert info.value.code == code and info.value.message
+
+
+def test_error_keeps_the_cid_so_the_client_can_match_it():
+    with pytest.raises(ProtocolError) as info:
+        parse({"type": "say", "room": "r", "text": "x" * 11, "cid": "abc"})
+    assert info.value.cid == "abc"
+
+
+def test_deep_nesting_is_refused_before_decoding():
+    with pytest.raises(ProtocolError, match="nested deeper"):
+        p.parse_frame("[" * 10_000 + "]" * 10_000, max_text_chars=10)
+    # brackets inside strings do not count
+    assert parse({"type": "say", "room": "r", "text": "[[[[[[[[[["}).text == "[[[[[[[[[["
+
+
+def test_text_is_cleaned_of_control_characters_and_lone_surrogates():
+    frame = '{"type": "say", "room": "r", "text": "a\\u0000b\\ud800c\\nd\\te"}'
+    assert parse(frame).text == "abc\nd\te"
+    assert p.encode({"text": parse(frame).text}).encode("utf-8")
+
+
+def test_reconnect_cause_labels():
+    for cause in ("close", "error", "watchdog", "network", "shutdown"):
+        assert p.reconnect_cause(cause) == cause
+    assert p.reconnect_cause("gremlins") == "other"
+    assert p.reconnect_cause(None) == "other"
+
+
+def test_error_frame():
+    assert p.error_frame("too_long", "m", "c") == {"type": "error", "code": "too_long",
+                                                  "message": "m", "cid": "c"}
+    assert "cid" not in p.error_frame("bad_request", "m")

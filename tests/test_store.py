@@ -1,0 +1,164 @@
+"""The SQLite message store on a real file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+
+from imserver.errors import StoreError, UnknownUser
+from imserver.store import SCHEMA_VERSION, MessageStore
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return str(tmp_path / "data" / "chat.db")
+
+
+async def fill(store, room, count, sender="alice", prefix="m"):
+    results = await asyncio.gather(*[
+        store.append_room(sender, room, f"{prefix}{i}", f"{prefix}{i}") for i in range(count)])
+    return [r.message.id for r in results]
+
+
+@pytest.mark.gen_test
+async def test_migrates_an_empty_file_and_reopens(db_path):
+    store = MessageStore(db_path)
+    ids = await fill(store, "r", 3)
+    await store.close()
+    db = sqlite3.connect(db_path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    again = MessageStore(db_path)
+    page = await again.room_after("r", 0, 10)
+    assert [m.id for m in page.messages] == ids and [m.text for m in page.messages] == ["m0", "m1", "m2"]
+    await again.close()
+
+
+@pytest.mark.gen_test
+async def test_ids_strictly_increase_in_queue_order(db_path):
+    store = MessageStore(db_path)
+    a = await fill(store, "a", 50)
+    b = await fill(store, "b", 50, prefix="n")
+    assert a == sorted(a) and b == sorted(b) and a[-1] < b[0]
+    assert len(set(a + b)) == 100
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_group_commit_batches_a_burst(db_path):
+    store = MessageStore(db_path)
+    await fill(store, "r", 1)
+    batches_before = store.batches
+    await fill(store, "r", 500, prefix="burst")
+    assert store.committed == 501
+    assert store.batches - batches_before < 100  # far fewer commits than messages
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_paging_before_and_after(db_path):
+    store = MessageStore(db_path)
+    ids = await fill(store, "r", 10)
+    await fill(store, "other", 5, prefix="o")
+    latest = await store.room_before("r", None, 4)
+    assert [m.id for m in latest.messages] == ids[-4:] and latest.more
+    older = await store.room_before("r", ids[-4], 4)
+    assert [m.id for m in older.messages] == ids[2:6] and older.more
+    oldest = await store.room_before("r", ids[2], 4)
+    assert [m.id for m in oldest.messages] == ids[:2] and not oldest.more
+    after = await store.room_after("r", ids[6], 10)
+    assert [m.id for m in after.messages] == ids[7:] and not after.more
+    partial = await store.room_after("r", ids[0], 3)
+    assert [m.id for m in partial.messages] == ids[1:4] and partial.more
+    assert (await store.room_after("r", ids[-1], 3)).messages == []
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_duplicate_cid_returns_the_original(db_path):
+    store = MessageStore(db_path)
+    await store.touch_user("bob", "bob")
+    first = await store.append_room("alice", "r", "hello", "c-1")
+    again = await store.append_room("alice", "r", "hello (resent)", "c-1")
+    assert not first.duplicate and again.duplicate and again.message == first.message
+    dm_again = await store.append_direct("alice", "bob", "x", "c-1")
+    assert dm_again.duplicate and dm_again.message.id == first.message.id
+    other = await store.append_room("bob", "r", "mine", "c-1")
+    assert not other.duplicate
+    no_cid = [await store.append_room("alice", "r", "same", None) for _ in range(2)]
+    assert no_cid[0].message.id != no_cid[1].message.id
+    await store.close()
+    reopened = MessageStore(db_path)  # survives a restart
+    assert (await reopened.append_room("alice", "r", "hello", "c-1")).message == first.message
+    assert await reopened.count() == 4
+    await reopened.close()
+
+
+@pytest.mark.gen_test
+async def test_direct_messages_belong_to_their_two_participants(db_path):
+    store = MessageStore(db_path)
+    for user in ("alice", "bob", "carol"):
+        await store.touch_user(user, user)
+    ab = (await store.append_direct("alice", "bob", "hi bob", "1")).message
+    ca = (await store.append_direct("carol", "alice", "hi alice", "2")).message
+    bc = (await store.append_direct("bob", "carol", "hi carol", "3")).message
+    await fill(store, "r", 2)
+    assert ab.to_frame() == {"type": "message", "id": ab.id, "from": "alice", "to": "bob",
+                             "text": "hi bob", "ts": ab.ts, "cid": "1"}
+    assert [m.id for m in (await store.dm_after("alice", 0, 10)).messages] == [ab.id, ca.id]
+    assert [m.id for m in (await store.dm_after("bob", ab.id, 10)).messages] == [bc.id]
+    assert [m.id for m in (await store.dm_after("carol", None, 10)).messages] == [ca.id, bc.id]
+    assert [m.id for m in (await store.dm_before("bob", "alice", None, 10)).messages] == [ab.id]
+    assert (await store.dm_before("alice", "dave", None, 10)).messages == []
+    with pytest.raises(UnknownUser):
+        await store.append_direct("alice", "dave", "who?", "4")
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_retention_by_age_and_by_count(db_path):
+    store = MessageStore(db_path)
+    ids = await fill(store, "r", 10)
+    await fill(store, "s", 3, prefix="s")
+    removed = await store.prune(max_age_seconds=None, keep_per_room=4)
+    assert removed == 6
+    assert [m.id for m in (await store.room_after("r", 0, 100)).messages] == ids[-4:]
+    assert len((await store.room_after("s", 0, 100)).messages) == 3
+    await store.close()
+    db = sqlite3.connect(db_path)
+    db.execute("UPDATE messages SET ts = ? WHERE room = 's'", (time.time() - 3 * 86400,))
+    db.commit()
+    db.close()
+    store = MessageStore(db_path)
+    assert await store.prune(max_age_seconds=2 * 86400, keep_per_room=None) == 3
+    assert await store.count() == 4
+    await store.close()
+
+
+def test_corrupt_file_stops_with_a_clear_error_and_is_kept(tmp_path):
+    path = tmp_path / "chat.db"
+    garbage = b"this is not a database" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(StoreError, match=f"cannot open message database {path}"):
+        MessageStore(str(path))
+    assert path.read_bytes() == garbage  # never silently replaced
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "chat.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this imserver knows"):
+        MessageStore(str(path))
+
+
+def test_unreadable_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot open message database"):
+        MessageStore(str(blocker / "sub" / "chat.db"))
