@@ -61,6 +61,7 @@ class Runtime:
         self.started = True
         self.heartbeat.start()
         self._retention.start()
+        self.apply_retention()
 
     async def close(self) -> None:
         """Stop the timers, drop what is still connected, flush and close the store."""

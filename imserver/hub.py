@@ -226,7 +226,8 @@ class Hub:
             "messages": [m.to_frame() for m in page.messages], "more": page.more}))
 
     def dm_sync(self, conn: Connection, cmd: p.DmSync) -> None:
-        read = self.store.dm_after(conn.user.id, cmd.since, self.limits.recovery_limit)
+        limit = self.limits.recovery_limit if cmd.since is not None else self.limits.history_page
+        read = self.store.dm_after(conn.user.id, cmd.since, limit)
 
         def answer(page: Page) -> None:
             if cmd.since is not None and page.more:

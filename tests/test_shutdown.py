@@ -12,7 +12,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import websocket_connect
 
 from imserver.shutdown import spread_delays
-from tests.server_process import ServerProcess
+from imserver.testing import ServerProcess
 
 
 def test_spread_delays_fill_the_window_one_per_slot():

@@ -1,4 +1,4 @@
-"""Run imserver as a real child process: start, find its port, signal, kill, restart."""
+"""Run imserver as a real child process (for tests and benchmarks): start, signal, kill, restart."""
 
 from __future__ import annotations
 

@@ -1,0 +1,53 @@
+"""`jwt` mode: tokens from the host application, no guest login."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from tests.conftest import make_config
+
+SECRET = "host-application-shared-secret-0123456789"
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(tmp_path, auth={"mode": "jwt", "jwt": {
+        "secret": SECRET, "issuer": "https://app.example", "audience": "chat"}})
+
+
+def host_token(sub: str, name: str | None = None, **overrides) -> str:
+    claims = {"sub": sub, "iss": "https://app.example", "aud": "chat", "exp": int(time.time()) + 60}
+    if name:
+        claims["name"] = name
+    claims.update(overrides)
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+@pytest.mark.gen_test
+async def test_guest_login_is_disabled(chat):
+    with pytest.raises(HTTPClientError) as info:
+        await chat.login("alice")
+    assert info.value.code == 403
+    assert json.loads(info.value.response.body)["error"] == "login_disabled"
+
+
+@pytest.mark.gen_test
+async def test_host_tokens_connect_and_chat(chat):
+    ann = await chat.connect(token=host_token("auth0|1", "Ann Lee"))
+    assert ann.welcome["user"] == {"id": "auth0|1", "name": "Ann Lee"}
+    ben = await chat.connect(token=host_token("auth0|2"))
+    ann.send({"type": "dm", "to": "auth0|2", "text": "hello", "cid": "1"})
+    await ann.expect("ack")
+    assert (await ben.expect("message"))["from"] == "auth0|1"
+
+
+@pytest.mark.gen_test
+async def test_bad_host_tokens_are_refused(chat):
+    for token in (host_token("a", exp=int(time.time()) - 3600), host_token("a", iss="https://evil"),
+                  host_token("a", aud="other"), jwt.encode({"sub": "a"}, SECRET)):
+        assert await chat.refused(f"?token={token}") == 401
