@@ -1,0 +1,1 @@
+"""imserver benchmarks: each scenario prints a table of figures."""
