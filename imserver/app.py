@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,14 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 from tornado.ioloop import PeriodicCallback
 
+from .admin import AdminAuth, AdminView, admin_routes
 from .auth import Authenticator, load_or_create_secret
 from .config import Config
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
 from .registry import TERMINATION_REASONS, Connection, Registry
+from .stats import ClosedLog, Sample, Samples
 from .store import MessageStore
 from .web import (
     ClientConfigHandler,
@@ -31,6 +34,7 @@ log = logging.getLogger("imserver")
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
+DASHBOARD_DIR = ROOT / "dashboard"
 
 
 class Runtime:
@@ -50,9 +54,15 @@ class Runtime:
                                    send_ping=lambda conn, payload: conn.transport.send_ping(payload))
         self._retention = PeriodicCallback(self.apply_retention,
                                            config.storage.retention_interval_seconds * 1000)
+        self.admin_auth = AdminAuth(config.admin.token, secret)
+        self.admin_view = AdminView(self)
+        self.closed_log = ClosedLog()
+        self.samples = Samples()
+        self._sampler = PeriodicCallback(self.sample, 1000)
         self.registry.on_open.append(self._opened)
         self.registry.on_close.append(self._closed)
         self.started = False
+        self.started_at = time.time()
 
     def start(self) -> None:
         """Start the timers (on the running loop); idempotent."""
@@ -61,12 +71,18 @@ class Runtime:
         self.started = True
         self.heartbeat.start()
         self._retention.start()
+        self._sampler.start()
         self.apply_retention()
+        self.sample()
+        if self.admin_auth.generated:
+            log.warning("admin token (generated at start, set admin.token to choose one): %s",
+                        self.admin_auth.token)
 
     async def close(self) -> None:
         """Stop the timers, drop what is still connected, flush and close the store."""
         self.heartbeat.stop()
         self._retention.stop()
+        self._sampler.stop()
         for conn in self.registry:
             conn.terminate("shutdown")
         await self.store.close()
@@ -82,6 +98,15 @@ class Runtime:
 
         future.add_done_callback(done)
 
+    def sample(self) -> None:
+        """Once a second: a sample for the dashboard's totals and charts."""
+        m = self.metrics
+        self.samples.add(Sample(
+            t=time.time(), connections=len(self.registry), users=self.registry.users_online(),
+            rooms=len(self.hub.rooms), messages=m.total(m.received, type=("say", "dm")),
+            terminations=m.total(m.terminations), reconnects=m.total(m.reconnects)))
+        self.admin_view.tick()
+
     def refresh_gauges(self) -> None:
         self.metrics.connections.set(len(self.registry))
         self.metrics.users_online.set(self.registry.users_online())
@@ -90,6 +115,7 @@ class Runtime:
     def _opened(self, conn: Connection) -> None:
         self.metrics.opened.inc()
         self.refresh_gauges()
+        self.admin_view.opened(conn)
 
     def _closed(self, conn: Connection) -> None:
         reason = conn.close_reason or "client_close"
@@ -97,6 +123,7 @@ class Runtime:
         if reason in TERMINATION_REASONS:
             self.metrics.terminations.labels(reason).inc()
         self.refresh_gauges()
+        self.admin_view.closed_one(self.closed_log.add(conn))
 
 
 access_log = logging.getLogger("tornado.access")
@@ -132,6 +159,7 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> Im
          {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
     ]
+    routes += admin_routes(runtime, str(DASHBOARD_DIR))
     if config.metrics.enabled:
         routes.append((r"/metrics", MetricsHandler, deps))
     app = ImServerApp(

@@ -74,6 +74,19 @@ class Metrics:
         self.errors = Counter(
             "imserver_protocol_errors_total", "Error frames sent to clients, by code.",
             ["code"], registry=r)
+        self._prime()
+
+    @staticmethod
+    def total(metric: Counter, **label_values: tuple[str, ...]) -> float:
+        """A counter's value summed over its series, optionally only some label values."""
+        return sum(
+            sample.value
+            for family in metric.collect() for sample in family.samples
+            if sample.name.endswith("_total")
+            and all(sample.labels.get(k) in v for k, v in label_values.items()))
+
+    def _prime(self) -> None:
+        """Create the labelled series up front, so that they exist before the first event."""
         for reason in CLOSE_REASONS:
             self.closed.labels(reason)
         for reason in TERMINATION_REASONS:

@@ -1,0 +1,316 @@
+"""The admin side: who may act, the JSON API, and the dashboard's push channel.
+
+Access takes the admin token (config `admin.token`, or one generated at start
+and logged once): as `Authorization: Bearer <token>` for scripts, or through
+the login form, which sets a signed admin session cookie. Requests that
+change something and come with the cookie must also carry the session's CSRF
+token in `X-CSRF-Token`, which a cross-site page cannot read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from .protocol import CLOSE_KICKED
+from .registry import Connection
+from .stats import Closed
+from .web import JsonHandler
+from .websocket import origin_allowed
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+log = logging.getLogger("imserver.admin")
+
+ADMIN_COOKIE = "imserver_admin"
+MAX_REASON = 120  # a WebSocket close reason holds at most 123 bytes
+
+
+class AdminAuth:
+    """The admin token and the sessions opened with it."""
+
+    def __init__(self, token: str, secret: str) -> None:
+        self.generated = not token
+        self.token = token or secrets.token_urlsafe(24)
+        self._csrf_key = hashlib.sha256(("csrf:" + secret).encode()).digest()
+        self._sessions: set[str] = set()
+
+    def token_ok(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def open_session(self) -> str:
+        session = secrets.token_urlsafe(24)
+        self._sessions.add(session)
+        return session
+
+    def close_session(self, session: str) -> None:
+        self._sessions.discard(session)
+
+    def session_ok(self, session: str) -> bool:
+        return session in self._sessions
+
+    def csrf_token(self, session: str) -> str:
+        return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
+
+
+def client_json(conn: Connection, *, mono_now: float, wall_now: float, ping_timeout: float) -> dict[str, Any]:
+    """One live connection as the admin API shows it."""
+    idle = max(0.0, mono_now - conn.last_seen)
+    return {
+        "id": conn.id, "user": conn.user.id, "name": conn.user.name, "rooms": sorted(conn.rooms),
+        "remote": conn.remote, "user_agent": conn.user_agent,
+        "connected_at": round(conn.connected_at, 3), "last_seen": round(wall_now - idle, 3),
+        "idle": round(idle, 3), "rtt": None if conn.rtt is None else round(conn.rtt, 6),
+        "frames_in": conn.frames_in, "frames_out": conn.frames_out, "reconnect": conn.reconnect,
+        "health": "amber" if idle > ping_timeout / 2 else "green",
+    }
+
+
+class AdminView:
+    """Builds what the API and the push channel send, and pushes changes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.sockets: set[AdminSocket] = set()
+
+    def clients(self) -> list[dict[str, Any]]:
+        mono, wall = time.monotonic(), time.time()
+        timeout = self.runtime.config.heartbeat.ping_timeout
+        return [client_json(c, mono_now=mono, wall_now=wall, ping_timeout=timeout)
+                for c in self.runtime.registry]
+
+    def closed(self) -> list[dict[str, Any]]:
+        return [entry.to_json() for entry in self.runtime.closed_log.entries()]
+
+    def stats(self) -> dict[str, Any]:
+        rt = self.runtime
+        samples = rt.samples
+        return {
+            "connections": len(rt.registry), "users": rt.registry.users_online(),
+            "rooms": len(rt.hub.rooms),
+            "terminations_5m": samples.since(300, "terminations"),
+            "reconnects_5m": samples.since(300, "reconnects"),
+            "messages_per_second": round(samples.rate("messages"), 2),
+            "uptime": round(time.time() - rt.started_at, 1),
+            "series": samples.series(),
+        }
+
+    # --- push ---
+
+    def push(self, event: dict[str, Any]) -> None:
+        if not self.sockets:
+            return
+        text = json.dumps(event, separators=(",", ":"))
+        for sock in list(self.sockets):
+            try:
+                sock.write_message(text)
+            except WebSocketClosedError:
+                self.sockets.discard(sock)
+
+    def opened(self, conn: Connection) -> None:
+        if self.sockets:
+            mono, wall = time.monotonic(), time.time()
+            self.push({"type": "opened", "client": client_json(
+                conn, mono_now=mono, wall_now=wall,
+                ping_timeout=self.runtime.config.heartbeat.ping_timeout)})
+
+    def closed_one(self, entry: Closed) -> None:
+        self.push({"type": "closed", "closed": entry.to_json()})
+
+    def tick(self) -> None:
+        if self.sockets:
+            self.push({"type": "tick", "stats": self.stats(), "clients": self.clients()})
+
+
+class AdminHandler(JsonHandler):
+    """Base of the admin API: refuses anyone without the admin credential."""
+
+    via: str = ""
+
+    def prepare(self) -> None:
+        auth = self.runtime.admin_auth
+        header = self.request.headers.get("Authorization", "")
+        if header.startswith("Bearer ") and auth.token_ok(header[7:]):
+            self.via = "bearer"
+            return
+        session = self.admin_session()
+        if session is None:
+            self.fail(401, "unauthorized", "admin login required")
+            return
+        self.via = "cookie"
+        if self.request.method not in ("GET", "HEAD"):
+            given = self.request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(given.encode(), auth.csrf_token(session).encode()):
+                self.fail(403, "csrf", "missing or wrong X-CSRF-Token header")
+
+    def admin_session(self) -> str | None:
+        raw = self.get_signed_cookie(ADMIN_COOKIE)
+        session = raw.decode() if raw else ""
+        return session if session and self.runtime.admin_auth.session_ok(session) else None
+
+    @property
+    def view(self) -> AdminView:
+        return self.runtime.admin_view
+
+
+class AdminLoginHandler(JsonHandler):
+    def post(self) -> None:
+        body = self.json_body()
+        if body is None:
+            return
+        token = body.get("token")
+        auth = self.runtime.admin_auth
+        if not isinstance(token, str) or not auth.token_ok(token):
+            self.runtime.metrics.refused.labels("admin_login").inc()
+            log.warning("admin login refused from %s", self.request.remote_ip)
+            self.fail(401, "unauthorized", "wrong admin token")
+            return
+        session = auth.open_session()
+        self.set_signed_cookie(ADMIN_COOKIE, session, expires_days=None, httponly=True,
+                               samesite="Strict", secure=self.runtime.config.auth.cookie_secure,
+                               path="/admin")
+        log.info("admin logged in from %s", self.request.remote_ip)
+        self.finish({"csrf": auth.csrf_token(session)})
+
+
+class AdminSessionHandler(AdminHandler):
+    def get(self) -> None:
+        session = self.admin_session()
+        self.finish({"csrf": self.runtime.admin_auth.csrf_token(session) if session else None,
+                     "via": self.via})
+
+
+class AdminLogoutHandler(AdminHandler):
+    def post(self) -> None:
+        session = self.admin_session()
+        if session:
+            self.runtime.admin_auth.close_session(session)
+        self.clear_cookie(ADMIN_COOKIE, path="/admin")
+        self.set_status(204)
+        self.finish()
+
+
+class ClientsHandler(AdminHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.view.clients()))
+
+
+class ClosedHandler(AdminHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.view.closed()))
+
+
+class StatsHandler(AdminHandler):
+    def get(self) -> None:
+        self.finish(self.view.stats())
+
+
+def _reason(handler: AdminHandler) -> str | None:
+    """The operator's reason from the JSON body, or None after answering 400."""
+    body = handler.json_body() if handler.request.body else {}
+    if body is None:
+        return None
+    reason = body.get("reason", "disconnected by an operator")
+    if not isinstance(reason, str) or not reason.strip():
+        handler.fail(400, "bad_request", "reason must be a non-empty string")
+        return None
+    return reason.strip().encode()[:MAX_REASON].decode(errors="ignore")
+
+
+class DisconnectClientHandler(AdminHandler):
+    def post(self, conn_id: str) -> None:
+        reason = _reason(self)
+        if reason is None:
+            return
+        if not self.runtime.registry.close(conn_id, CLOSE_KICKED, reason, why="kicked"):
+            self.fail(404, "not_found", f"no live connection {conn_id}")
+            return
+        log.info("operator disconnected connection %s: %s", conn_id, reason)
+        self.finish({"disconnected": [conn_id]})
+
+
+class DisconnectUserHandler(AdminHandler):
+    def post(self, user_id: str) -> None:
+        reason = _reason(self)
+        if reason is None:
+            return
+        conns = self.runtime.registry.of_user(user_id)
+        for conn in conns:
+            conn.end("kicked", CLOSE_KICKED, reason)
+        log.info("operator disconnected user %s (%d connections): %s", user_id, len(conns), reason)
+        self.finish({"disconnected": sorted(c.id for c in conns)})
+
+
+class AdminSocket(WebSocketHandler):
+    """The dashboard's push channel: a snapshot, then opened/closed/tick events."""
+
+    def initialize(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        raw = self.get_signed_cookie(ADMIN_COOKIE)
+        header = self.request.headers.get("Authorization", "")
+        auth = self.runtime.admin_auth
+        ok = (raw is not None and auth.session_ok(raw.decode())) or (
+            header.startswith("Bearer ") and auth.token_ok(header[7:]))
+        if not ok:
+            self.set_status(401)
+            self.finish({"error": "unauthorized", "message": "admin login required"})
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        return origin_allowed(origin, self.request.host, ())  # same origin only
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        view = self.runtime.admin_view
+        view.sockets.add(self)
+        self.write_message(json.dumps({"type": "snapshot", "clients": view.clients(),
+                                       "closed": view.closed(), "stats": view.stats()}))
+
+    def on_message(self, message: str | bytes) -> None:
+        pass  # the channel only pushes
+
+    def on_close(self) -> None:
+        self.runtime.admin_view.sockets.discard(self)
+
+
+def admin_routes(runtime: Runtime, dashboard_dir: str) -> list[Any]:
+    deps = {"runtime": runtime}
+    return [
+        (r"/admin/?", PageHandler, {"path": f"{dashboard_dir}/index.html"}),
+        (r"/admin/static/(.*)", tornado.web.StaticFileHandler, {"path": dashboard_dir}),
+        (r"/admin/ws", AdminSocket, deps),
+        (r"/admin/api/login", AdminLoginHandler, deps),
+        (r"/admin/api/logout", AdminLogoutHandler, deps),
+        (r"/admin/api/session", AdminSessionHandler, deps),
+        (r"/admin/api/clients", ClientsHandler, deps),
+        (r"/admin/api/closed", ClosedHandler, deps),
+        (r"/admin/api/stats", StatsHandler, deps),
+        (r"/admin/api/clients/([^/]+)/disconnect", DisconnectClientHandler, deps),
+        (r"/admin/api/users/([^/]+)/disconnect", DisconnectUserHandler, deps),
+    ]
+
+
+class PageHandler(tornado.web.RequestHandler):
+    """One HTML file, never cached (it names the scripts to load)."""
+
+    def initialize(self, path: str) -> None:
+        self.path = path
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        with open(self.path, "rb") as f:
+            self.finish(f.read())

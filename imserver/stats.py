@@ -1,0 +1,116 @@
+"""What the admin dashboard shows besides the live clients: recent closes and samples.
+
+`Samples` takes one sample a second of a few totals, keeps 15 minutes of them,
+and answers "how many in the last 5 minutes" and "per second now" from them.
+`ClosedLog` keeps the last few hundred closed connections.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .registry import TERMINATION_REASONS, Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    id: str
+    user: str
+    remote: str
+    user_agent: str
+    connected_at: float
+    closed_at: float
+    lived: float
+    reason: str
+    closed_by: str  # "client" or "server"
+    code: int | None
+    reconnect: int
+
+    @classmethod
+    def of(cls, conn: Connection, now: float) -> Closed:
+        reason = conn.close_reason or "client_close"
+        return cls(id=conn.id, user=conn.user.id, remote=conn.remote, user_agent=conn.user_agent,
+                   connected_at=conn.connected_at, closed_at=round(now, 3),
+                   lived=round(now - conn.connected_at, 3), reason=reason,
+                   closed_by="server" if reason in TERMINATION_REASONS or reason == "error" else "client",
+                   code=conn.close_code, reconnect=conn.reconnect)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ClosedLog:
+    """The most recently closed connections, newest first."""
+
+    def __init__(self, size: int = 300) -> None:
+        self._entries: deque[Closed] = deque(maxlen=size)
+
+    def add(self, conn: Connection) -> Closed:
+        entry = Closed.of(conn, time.time())
+        self._entries.appendleft(entry)
+        return entry
+
+    def entries(self) -> list[Closed]:
+        return list(self._entries)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    t: float
+    connections: int
+    users: int
+    rooms: int
+    messages: float  # running totals
+    terminations: float
+    reconnects: float
+
+
+class Samples:
+    """One Sample a second over a window (15 minutes by default)."""
+
+    def __init__(self, window_seconds: int = 900) -> None:
+        self._samples: deque[Sample] = deque(maxlen=window_seconds + 1)
+
+    def add(self, sample: Sample) -> None:
+        self._samples.append(sample)
+
+    def latest(self) -> Sample | None:
+        return self._samples[-1] if self._samples else None
+
+    def _window(self, seconds: float) -> tuple[Sample, Sample] | None:
+        """The oldest sample within the last `seconds`, and the newest."""
+        if len(self._samples) < 2:
+            return None
+        last = self._samples[-1]
+        first = next((s for s in self._samples if s.t >= last.t - seconds), last)
+        return first, last
+
+    def since(self, seconds: float, field: str) -> float:
+        """How much a running total grew over the last `seconds` (as far back as kept)."""
+        window = self._window(seconds)
+        if window is None:
+            return 0.0
+        first, last = window
+        return float(getattr(last, field) - getattr(first, field))
+
+    def rate(self, field: str, seconds: float = 5.0) -> float:
+        """Per-second growth of a running total over the last few seconds."""
+        window = self._window(seconds)
+        if window is None or window[1].t <= window[0].t:
+            return 0.0
+        first, last = window
+        return float(getattr(last, field) - getattr(first, field)) / (last.t - first.t)
+
+    def series(self) -> dict[str, list[float]]:
+        """Per-sample values for the charts: connections, and messages per second."""
+        samples = list(self._samples)
+        messages = [0.0] + [
+            max(0.0, (b.messages - a.messages) / max(b.t - a.t, 1e-9))
+            for a, b in itertools.pairwise(samples)]
+        return {"t": [round(s.t, 1) for s in samples],
+                "connections": [float(s.connections) for s in samples],
+                "messages_per_second": [round(m, 2) for m in messages[:len(samples)]]}

@@ -1,0 +1,194 @@
+"""The admin API and push channel, against real chat connections."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from imserver.admin import AdminAuth
+from tests.conftest import make_config
+
+TOKEN = "admin-token-for-tests"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(tmp_path, admin={"token": TOKEN})
+
+
+async def api(chat, method, path, *, headers=None, body=None, expect=200):
+    kwargs = {"method": method, "headers": {**(headers or {})}}
+    if method == "POST":
+        kwargs["body"] = json.dumps(body) if body is not None else ""
+        if body is not None:
+            kwargs["headers"]["Content-Type"] = "application/json"
+    try:
+        response = await chat.http.fetch(f"{chat.url}{path}", **kwargs)
+    except HTTPClientError as exc:
+        assert exc.code == expect, (path, exc.code, exc.response.body if exc.response else None)
+        return exc.response
+    assert response.code == expect, (path, response.code)
+    return response
+
+
+def test_generated_token_when_none_is_configured():
+    auth = AdminAuth("", "secret")
+    assert auth.generated and len(auth.token) >= 32 and auth.token_ok(auth.token)
+    assert not auth.token_ok(auth.token + "x") and not auth.token_ok("")
+    assert AdminAuth("", "secret").token != auth.token
+    configured = AdminAuth("mine", "secret")
+    assert not configured.generated and configured.token_ok("mine")
+
+
+@pytest.mark.gen_test
+async def test_api_refuses_without_admin_credential(chat):
+    login = await chat.http.fetch(f"{chat.url}/api/login", method="POST",
+                                  body=json.dumps({"name": "mallory"}),
+                                  headers={"Content-Type": "application/json"})
+    chat_cookie = {"Cookie": login.headers["Set-Cookie"].split(";")[0]}
+    chat_bearer = {"Authorization": f"Bearer {json.loads(login.body)['token']}"}
+    for headers in (None, chat_cookie, chat_bearer, {"Authorization": "Bearer wrong"}):
+        for path in ("/admin/api/clients", "/admin/api/closed", "/admin/api/stats"):
+            await api(chat, "GET", path, headers=headers, expect=401)
+        await api(chat, "POST", "/admin/api/users/alice/disconnect", headers=headers, body={}, expect=401)
+    await api(chat, "POST", "/admin/api/login", body={"token": "wrong"}, expect=401)
+    with pytest.raises(HTTPClientError) as info:
+        await websocket_connect(HTTPRequest(f"ws://{chat.host}/admin/ws", headers=chat_cookie))
+    assert info.value.code == 401
+
+
+@pytest.mark.gen_test
+async def test_cookie_login_needs_csrf_for_actions_and_logout_ends_it(chat):
+    victim = await chat.connect("victim")
+    login = await api(chat, "POST", "/admin/api/login", body={"token": TOKEN})
+    cookie = {"Cookie": login.headers["Set-Cookie"].split(";")[0]}
+    assert "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Strict" in login.headers["Set-Cookie"]
+    csrf = json.loads(login.body)["csrf"]
+    assert json.loads((await api(chat, "GET", "/admin/api/session", headers=cookie)).body)["csrf"] == csrf
+    clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=cookie)).body)
+    assert [c["user"] for c in clients] == ["victim"]
+    path = f"/admin/api/clients/{clients[0]['id']}/disconnect"
+    await api(chat, "POST", path, headers=cookie, body={"reason": "x"}, expect=403)
+    await api(chat, "POST", path, headers={**cookie, "X-CSRF-Token": "forged"}, body={"reason": "x"},
+              expect=403)
+    await victim.nothing(0.1)  # still connected
+    await api(chat, "POST", path, headers={**cookie, "X-CSRF-Token": csrf}, body={"reason": "bye now"})
+    assert await victim.closed() == 4003
+    await api(chat, "POST", "/admin/api/logout", headers={**cookie, "X-CSRF-Token": csrf}, body={},
+              expect=204)
+    await api(chat, "GET", "/admin/api/clients", headers=cookie, expect=401)
+
+
+@pytest.mark.gen_test
+async def test_client_list_matches_connections_field_by_field(chat, app):
+    before = time.time()
+    alice = await chat.connect("alice", headers={"User-Agent": "test-agent/1.0"})
+    bob = await chat.connect("bob", query="&reconnect=3&cause=network")
+    await alice.join("general")
+    await alice.join("random")
+    await bob.join("general")
+    await alice.expect("presence")
+    alice.send("ping")
+    assert await alice.recv_raw() == "pong"
+    clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=BEARER)).body)
+    by_user = {c["user"]: c for c in clients}
+    assert set(by_user) == {"alice", "bob"}
+    a, b = by_user["alice"], by_user["bob"]
+    assert a["id"] == alice.welcome["conn"] and b["id"] == bob.welcome["conn"]
+    assert a["rooms"] == ["general", "random"] and b["rooms"] == ["general"]
+    assert a["remote"] == "127.0.0.1" and a["user_agent"] == "test-agent/1.0"
+    assert before <= a["connected_at"] <= time.time()
+    assert a["connected_at"] <= a["last_seen"] <= time.time() + 0.01
+    assert a["frames_in"] == 3  # two joins and a ping
+    assert a["frames_out"] == 5  # welcome, two joined, pong, presence
+    assert a["reconnect"] == 0 and b["reconnect"] == 3
+    assert a["health"] == "green"
+    assert set(a) >= {"id", "user", "rooms", "remote", "user_agent", "connected_at", "last_seen",
+                      "rtt", "frames_in", "frames_out", "reconnect"}
+
+
+@pytest.mark.gen_test
+async def test_disconnect_client_and_user_close_with_4003_and_count(chat, metric):
+    alice1, alice2, bob = (await chat.connect("alice"), await chat.connect("alice"),
+                           await chat.connect("bob"))
+    await api(chat, "POST", "/admin/api/clients/nope/disconnect", headers=BEARER, body={}, expect=404)
+    await api(chat, "POST", f"/admin/api/clients/{bob.welcome['conn']}/disconnect", headers=BEARER,
+              body={"reason": "spamming the room"})
+    assert await bob.closed() == 4003
+    assert bob.ws.close_reason == "spamming the room"
+    response = await api(chat, "POST", "/admin/api/users/alice/disconnect", headers=BEARER,
+                         body={"reason": "account suspended"})
+    assert sorted(json.loads(response.body)["disconnected"]) == sorted(
+        [alice1.welcome["conn"], alice2.welcome["conn"]])
+    for client in (alice1, alice2):
+        assert await client.closed() == 4003 and client.ws.close_reason == "account suspended"
+    assert metric("imserver_terminations_total", reason="kicked") == 3
+    assert metric("imserver_connections_closed_total", reason="kicked") == 3
+    assert metric("imserver_connections") == 0
+    closed = json.loads((await api(chat, "GET", "/admin/api/closed", headers=BEARER)).body)
+    assert [c["reason"] for c in closed] == ["kicked"] * 3
+    assert {c["user"] for c in closed} == {"alice", "bob"}
+    assert all(c["closed_by"] == "server" and c["code"] == 4003 and c["lived"] >= 0 for c in closed)
+    await api(chat, "POST", f"/admin/api/clients/{alice1.welcome['conn']}/disconnect",
+              headers=BEARER, body={"reason": "   "}, expect=400)
+
+
+@pytest.mark.gen_test
+async def test_client_close_is_logged_as_client_close(chat):
+    alice = await chat.connect("alice")
+    alice.ws.close(1000, "done")
+    for _ in range(50):
+        closed = json.loads((await api(chat, "GET", "/admin/api/closed", headers=BEARER)).body)
+        if closed:
+            break
+        await alice.nothing(0.02)
+    assert closed[0]["reason"] == "client_close" and closed[0]["closed_by"] == "client"
+    assert closed[0]["code"] == 1000
+
+
+@pytest.mark.gen_test
+async def test_stats(chat, app):
+    alice, bob = await chat.connect("alice"), await chat.connect("bob", query="&reconnect=1&cause=error")
+    await alice.join("general")
+    alice.send({"type": "say", "room": "general", "text": "hi", "cid": "1"})
+    await alice.expect("ack")
+    app.runtime.sample()
+    stats = json.loads((await api(chat, "GET", "/admin/api/stats", headers=BEARER)).body)
+    assert stats["connections"] == 2 and stats["users"] == 2 and stats["rooms"] == 1
+    assert stats["reconnects_5m"] == 1 and stats["terminations_5m"] == 0
+    assert stats["series"]["connections"][-1] == 2
+    assert len(stats["series"]["t"]) == len(stats["series"]["messages_per_second"])
+    del bob
+
+
+@pytest.mark.gen_test
+async def test_push_channel_sends_snapshot_then_changes(chat, app):
+    await chat.connect("alice")
+    login = await api(chat, "POST", "/admin/api/login", body={"token": TOKEN})
+    cookie = login.headers["Set-Cookie"].split(";")[0]
+    ws = await websocket_connect(HTTPRequest(f"ws://{chat.host}/admin/ws", headers={"Cookie": cookie}))
+    try:
+        snapshot = json.loads(await ws.read_message())
+        assert snapshot["type"] == "snapshot"
+        assert [c["user"] for c in snapshot["clients"]] == ["alice"]
+        bob = await chat.connect("bob")
+
+        async def next_of(kind):
+            while True:
+                event = json.loads(await ws.read_message())
+                if event["type"] == kind:
+                    return event
+
+        assert (await next_of("opened"))["client"]["user"] == "bob"
+        bob.close()
+        closed = (await next_of("closed"))["closed"]
+        assert closed["user"] == "bob" and closed["reason"] == "client_close"
+        tick = await next_of("tick")
+        assert [c["user"] for c in tick["clients"]] == ["alice"]
+    finally:
+        ws.close()
