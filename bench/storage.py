@@ -74,7 +74,8 @@ async def run_load(server: ServerProcess, senders: int, window: int, seconds: fl
 
 async def main(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(Path(tmp)).start()
+        unlimited = {"limits": {"messages_per_second": 1e9, "burst": 1_000_000_000}}
+        server = ServerProcess(Path(tmp), unlimited).start()
         try:
             rows = [await run_load(server, 1, 1, seconds),
                     await run_load(server, 1, 32, seconds),

@@ -17,6 +17,7 @@ from .config import Config
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
+from .ratelimit import KeyedLimiter
 from .registry import TERMINATION_REASONS, Connection, Registry
 from .stats import ClosedLog, Sample, Samples
 from .store import MessageStore
@@ -54,6 +55,8 @@ class Runtime:
                                    send_ping=lambda conn, payload: conn.transport.send_ping(payload))
         self._retention = PeriodicCallback(self.apply_retention,
                                            config.storage.retention_interval_seconds * 1000)
+        per_minute = config.limits.login_attempts_per_minute
+        self.login_limiter = KeyedLimiter(rate=per_minute / 60, burst=per_minute)
         self.admin_auth = AdminAuth(config.admin.token, secret)
         self.admin_view = AdminView(self)
         self.closed_log = ClosedLog()

@@ -74,8 +74,18 @@ class ShutdownConfig:
 class LimitsConfig:
     max_frame_bytes: int = _setting(65536, ge=256)
     max_text_chars: int = _setting(4000, ge=1)
+    max_json_depth: int = _setting(8, ge=2, le=64)
     history_page: int = _setting(50, ge=1, le=1000)
     recovery_limit: int = _setting(500, ge=1, le=100_000)
+    max_connections: int = _setting(20_000, ge=1)
+    max_connections_per_user: int = _setting(20, ge=1)
+    max_connections_per_address: int = _setting(500, ge=1)
+    max_rooms_per_connection: int = _setting(100, ge=1)
+    login_attempts_per_minute: float = _setting(30.0, gt=0)
+    messages_per_second: float = _setting(20.0, gt=0)
+    burst: int = _setting(40, ge=1)
+    flood_strikes: int = _setting(50, ge=1)
+    max_outbound_buffer_bytes: int = _setting(4 * 1024 * 1024, ge=65536)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,12 @@ class Hub:
         sent = 0
         for conn in list(conns):
             if conn is not skip:
-                conn.send(out)
+                try:
+                    conn.send(out)
+                except Exception:  # a broken connection must not stop the fan-out
+                    log.exception("connection %s: send failed", conn.id)
+                    conn.terminate("error")
+                    continue
                 sent += 1
         self.metrics.delivered.inc(sent)
         return sent
@@ -111,6 +116,10 @@ class Hub:
             raise TypeError(f"unknown command {command!r}")
 
     def join(self, conn: Connection, cmd: p.Join) -> None:
+        if cmd.room not in conn.rooms and len(conn.rooms) >= self.limits.max_rooms_per_connection:
+            self.error(conn, "bad_request",
+                       f"at most {self.limits.max_rooms_per_connection} rooms per connection")
+            return
         # Membership counts for `say` at once; delivery starts when the backlog
         # read has been answered, so nothing falls between backlog and live.
         conn.rooms.add(cmd.room)
@@ -265,6 +274,10 @@ class Hub:
                     self.error(conn, "unavailable", "message store unavailable, try again", cid)
                 return
             if write or not conn.closed:
-                then(result)
+                try:
+                    then(result)
+                except Exception:  # one connection's failure must not reach the others
+                    log.exception("connection %s: error answering a store result", conn.id)
+                    conn.end("error", 1011, "internal error")
 
         future.add_done_callback(done)

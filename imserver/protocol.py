@@ -23,7 +23,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 # Ids of users from host-issued JWTs may hold a few more characters than guest names.
 USER_ID_RE = re.compile(r"[A-Za-z0-9_.@|:+\-]{1,64}")
 CID_MAX = 128
-MAX_NESTING = 8
 
 # Close codes (docs/PROTOCOL.md).
 CLOSE_NORMAL = 1000
@@ -168,10 +167,10 @@ def clean_text(text: str) -> str:
     )
 
 
-def parse_frame(raw: str, *, max_text_chars: int) -> Command:
+def parse_frame(raw: str, *, max_text_chars: int, max_depth: int = 8) -> Command:
     """Parse one JSON text frame from a client into a Command."""
-    if _nesting_depth(raw) > MAX_NESTING:
-        raise ProtocolError("bad_request", f"JSON nested deeper than {MAX_NESTING} levels")
+    if _nesting_depth(raw) > max_depth:
+        raise ProtocolError("bad_request", f"JSON nested deeper than {max_depth} levels")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):

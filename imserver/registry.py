@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -99,6 +100,7 @@ class Registry:
     def __init__(self) -> None:
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
+        self._by_remote: Counter[str] = Counter()
         self.on_open: list[Listener] = []
         self.on_close: list[Listener] = []
 
@@ -109,12 +111,16 @@ class Registry:
     def add(self, conn: Connection) -> None:
         self._by_id[conn.id] = conn
         self._by_user.setdefault(conn.user.id, set()).add(conn)
+        self._by_remote[conn.remote] += 1
         for listener in self.on_open:
             listener(conn)
 
     def remove(self, conn: Connection) -> None:
         if self._by_id.pop(conn.id, None) is None:
             return
+        self._by_remote[conn.remote] -= 1
+        if self._by_remote[conn.remote] <= 0:
+            del self._by_remote[conn.remote]
         conns = self._by_user.get(conn.user.id)
         if conns is not None:
             conns.discard(conn)
@@ -132,6 +138,9 @@ class Registry:
 
     def is_online(self, user_id: str) -> bool:
         return user_id in self._by_user
+
+    def count_remote(self, remote: str) -> int:
+        return self._by_remote.get(remote, 0)
 
     def users_online(self) -> int:
         return len(self._by_user)

@@ -57,6 +57,10 @@ class LoginHandler(JsonHandler):
         if not auth.guest_login:
             self.fail(403, "login_disabled", "this server takes tokens from its host application")
             return
+        if not self.runtime.login_limiter.take(self.request.remote_ip or ""):
+            self.runtime.metrics.refused.labels("login_rate").inc()
+            self.fail(429, "too_many_attempts", "too many login attempts, try again in a minute")
+            return
         body = self.json_body()
         if body is None:
             return

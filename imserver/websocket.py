@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from . import protocol as p
 from .errors import AuthError, ProtocolError
 from .frames import Outbound
 from .heartbeat import Heartbeat
+from .ratelimit import FloodGuard, TokenBucket
 from .registry import Connection, User
 
 if TYPE_CHECKING:
@@ -34,12 +36,22 @@ def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
 
 
 class _Protocol(WebSocketProtocol13):
-    """Tornado's RFC 6455 codec, noting when it closes a socket for a too-big frame."""
+    """Tornado's RFC 6455 codec, noting a close for a too-big frame, and answering
+    a text frame of invalid UTF-8 with an error frame instead of dropping the socket."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == p.CLOSE_TOO_BIG:
             cast("ChatSocket", self.handler).too_big()
         super().close(code, reason)
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode == 0x1 and not self.client_terminated and not self._frame_compressed:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                cast("ChatSocket", self.handler).bad_utf8()
+                return None
+        return super()._handle_message(opcode, data)
 
 
 class ChatSocket(WebSocketHandler):
@@ -49,6 +61,9 @@ class ChatSocket(WebSocketHandler):
         self.runtime = runtime
         self.user: User | None = None
         self.conn: Connection | None = None
+        limits = runtime.config.limits
+        self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
+        self.flood = FloodGuard(limits.flood_strikes)
 
     # --- the upgrade ---
 
@@ -66,7 +81,25 @@ class ChatSocket(WebSocketHandler):
             self.runtime.metrics.refused.labels("unauthenticated").inc()
             self._refuse(401, "unauthenticated", str(exc))
             return
+        refusal = self._over_limit(self.user)
+        if refusal is not None:
+            status, reason, message = refusal
+            self.runtime.metrics.refused.labels(reason).inc()
+            log.warning("refused connection from %s (user %s): %s",
+                        self.request.remote_ip, self.user.id, message)
+            self._refuse(status, reason, message)
+            return
         await super().get(*args, **kwargs)
+
+    def _over_limit(self, user: User) -> tuple[int, str, str] | None:
+        limits, registry = self.runtime.config.limits, self.runtime.registry
+        if len(registry) >= limits.max_connections:
+            return 503, "server_full", "the server is at its connection limit"
+        if len(registry.of_user(user.id)) >= limits.max_connections_per_user:
+            return 429, "too_many_connections", "too many connections for this user"
+        if registry.count_remote(self.request.remote_ip or "") >= limits.max_connections_per_address:
+            return 429, "too_many_connections", "too many connections from this address"
+        return None
 
     def _refuse(self, status: int, error: str, message: str) -> None:
         self.set_status(status)
@@ -89,6 +122,10 @@ class ChatSocket(WebSocketHandler):
         assert self.user is not None
         rt.start()
         self.set_nodelay(True)
+        ws = self.ws_connection
+        if ws is not None and ws.stream is not None:
+            # Past this, a client that does not read is dropped as a slow consumer.
+            ws.stream.max_write_buffer_size = rt.config.limits.max_outbound_buffer_bytes
         try:
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
         except ValueError:
@@ -128,15 +165,35 @@ class ChatSocket(WebSocketHandler):
         if self.conn is not None and self.conn.close_reason is None:
             self.conn.close_reason, self.conn.close_code = "too_big", p.CLOSE_TOO_BIG
 
+    def bad_utf8(self) -> None:
+        if self.conn is not None and self._admit(self.conn):
+            self.runtime.metrics.received.labels("invalid").inc()
+            self.runtime.hub.error(self.conn, "bad_request", "text frame is not valid UTF-8")
+
+    def _admit(self, conn: Connection) -> bool:
+        """Count a frame against the rate limit; False (and maybe a 4008 close) when over it."""
+        conn.last_seen = time.monotonic()
+        conn.frames_in += 1
+        if self.bucket.take():
+            return True
+        rt = self.runtime
+        rt.metrics.refused.labels("rate_limited").inc()
+        if self.flood.strike():
+            log.warning("connection %s (%s) keeps flooding, closing", conn.id, conn.user.id)
+            conn.end("rate_limited", p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+        return False
+
     # --- inbound ---
 
     def on_message(self, message: str | bytes) -> None:
         conn = self.conn
         if conn is None:
             return
-        conn.last_seen = time.monotonic()
-        conn.frames_in += 1
         rt = self.runtime
+        if not self._admit(conn):
+            if not conn.close_reason:
+                rt.hub.error(conn, "rate_limited", "slow down: too many messages", _cid_of(message))
+            return
         if message == p.PING:
             rt.metrics.received.labels("ping").inc()
             rt.metrics.app_pings.inc()
@@ -145,7 +202,9 @@ class ChatSocket(WebSocketHandler):
         try:
             if isinstance(message, bytes):
                 raise ProtocolError("bad_request", "binary frames are not supported")
-            command = p.parse_frame(message, max_text_chars=rt.config.limits.max_text_chars)
+            limits = rt.config.limits
+            command = p.parse_frame(message, max_text_chars=limits.max_text_chars,
+                                    max_depth=limits.max_json_depth)
         except ProtocolError as exc:
             rt.metrics.received.labels("invalid").inc()
             rt.hub.error(conn, exc.code, exc.message, exc.cid)
@@ -181,6 +240,12 @@ class ChatSocket(WebSocketHandler):
                 ws.stream.write(frame.wire)
         except StreamClosedError:
             return False
+        except StreamBufferFullError:
+            if self.conn is not None:
+                log.warning("connection %s (%s) is not reading: dropped as a slow consumer",
+                            self.conn.id, self.conn.user.id)
+                self.conn.terminate("slow_consumer")
+            return False
         return True
 
     def send_ping(self, payload: bytes) -> None:
@@ -195,6 +260,17 @@ class ChatSocket(WebSocketHandler):
             ws.stream.close()
         else:
             self.on_connection_close()
+
+
+def _cid_of(message: str | bytes) -> str | None:
+    """The cid of a refused frame, found without parsing it, so that a flood stays cheap."""
+    if isinstance(message, bytes) or '"cid"' not in message:
+        return None
+    try:
+        cid = json.loads(message).get("cid")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return cid if isinstance(cid, str) and len(cid) <= p.CID_MAX else None
 
 
 _KINDS: dict[type, str] = {

@@ -21,6 +21,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "heartbeat": {"ping_interval": 0.3, "ping_timeout": 0.8,
                   "client_interval": 0.5, "client_timeout": 1.5},
     "shutdown": {"spread_seconds": 2.0, "grace_seconds": 1.0},
+    # Tests send bursts far above a person's typing; the rate-limit tests set their own.
+    "limits": {"messages_per_second": 10_000, "burst": 10_000},
 }
 
 

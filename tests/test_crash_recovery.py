@@ -127,7 +127,8 @@ async def drain_remaining(client: CrashClient) -> None:
 @pytest.fixture
 def server(tmp_path):
     proc = ServerProcess(tmp_path, {"heartbeat": {"ping_interval": 1, "ping_timeout": 3,
-                                                  "client_interval": 1, "client_timeout": 3}})
+                                                  "client_interval": 1, "client_timeout": 3},
+                                    "limits": {"messages_per_second": 10_000, "burst": 10_000}})
     proc.start()
     yield proc
     proc.kill()
