@@ -1,0 +1,816 @@
+/**
+ * ChatConnection: one user's link to the chat server, kept alive across
+ * network failures, server restarts and background tabs. It knows nothing of
+ * the DOM; the page listens to its events.
+ *
+ * State (changed only by `_setState`, which emits `statechange`):
+ *
+ *     stopped    --connect(), retryNow()-->               connecting
+ *     connecting --welcome frame-->                       open
+ *     connecting --failure, connect timeout-->            waiting
+ *     open       --close, error, watchdog, offline, bye-> waiting
+ *     waiting    --timer, online, visible, retryNow()-->  connecting
+ *     any        --4001, 4003, 1000 from the server,
+ *                  last attempt failed, close()-->        stopped
+ *
+ * Events (all CustomEvents; the payload is in `event.detail`):
+ *
+ * - `statechange` {state, previous, attempt, attempts, cause, delay,
+ *   reconnectAt, reason, message}
+ * - `welcome`  the welcome frame (the connection is open)
+ * - `message`  every JSON frame from the server, as an object
+ * - `ack`      {ack, sent}: the ack frame and the frame it acknowledges
+ * - `failed`   {cid, code, message, sent}: a queued frame the server refused
+ *   for good; it has left the outbox
+ * - `error`    an error frame from the server
+ * - `outbox`   {size, limit}: the number of unacknowledged frames changed
+ * - `stopped`  {reason, message}: reason `auth` (4001, or refreshToken found
+ *   the session gone), `kicked` (4003, with
+ *   the operator's reason as message), `gave_up`, `server_closed` (1000 from
+ *   the server) or `closed` (close() was called)
+ */
+import { backoffDelay } from './backoff.js';
+import { createClientId } from './client-id.js';
+import { Outbox } from './outbox.js';
+import { Watchdog } from './watchdog.js';
+
+export const State = Object.freeze({
+  CONNECTING: 'connecting',
+  OPEN: 'open',
+  WAITING: 'waiting',
+  STOPPED: 'stopped',
+});
+
+/** Why a reconnect attempt is made; sent to the server as `cause`. */
+export const Cause = Object.freeze({
+  CLOSE: 'close',
+  ERROR: 'error',
+  WATCHDOG: 'watchdog',
+  NETWORK: 'network',
+  SHUTDOWN: 'shutdown',
+});
+
+/** Why the connection stopped for good (until connect() or retryNow()). */
+export const StopReason = Object.freeze({
+  AUTH: 'auth',
+  KICKED: 'kicked',
+  GAVE_UP: 'gave_up',
+  SERVER_CLOSED: 'server_closed',
+  CLOSED: 'closed',
+});
+
+/** WebSocket close codes of the protocol. */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  WATCHDOG: 4000,
+  UNAUTHENTICATED: 4001,
+  KICKED: 4003,
+});
+
+/** Error codes after which re-sending the same frame cannot succeed. */
+const FINAL_ERROR_CODES = new Set(['bad_request', 'too_long', 'not_in_room', 'unknown_user']);
+
+const WS_OPEN = 1;
+
+/**
+ * Defaults, equal to what GET /api/client-config serves (times in seconds).
+ * Server-provided keys keep the server's snake_case spelling so that the
+ * config can be passed through as it comes.
+ */
+export const DEFAULTS = Object.freeze({
+  reconnect: Object.freeze({
+    base: 1.0,
+    factor: 2.0,
+    cap: 30.0,
+    attempts: 10,
+    stable_after: 10.0,
+    connect_timeout: 10.0,
+  }),
+  outbox_limit: 200,
+  /** Used only if the welcome frame has no heartbeat. */
+  heartbeat: Object.freeze({ interval: 10, timeout: 20 }),
+  /** Seconds before re-sending a frame refused with a passing error (rate_limited, unavailable). */
+  resend_delay: 2.0,
+  /** The WebSocket endpoint without query; null: /ws on the page's origin. */
+  url: null,
+  /** The token from /api/login or /api/me, passed as ?token=. */
+  token: null,
+  /** Storage key of the outbox; make it per user. */
+  storage_key: 'imserver.outbox',
+});
+
+function isPlainObject(value) {
+  return value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype;
+}
+
+/** Merges options over defaults, one level deep for nested option groups. */
+export function mergeOptions(defaults, options) {
+  const merged = { ...defaults, ...options };
+  for (const [key, value] of Object.entries(defaults)) {
+    if (isPlainObject(value) && isPlainObject(options[key])) {
+      merged[key] = { ...value, ...options[key] };
+    }
+  }
+  return merged;
+}
+
+function checkNumber(name, value, { min = 0, integer = false } = {}) {
+  const ok = typeof value === 'number' && Number.isFinite(value) && value >= min
+    && (!integer || Number.isInteger(value));
+  if (!ok) {
+    const kind = integer ? 'an integer' : 'a number';
+    throw new RangeError(`option ${name} must be ${kind} >= ${min}, got ${JSON.stringify(value)}`);
+  }
+}
+
+function defaultUrl() {
+  const loc = globalThis.location;
+  if (!loc) throw new Error('option url is required outside a browser');
+  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
+}
+
+export class ChatConnection extends EventTarget {
+  /**
+   * @param {object} [options] merged over DEFAULTS; besides those keys:
+   * @param {Function} [options.WebSocket] WebSocket constructor
+   * @param {() => number} [options.now] wall-clock ms
+   * @param {Function} [options.setTimeout]
+   * @param {Function} [options.clearTimeout]
+   * @param {() => number} [options.random] in [0, 1), for the jitter
+   * @param {Storage|null} [options.storage] sessionStorage-like, for the outbox
+   * @param {() => string} [options.createId] makes a cid
+   * @param {EventTarget|null} [options.window] source of online, offline, pageshow
+   * @param {EventTarget|null} [options.document] source of visibilitychange, has .hidden
+   * @param {() => Promise<string|null>} [options.refreshToken] called when a
+   *   socket failed before opening (the server may refuse the upgrade with a
+   *   plain 401, which a browser cannot see): resolve to a fresh token, or
+   *   to null when the session is gone (the connection then stops with `auth`).
+   */
+  constructor(options = {}) {
+    super();
+    const o = mergeOptions(DEFAULTS, options);
+    const r = o.reconnect;
+    checkNumber('reconnect.base', r.base, { min: Number.MIN_VALUE });
+    checkNumber('reconnect.factor', r.factor, { min: 1 });
+    checkNumber('reconnect.cap', r.cap);
+    checkNumber('reconnect.attempts', r.attempts, { integer: true });
+    checkNumber('reconnect.stable_after', r.stable_after);
+    checkNumber('reconnect.connect_timeout', r.connect_timeout, { min: Number.MIN_VALUE });
+    checkNumber('outbox_limit', o.outbox_limit, { min: 1, integer: true });
+    this.options = o;
+    this.token = o.token;
+
+    const g = globalThis;
+    this._WebSocket = o.WebSocket ?? g.WebSocket;
+    this._now = o.now ?? (() => Date.now());
+    this._setTimeout = o.setTimeout ?? g.setTimeout.bind(g);
+    this._clearTimeout = o.clearTimeout ?? g.clearTimeout.bind(g);
+    this._random = o.random ?? Math.random;
+    this._createId = o.createId ?? (() => createClientId());
+    this._window = o.window !== undefined ? o.window : (g.window ?? null);
+    this._document = o.document !== undefined ? o.document : (g.document ?? null);
+    this._refreshToken = o.refreshToken ?? null;
+    let storage = o.storage;
+    if (storage === undefined) {
+      try {
+        storage = g.sessionStorage ?? null;
+      } catch {
+        storage = null; // blocked by privacy settings
+      }
+    }
+    this._outbox = new Outbox({ limit: o.outbox_limit, storage, key: o.storage_key, now: this._now });
+
+    this._state = State.STOPPED;
+    this._stopReason = null;
+    /** The number of the current or next reconnect attempt (0: first connect). */
+    this._attempt = 0;
+    this._cause = null;
+    this._reconnectAt = null;
+    this._hasTried = false;
+    this._user = null;
+
+    // Per socket.
+    this._ws = null;
+    this._sawSocketError = false;
+    this._socketOpened = false;
+    this._welcomed = false;
+    this._openedAt = null;
+    this._byeRetryAfter = null;
+    this._watchdog = null;
+    /** Streams whose recovery answer arrived on this socket: `room:x`, `dm`. */
+    this._synced = new Set();
+
+    this._timers = { reconnect: null, connect: null, stable: null, resend: null };
+    this._toResend = new Set();
+
+    /** Rooms to be in; each is re-joined after every reconnect. */
+    this._rooms = new Set();
+    /** room -> highest message id received in order from the live stream. */
+    this._roomHighest = new Map();
+    this._dmHighest = null;
+
+    this._listening = false;
+    this._onOnline = () => this._handleOnline();
+    this._onOffline = () => this._handleOffline();
+    this._onPageShow = () => this._handleResume();
+    this._onVisibility = () => {
+      if (!this._document.hidden) this._handleResume();
+    };
+  }
+
+  // ---- public state -------------------------------------------------------
+
+  get state() {
+    return this._state;
+  }
+
+  /** The current or upcoming reconnect attempt number (0: first connect). */
+  get attempt() {
+    return this._attempt;
+  }
+
+  /** Why the connection stopped, while state is `stopped`. */
+  get stopReason() {
+    return this._stopReason;
+  }
+
+  /** The user from the last welcome frame. */
+  get user() {
+    return this._user;
+  }
+
+  /** The rooms this connection keeps joined. */
+  get rooms() {
+    return [...this._rooms];
+  }
+
+  /** Unacknowledged frames, oldest first: [{frame, queuedAt}]. */
+  pending() {
+    return this._outbox.entries();
+  }
+
+  /** The highest live message id of `room` (the `since` of a re-join), or null. */
+  highestId(room) {
+    return this._roomHighest.get(room) ?? null;
+  }
+
+  /** The highest direct-message id received (the `since` of dm_sync), or null. */
+  get highestDmId() {
+    return this._dmHighest;
+  }
+
+  // ---- lifecycle ----------------------------------------------------------
+
+  /**
+   * Connects when stopped (the first connect, or a manual reconnect after
+   * 4003, 4001 or giving up). Does nothing while connecting, open or waiting.
+   */
+  connect() {
+    if (this._state !== State.STOPPED) return;
+    this._listen();
+    if (this._hasTried) {
+      this._attempt = 1;
+      this._openSocket(this._cause ?? Cause.CLOSE);
+    } else {
+      this._attempt = 0;
+      this._openSocket(null);
+    }
+  }
+
+  /**
+   * Skips the wait before the next attempt (the "Retry now" button); from
+   * `stopped` it is connect(). Does nothing while connecting or open.
+   */
+  retryNow(cause = null) {
+    if (this._state === State.WAITING) {
+      this._openSocket(cause ?? this._cause ?? Cause.CLOSE);
+    } else if (this._state === State.STOPPED) {
+      if (cause) this._cause = cause;
+      this.connect();
+    }
+  }
+
+  /** Closes for good (logout): code 1000, no reconnect. The outbox is kept. */
+  close() {
+    this._unlisten();
+    const ws = this._ws;
+    this._dropSocket();
+    if (ws) {
+      try {
+        ws.close(CloseCode.NORMAL);
+      } catch {
+        // already closing
+      }
+    }
+    this._stop(StopReason.CLOSED);
+  }
+
+  // ---- chat ---------------------------------------------------------------
+
+  /**
+   * Joins `room` now and after every reconnect. `since` is sent when the
+   * connection already has messages of the room.
+   */
+  join(room) {
+    if (this._rooms.has(room)) return;
+    this._rooms.add(room);
+    if (this._isReady()) this._sendJoin(room);
+  }
+
+  /** Leaves `room` and stops re-joining it. */
+  leave(room) {
+    const had = this._rooms.delete(room);
+    this._synced.delete(`room:${room}`);
+    if (had && this._isReady()) this._send({ type: 'leave', room });
+  }
+
+  /**
+   * Says `text` in `room`. Returns the cid; the frame is queued until its ack.
+   * Throws OutboxFullError (code `outbox_full`) when the outbox is full.
+   */
+  say(room, text) {
+    return this._queue({ type: 'say', room, text });
+  }
+
+  /** Sends a direct message to user `to`; like say(). */
+  dm(to, text) {
+    return this._queue({ type: 'dm', to, text });
+  }
+
+  /**
+   * Asks for a page of older messages: target is {room} or {with: user}.
+   * Returns false when not connected (history is not queued).
+   */
+  history(target, { before = null, limit = 50 } = {}) {
+    const frame = { type: 'history', ...target, limit };
+    if (before !== null && before !== undefined) frame.before = before;
+    return this._send(frame);
+  }
+
+  /** Gives up on a queued frame (e.g. one the user deleted). */
+  discard(cid) {
+    if (this._outbox.remove(cid)) this._emitOutbox();
+  }
+
+  // ---- internals: sockets -------------------------------------------------
+
+  /** True once the server welcomed the current socket (frames may be sent). */
+  _isReady() {
+    return this._welcomed && this._ws !== null && this._ws.readyState === WS_OPEN;
+  }
+
+  _send(frame) {
+    if (!this._isReady()) return false;
+    this._ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+    return true;
+  }
+
+  _buildUrl(attempt, cause) {
+    const url = new URL(this.options.url ?? defaultUrl());
+    if (this.token) url.searchParams.set('token', this.token);
+    if (attempt >= 1) {
+      url.searchParams.set('reconnect', String(attempt));
+      url.searchParams.set('cause', cause ?? Cause.CLOSE);
+    }
+    return url.toString();
+  }
+
+  /** Opens a socket for attempt `this._attempt`; never two at once. */
+  _openSocket(cause) {
+    this._clearTimer('reconnect');
+    if (this._ws !== null) return;
+    this._hasTried = true;
+    this._cause = cause;
+    this._reconnectAt = null;
+    const url = this._buildUrl(this._attempt, cause);
+    let ws;
+    try {
+      ws = new this._WebSocket(url);
+    } catch (err) {
+      // A malformed URL or a blocked port: treat like a failed attempt.
+      this._setState(State.CONNECTING);
+      this._scheduleReconnect(Cause.ERROR);
+      return;
+    }
+    this._ws = ws;
+    this._sawSocketError = false;
+    this._socketOpened = false;
+    this._welcomed = false;
+    this._byeRetryAfter = null;
+    this._synced.clear();
+    ws.onopen = () => {
+      this._socketOpened = true;
+    };
+    ws.onmessage = (event) => this._handleData(event.data);
+    ws.onerror = () => {
+      this._sawSocketError = true;
+    };
+    ws.onclose = (event) => this._handleClose(event);
+    this._timers.connect = this._setTimeout(() => {
+      this._timers.connect = null;
+      this._abandonSocket(Cause.ERROR);
+    }, this.options.reconnect.connect_timeout * 1000);
+    this._setState(State.CONNECTING);
+  }
+
+  /** Detaches the current socket (without closing it) and its timers. */
+  _dropSocket() {
+    const ws = this._ws;
+    if (ws) {
+      ws.onopen = null;
+      ws.onmessage = null;
+      ws.onerror = null;
+      ws.onclose = null;
+    }
+    this._ws = null;
+    if (this._watchdog) {
+      this._watchdog.stop();
+      this._watchdog = null;
+    }
+    this._clearTimer('connect');
+    this._clearTimer('stable');
+    this._clearTimer('resend');
+    this._toResend.clear();
+  }
+
+  /**
+   * Gives up on the current socket without waiting for its close event (on a
+   * dead network the closing handshake can take minutes) and schedules the
+   * next attempt.
+   */
+  _abandonSocket(cause, code = undefined) {
+    const ws = this._ws;
+    this._dropSocket();
+    if (ws) {
+      try {
+        if (code === undefined) ws.close();
+        else ws.close(code);
+      } catch {
+        // already closed
+      }
+    }
+    this._scheduleReconnect(cause);
+  }
+
+  _handleClose(event) {
+    const welcomed = this._welcomed;
+    const opened = this._socketOpened;
+    const bye = this._byeRetryAfter;
+    const sawError = this._sawSocketError;
+    this._dropSocket();
+    switch (event.code) {
+      case CloseCode.UNAUTHENTICATED:
+        this._stop(StopReason.AUTH, event.reason || '');
+        return;
+      case CloseCode.KICKED:
+        this._stop(StopReason.KICKED, event.reason || '');
+        return;
+      case CloseCode.NORMAL:
+        if (welcomed) {
+          // The protocol says: a normal close from the server asks for nothing.
+          this._stop(StopReason.SERVER_CLOSED, event.reason || '');
+          return;
+        }
+        break;
+      default:
+        break;
+    }
+    if (!opened) this._checkAuth();
+    if (bye !== null) {
+      this._scheduleReconnect(Cause.SHUTDOWN, bye * 1000);
+    } else {
+      this._scheduleReconnect(sawError ? Cause.ERROR : Cause.CLOSE);
+    }
+  }
+
+  /**
+   * Schedules reconnect attempt n+1 after the backoff delay (or the server's
+   * retry_after), or stops after the last attempt.
+   */
+  _scheduleReconnect(cause, fixedDelayMs = null) {
+    const r = this.options.reconnect;
+    if (this._openedAt !== null && this._now() - this._openedAt >= r.stable_after * 1000) {
+      // The stable timer may not have run (throttled tab); the wall clock decides.
+      this._attempt = 0;
+    }
+    this._openedAt = null;
+    const next = this._attempt + 1;
+    this._cause = cause;
+    if (next > r.attempts) {
+      this._stop(StopReason.GAVE_UP);
+      return;
+    }
+    this._attempt = next;
+    const delay = fixedDelayMs ?? backoffDelay(next, r, this._random) * 1000;
+    this._reconnectAt = this._now() + delay;
+    this._clearTimer('reconnect');
+    this._timers.reconnect = this._setTimeout(() => {
+      this._timers.reconnect = null;
+      this._openSocket(this._cause);
+    }, delay);
+    this._setState(State.WAITING, { delay });
+  }
+
+  _stop(reason, message = '') {
+    this._dropSocket();
+    this._clearTimer('reconnect');
+    this._openedAt = null;
+    this._reconnectAt = null;
+    this._stopReason = reason;
+    this._setState(State.STOPPED, { reason, message });
+    this._emit('stopped', { reason, message });
+  }
+
+  /** Asks the page whether the session is still valid (see refreshToken). */
+  _checkAuth() {
+    if (!this._refreshToken) return;
+    let result;
+    try {
+      result = this._refreshToken();
+    } catch {
+      return;
+    }
+    Promise.resolve(result).then((token) => {
+      if (this._state === State.STOPPED || this._state === State.OPEN) return;
+      if (token === null) {
+        const ws = this._ws;
+        this._dropSocket();
+        if (ws) {
+          try {
+            ws.close();
+          } catch {
+            // already closed
+          }
+        }
+        this._stop(StopReason.AUTH);
+      } else if (typeof token === 'string' && token) {
+        this.token = token;
+      }
+    }, () => {
+      // The check itself failed (server down): keep retrying as planned.
+    });
+  }
+
+  // ---- internals: frames --------------------------------------------------
+
+  _handleData(data) {
+    if (this._watchdog) this._watchdog.alive();
+    if (data === 'pong' || data === 'ping') return;
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return; // not ours to judge; the server never sends bad JSON
+    }
+    if (!frame || typeof frame !== 'object') return;
+    switch (frame.type) {
+      case 'welcome':
+        this._handleWelcome(frame);
+        return; // emits its own events, in order
+      case 'ack':
+        this._handleAck(frame);
+        break;
+      case 'error':
+        this._handleError(frame);
+        break;
+      case 'joined':
+        this._synced.add(`room:${frame.room}`);
+        this._trackRoom(frame.room, frame.messages);
+        break;
+      case 'message':
+        this._trackLive(frame);
+        break;
+      case 'dm_sync':
+        this._synced.add('dm');
+        this._trackDm(frame.messages);
+        break;
+      case 'bye':
+        this._byeRetryAfter = Number.isFinite(frame.retry_after) && frame.retry_after >= 0
+          ? frame.retry_after
+          : null;
+        break;
+      default:
+        break;
+    }
+    this._emit('message', frame);
+  }
+
+  _handleWelcome(frame) {
+    this._clearTimer('connect');
+    this._welcomed = true;
+    this._user = frame.user ?? null;
+    this._openedAt = this._now();
+    const r = this.options.reconnect;
+    this._timers.stable = this._setTimeout(() => {
+      this._timers.stable = null;
+      this._attempt = 0;
+    }, r.stable_after * 1000);
+
+    const hb = { ...this.options.heartbeat, ...(frame.heartbeat ?? {}) };
+    const ws = this._ws;
+    this._watchdog = new Watchdog({
+      interval: hb.interval * 1000,
+      timeout: hb.timeout * 1000,
+      sendPing: () => {
+        if (ws.readyState === WS_OPEN) ws.send('ping');
+      },
+      onDead: () => this._abandonSocket(Cause.WATCHDOG, CloseCode.WATCHDOG),
+      now: this._now,
+      setTimeout: this._setTimeout,
+      clearTimeout: this._clearTimeout,
+      isHidden: () => Boolean(this._document && this._document.hidden),
+    });
+    this._watchdog.start();
+
+    // Recover in order: rooms, then direct messages, then what we still owe.
+    // This happens before listeners hear of the open state, so that a join()
+    // they make is not sent twice.
+    for (const room of this._rooms) this._sendJoin(room);
+    const sync = { type: 'dm_sync' };
+    if (this._dmHighest !== null) sync.since = this._dmHighest;
+    this._send(sync);
+    for (const { frame: queued } of this._outbox.entries()) this._send(queued);
+
+    this._setState(State.OPEN);
+    this._emit('welcome', frame);
+    this._emit('message', frame);
+  }
+
+  _sendJoin(room) {
+    const frame = { type: 'join', room };
+    const since = this._roomHighest.get(room);
+    if (since !== undefined) frame.since = since;
+    this._send(frame);
+  }
+
+  _handleAck(frame) {
+    const entry = this._outbox.remove(frame.cid);
+    this._toResend.delete(frame.cid);
+    if (entry) this._emitOutbox();
+    this._emit('ack', { ack: frame, sent: entry ? entry.frame : null });
+  }
+
+  _handleError(frame) {
+    const entry = frame.cid ? this._outbox.get(frame.cid) : null;
+    if (entry && FINAL_ERROR_CODES.has(frame.code)) {
+      this._outbox.remove(frame.cid);
+      this._emitOutbox();
+      this._emit('failed', { cid: frame.cid, code: frame.code, message: frame.message ?? '', sent: entry.frame });
+    } else if (entry) {
+      // rate_limited, unavailable (store trouble) or unknown: try again later.
+      this._toResend.add(frame.cid);
+      if (this._timers.resend === null) {
+        this._timers.resend = this._setTimeout(() => this._resendRefused(),
+          this.options.resend_delay * 1000);
+      }
+    }
+    this._emit('error', frame);
+  }
+
+  _resendRefused() {
+    this._timers.resend = null;
+    const cids = [...this._toResend];
+    this._toResend.clear();
+    for (const cid of cids) {
+      const entry = this._outbox.get(cid);
+      if (entry) this._send(entry.frame);
+    }
+  }
+
+  /**
+   * The `since` of a re-join must be an id after which nothing was missed,
+   * so only messages from the recovery answer (joined, dm_sync) and live
+   * messages after it count; history pages and acks do not.
+   */
+  _trackLive(frame) {
+    if (!Number.isInteger(frame.id)) return;
+    if (frame.room !== undefined && frame.room !== null) {
+      if (this._synced.has(`room:${frame.room}`)) this._raiseRoom(frame.room, frame.id);
+    } else if (this._synced.has('dm')) {
+      this._dmHighest = Math.max(this._dmHighest ?? frame.id, frame.id);
+    }
+  }
+
+  _trackRoom(room, messages) {
+    for (const m of messages ?? []) {
+      if (Number.isInteger(m.id)) this._raiseRoom(room, m.id);
+    }
+  }
+
+  _raiseRoom(room, id) {
+    const current = this._roomHighest.get(room);
+    if (current === undefined || id > current) this._roomHighest.set(room, id);
+  }
+
+  _trackDm(messages) {
+    for (const m of messages ?? []) {
+      if (Number.isInteger(m.id) && (this._dmHighest === null || m.id > this._dmHighest)) {
+        this._dmHighest = m.id;
+      }
+    }
+  }
+
+  _queue(frame) {
+    const cid = this._createId();
+    this._outbox.add({ ...frame, cid });
+    this._emitOutbox();
+    this._send({ ...frame, cid });
+    return cid;
+  }
+
+  // ---- internals: browser signals ----------------------------------------
+
+  _listen() {
+    if (this._listening) return;
+    this._listening = true;
+    if (this._window) {
+      this._window.addEventListener('online', this._onOnline);
+      this._window.addEventListener('offline', this._onOffline);
+      this._window.addEventListener('pageshow', this._onPageShow);
+    }
+    if (this._document) this._document.addEventListener('visibilitychange', this._onVisibility);
+  }
+
+  _unlisten() {
+    if (!this._listening) return;
+    this._listening = false;
+    if (this._window) {
+      this._window.removeEventListener('online', this._onOnline);
+      this._window.removeEventListener('offline', this._onOffline);
+      this._window.removeEventListener('pageshow', this._onPageShow);
+    }
+    if (this._document) this._document.removeEventListener('visibilitychange', this._onVisibility);
+  }
+
+  /** The network is back: reconnect at once, or check a connection we have. */
+  _handleOnline() {
+    switch (this._state) {
+      case State.WAITING:
+        this.retryNow(Cause.NETWORK);
+        break;
+      case State.STOPPED:
+        if (this._stopReason === StopReason.GAVE_UP) {
+          this._attempt = 1;
+          this._openSocket(Cause.NETWORK);
+        }
+        break;
+      case State.OPEN:
+        if (this._watchdog) this._watchdog.probe();
+        break;
+      default:
+        break; // connecting: one attempt in flight is enough
+    }
+  }
+
+  /** The browser lost its network: the socket is dead, reconnect with backoff. */
+  _handleOffline() {
+    if (this._state === State.OPEN || this._state === State.CONNECTING) {
+      this._abandonSocket(Cause.NETWORK, CloseCode.NORMAL);
+    }
+  }
+
+  /** The page is visible again: probe an open socket, skip a pending wait. */
+  _handleResume() {
+    if (this._state === State.OPEN) {
+      if (this._watchdog) this._watchdog.probe();
+    } else if (this._state === State.WAITING) {
+      this.retryNow();
+    }
+  }
+
+  // ---- internals: plumbing ------------------------------------------------
+
+  _setState(state, extra = {}) {
+    const previous = this._state;
+    this._state = state;
+    if (state !== State.STOPPED) this._stopReason = null;
+    this._emit('statechange', {
+      state,
+      previous,
+      attempt: this._attempt,
+      attempts: this.options.reconnect.attempts,
+      cause: this._cause,
+      delay: null,
+      reconnectAt: this._reconnectAt,
+      reason: null,
+      message: '',
+      ...extra,
+    });
+  }
+
+  _emitOutbox() {
+    this._emit('outbox', { size: this._outbox.size, limit: this._outbox.limit });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _clearTimer(name) {
+    if (this._timers[name] !== null) {
+      this._clearTimeout(this._timers[name]);
+      this._timers[name] = null;
+    }
+  }
+}

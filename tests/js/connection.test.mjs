@@ -1,0 +1,584 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { ChatConnection, DEFAULTS, State } from '../../static/js/connection.js';
+import { OutboxFullError } from '../../static/js/outbox.js';
+import { createFakeBrowser, createFakeStorage, createFakeTime, createFakeWebSocket } from './fakes.mjs';
+
+const SECOND = 1000;
+
+/** A connection wired to fakes; `random` is fixed at 0.5 unless given. */
+function setup(options = {}) {
+  const time = createFakeTime();
+  const WS = createFakeWebSocket();
+  const browser = createFakeBrowser();
+  const storage = options.storage ?? createFakeStorage();
+  let n = 0;
+  const conn = new ChatConnection({
+    url: 'ws://chat.test/ws',
+    token: 'tok',
+    WebSocket: WS,
+    now: time.now,
+    setTimeout: time.setTimeout,
+    clearTimeout: time.clearTimeout,
+    random: () => 0.5,
+    storage,
+    createId: () => `cid-${++n}`,
+    window: browser.window,
+    document: browser.document,
+    ...options,
+  });
+  const events = [];
+  for (const type of ['statechange', 'welcome', 'ack', 'failed', 'error', 'stopped', 'message', 'outbox']) {
+    conn.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
+  }
+  const of = (type) => events.filter((e) => e.type === type).map((e) => e.detail);
+  return { conn, time, WS, browser, storage, events, of };
+}
+
+/** Connects and opens with a welcome; returns the socket. */
+function connectOpen(ctx, heartbeat) {
+  ctx.conn.connect();
+  const ws = ctx.WS.last;
+  ws.welcome(heartbeat);
+  return ws;
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+test('DEFAULTS equal the values served by /api/client-config', () => {
+  assert.deepEqual({ reconnect: { ...DEFAULTS.reconnect }, outbox_limit: DEFAULTS.outbox_limit }, {
+    reconnect: { base: 1.0, factor: 2.0, cap: 30.0, attempts: 10, stable_after: 10.0, connect_timeout: 10.0 },
+    outbox_limit: 200,
+  });
+});
+
+test('options are merged over DEFAULTS and bad values are named', () => {
+  const { conn } = setup({ reconnect: { cap: 5 } });
+  assert.equal(conn.options.reconnect.cap, 5);
+  assert.equal(conn.options.reconnect.base, 1.0);
+  assert.throws(() => setup({ reconnect: { base: -1 } }), /reconnect\.base.*-1/);
+  assert.throws(() => setup({ outbox_limit: 'many' }), /outbox_limit/);
+});
+
+test('the first connect carries the token and no reconnect or cause', () => {
+  const ctx = setup();
+  assert.equal(ctx.conn.state, State.STOPPED);
+  ctx.conn.connect();
+  assert.equal(ctx.WS.instances.length, 1);
+  const q = ctx.WS.last.query;
+  assert.equal(q.get('token'), 'tok');
+  assert.equal(q.has('reconnect'), false);
+  assert.equal(q.has('cause'), false);
+  assert.equal(ctx.conn.state, State.CONNECTING);
+});
+
+test('opens on welcome, then joins its rooms and asks for missed direct messages', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  assert.equal(ctx.WS.instances.length, 0, 'join() alone does not connect');
+  const ws = connectOpen(ctx);
+  assert.equal(ctx.conn.state, State.OPEN);
+  assert.deepEqual(ws.frames, [{ type: 'join', room: 'general' }, { type: 'dm_sync' }]);
+  assert.equal(ctx.of('welcome').length, 1);
+  assert.equal(ctx.conn.user.id, 'alice');
+});
+
+test('state changes are announced in order through statechange', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  ws.serverClose(1006);
+  ctx.time.advance(SECOND);
+  ctx.WS.last.welcome();
+  assert.deepEqual(ctx.of('statechange').map((d) => d.state),
+    ['connecting', 'open', 'waiting', 'connecting', 'open']);
+  const waiting = ctx.of('statechange')[2];
+  assert.equal(waiting.attempt, 1);
+  assert.equal(waiting.attempts, 10);
+  assert.equal(waiting.cause, 'close');
+  assert.equal(waiting.delay, 500);
+  assert.equal(waiting.previous, 'open');
+  assert.equal(typeof waiting.reconnectAt, 'number');
+});
+
+test('reconnects after a close with reconnect=1&cause=close, after the jittered delay', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(1006);
+  assert.equal(ctx.conn.state, State.WAITING);
+  ctx.time.advance(499);
+  assert.equal(ctx.WS.instances.length, 1);
+  ctx.time.advance(1);
+  assert.equal(ctx.WS.instances.length, 2);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '1');
+  assert.equal(ctx.WS.last.query.get('cause'), 'close');
+  assert.equal(ctx.WS.last.query.get('token'), 'tok');
+});
+
+test('a socket error gives cause=error, and the count grows over failed attempts', () => {
+  const ctx = setup();
+  connectOpen(ctx).fail();
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('cause'), 'error');
+  ctx.WS.last.fail();
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '2');
+});
+
+test('follows the backoff, then gives up after the last attempt', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(1006);
+  const delays = [];
+  for (let i = 0; i < 10; i += 1) {
+    const waiting = ctx.of('statechange').at(-1);
+    assert.equal(waiting.state, 'waiting');
+    delays.push(waiting.delay);
+    ctx.time.advance(waiting.delay);
+    assert.equal(ctx.WS.last.query.get('reconnect'), String(i + 1));
+    ctx.WS.last.fail();
+  }
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000, 15000, 15000]);
+  assert.equal(ctx.conn.state, State.STOPPED);
+  assert.deepEqual(ctx.of('stopped'), [{ reason: 'gave_up', message: '' }]);
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 11);
+  // Retry (the button) starts a fresh series.
+  ctx.conn.retryNow();
+  assert.equal(ctx.WS.instances.length, 12);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '1');
+});
+
+test('jitter is applied to every delay, also at the cap', () => {
+  const values = [0.9, 0.1, 0.9, 0.1];
+  let i = 0;
+  const ctx = setup({ random: () => values[i++ % values.length], reconnect: { cap: 1 } });
+  connectOpen(ctx).serverClose(1006);
+  const delays = [];
+  for (let k = 0; k < 4; k += 1) {
+    const { delay } = ctx.of('statechange').at(-1);
+    delays.push(delay);
+    ctx.time.advance(delay);
+    ctx.WS.last.fail();
+  }
+  assert.deepEqual(delays, [900, 100, 900, 100]);
+});
+
+test('at most one attempt in flight: online, retryNow and connect while connecting open nothing', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(1006);
+  ctx.browser.goOnline();
+  assert.equal(ctx.WS.instances.length, 2, 'online while waiting reconnects at once');
+  assert.equal(ctx.WS.last.query.get('cause'), 'network');
+  ctx.browser.goOnline();
+  ctx.conn.retryNow();
+  ctx.conn.connect();
+  ctx.browser.show();
+  assert.equal(ctx.WS.instances.length, 2);
+  ctx.time.advance(5 * SECOND); // the old reconnect timer must be gone too
+  assert.equal(ctx.WS.instances.length, 2);
+  assert.equal(ctx.WS.live.length, 1);
+});
+
+test('each attempt has a connect timeout', () => {
+  const ctx = setup();
+  ctx.conn.connect();
+  const first = ctx.WS.last;
+  ctx.time.advance(10 * SECOND - 1);
+  assert.equal(ctx.conn.state, State.CONNECTING);
+  ctx.time.advance(1);
+  assert.equal(first.closeCalls.length, 1, 'the hung attempt is closed');
+  assert.equal(ctx.conn.state, State.WAITING);
+  ctx.time.advance(SECOND);
+  const second = ctx.WS.last;
+  assert.notEqual(second, first);
+  second.serverOpen(); // opened, but no welcome
+  ctx.time.advance(10 * SECOND);
+  assert.equal(second.closeCalls.length, 1, 'no welcome in time counts too');
+  assert.equal(ctx.WS.live.length, 0);
+});
+
+test('4001 stops without reconnecting (the page shows the login)', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(4001, 'token expired');
+  assert.equal(ctx.conn.state, State.STOPPED);
+  assert.equal(ctx.of('stopped')[0].reason, 'auth');
+  ctx.browser.goOnline();
+  ctx.browser.show();
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 1);
+});
+
+test('4001 right after the upgrade stops as well', () => {
+  const ctx = setup();
+  ctx.conn.connect();
+  ctx.WS.last.serverOpen();
+  ctx.WS.last.serverClose(4001);
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 1);
+  assert.equal(ctx.conn.stopReason, 'auth');
+});
+
+test("4003 stops with the operator's reason; connect() reconnects by hand", () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(4003, 'be nice');
+  assert.deepEqual(ctx.of('stopped'), [{ reason: 'kicked', message: 'be nice' }]);
+  assert.equal(ctx.of('statechange').at(-1).message, 'be nice');
+  ctx.browser.goOnline();
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 1);
+  ctx.conn.connect();
+  assert.equal(ctx.WS.instances.length, 2);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '1');
+});
+
+test('a normal close from the server is not followed by a reconnect', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(1000);
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 1);
+  assert.equal(ctx.conn.stopReason, 'server_closed');
+});
+
+test('4008 and 1009 reconnect with backoff', () => {
+  for (const code of [4008, 1009, 1011]) {
+    const ctx = setup();
+    connectOpen(ctx).serverClose(code);
+    assert.equal(ctx.conn.state, State.WAITING, `code ${code}`);
+  }
+});
+
+test("after bye the server's retry_after replaces the backoff, cause=shutdown", () => {
+  const ctx = setup({ random: () => 0.99 });
+  const ws = connectOpen(ctx);
+  ws.serverSend({ type: 'bye', reason: 'shutdown', retry_after: 3.2 });
+  ws.serverClose(1001);
+  const waiting = ctx.of('statechange').at(-1);
+  assert.equal(waiting.delay, 3200);
+  assert.equal(waiting.cause, 'shutdown');
+  ctx.time.advance(3199);
+  assert.equal(ctx.WS.instances.length, 1);
+  ctx.time.advance(1);
+  assert.equal(ctx.WS.instances.length, 2);
+  assert.equal(ctx.WS.last.query.get('cause'), 'shutdown');
+  // A later plain failure uses the backoff again.
+  ctx.WS.last.fail();
+  assert.equal(ctx.of('statechange').at(-1).delay, 0.99 * 2000);
+});
+
+test('1001 without bye uses the backoff', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(1001);
+  assert.equal(ctx.of('statechange').at(-1).delay, 500);
+  assert.equal(ctx.of('statechange').at(-1).cause, 'close');
+});
+
+test('the attempt count resets only after the connection stayed up stable_after', () => {
+  const ctx = setup();
+  connectOpen(ctx);
+  ctx.time.advance(5 * SECOND);
+  ctx.WS.last.serverClose(1006); // attempt 1
+  ctx.time.advance(SECOND);
+  ctx.WS.last.welcome();
+  ctx.time.advance(5 * SECOND); // up for 5 s only
+  ctx.WS.last.serverClose(1006);
+  assert.equal(ctx.conn.attempt, 2, 'a short-lived connection does not reset the count');
+  assert.equal(ctx.of('statechange').at(-1).delay, 1000);
+  ctx.time.advance(SECOND);
+  ctx.WS.last.welcome();
+  ctx.time.advance(10 * SECOND); // stable
+  ctx.WS.last.serverClose(1006);
+  assert.equal(ctx.conn.attempt, 1);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '2');
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '1');
+});
+
+test('stability is judged by the wall clock when timers were throttled', () => {
+  const ctx = setup();
+  connectOpen(ctx).serverClose(1006);
+  ctx.time.advance(SECOND);
+  ctx.WS.last.fail();
+  ctx.time.advance(2 * SECOND);
+  ctx.WS.last.welcome();
+  assert.equal(ctx.conn.attempt, 2);
+  ctx.time.skew(15 * SECOND); // no timer ran in the meantime
+  ctx.WS.last.serverClose(1006);
+  assert.equal(ctx.conn.attempt, 1);
+});
+
+test('the watchdog closes with 4000 and reconnects with cause=watchdog when pongs stop', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx, { interval: 10, timeout: 20 });
+  ctx.time.advance(10 * SECOND);
+  assert.equal(ws.pings, 1);
+  ws.serverSend('pong');
+  ctx.time.advance(10 * SECOND);
+  assert.equal(ws.pings, 2);
+  ctx.time.advance(20 * SECOND - 1);
+  assert.equal(ctx.conn.state, State.OPEN);
+  ctx.time.advance(1);
+  assert.deepEqual(ws.closeCalls, [{ code: 4000, reason: undefined }]);
+  assert.equal(ctx.conn.state, State.WAITING, 'does not wait for the close handshake');
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('cause'), 'watchdog');
+});
+
+test('the watchdog stays quiet while pongs come back', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx, { interval: 10, timeout: 20 });
+  for (let i = 0; i < 60; i += 1) {
+    ctx.time.advance(10 * SECOND);
+    ws.serverSend('pong');
+  }
+  assert.equal(ws.closeCalls.length, 0);
+  assert.equal(ws.pings, 60);
+  assert.equal(ctx.conn.state, State.OPEN);
+});
+
+test('a watchdog timer that runs 60 s late in a hidden tab probes instead of closing', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx, { interval: 10, timeout: 20 });
+  ctx.time.advance(10 * SECOND); // ping out
+  ctx.browser.hide();
+  ctx.time.skew(80 * SECOND);
+  ctx.time.runDue();
+  assert.equal(ws.closeCalls.length, 0);
+  assert.equal(ws.pings, 2, 'a fresh probe ping');
+  ws.serverSend('pong');
+  ctx.browser.show(); // probes once more
+  ws.serverSend('pong');
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.conn.state, State.OPEN);
+});
+
+test('becoming visible probes an open connection and reconnects a waiting one at once', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx, { interval: 10, timeout: 20 });
+  ctx.browser.hide();
+  ctx.browser.show();
+  assert.equal(ws.pings, 1, 'probe ping sent at once');
+  ctx.time.advance(20 * SECOND);
+  assert.deepEqual(ws.closeCalls, [{ code: 4000, reason: undefined }], 'no answer to the probe');
+  assert.equal(ctx.conn.state, State.WAITING);
+  ctx.browser.hide();
+  ctx.browser.show();
+  assert.equal(ctx.WS.instances.length, 2);
+  assert.equal(ctx.WS.last.query.get('cause'), 'watchdog');
+});
+
+test('going offline drops the socket and reconnects with cause=network', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  ctx.browser.goOffline();
+  assert.equal(ws.closeCalls.length, 1);
+  assert.equal(ctx.conn.state, State.WAITING);
+  ctx.browser.goOnline();
+  assert.equal(ctx.WS.instances.length, 2);
+  assert.equal(ctx.WS.last.query.get('cause'), 'network');
+});
+
+test('close() closes with 1000 and never reconnects', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  ctx.conn.close();
+  assert.equal(ws.closeCalls[0].code, 1000);
+  assert.equal(ctx.conn.state, State.STOPPED);
+  assert.equal(ctx.conn.stopReason, 'closed');
+  ws.serverClose(1000);
+  ctx.browser.goOnline();
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 1);
+});
+
+test('say() goes out at once when open and leaves the outbox on its ack', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  const cid = ctx.conn.say('general', 'hello');
+  assert.deepEqual(ws.frames.at(-1), { type: 'say', room: 'general', text: 'hello', cid });
+  assert.equal(ctx.conn.pending().length, 1);
+  ws.serverSend({ type: 'ack', cid, id: 7, ts: 1 });
+  assert.equal(ctx.conn.pending().length, 0);
+  assert.deepEqual(ctx.of('ack')[0], {
+    ack: { type: 'ack', cid, id: 7, ts: 1 },
+    sent: { type: 'say', room: 'general', text: 'hello', cid },
+  });
+});
+
+test('unacknowledged messages are re-sent with their original cid after each reconnect', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  const first = connectOpen(ctx);
+  const a = ctx.conn.say('general', 'one');
+  first.serverClose(1006);
+  const b = ctx.conn.dm('bob', 'two'); // while waiting: queued only
+  ctx.time.advance(SECOND);
+  const second = ctx.WS.last;
+  assert.equal(second.sent.length, 0, 'nothing is sent before the welcome');
+  second.welcome();
+  assert.deepEqual(second.frames, [
+    { type: 'join', room: 'general' },
+    { type: 'dm_sync' },
+    { type: 'say', room: 'general', text: 'one', cid: a },
+    { type: 'dm', to: 'bob', text: 'two', cid: b },
+  ]);
+  second.serverSend({ type: 'ack', cid: a, id: 10, ts: 1 });
+  second.serverClose(1006);
+  ctx.time.advance(5 * SECOND);
+  ctx.WS.last.welcome();
+  const resent = ctx.WS.last.frames.filter((f) => f.cid);
+  assert.deepEqual(resent, [{ type: 'dm', to: 'bob', text: 'two', cid: b }]);
+});
+
+test('the outbox survives a reload through storage', () => {
+  const storage = createFakeStorage();
+  const before = setup({ storage, storage_key: 'imserver.outbox.alice' });
+  const cid = before.conn.say('general', 'typed while offline');
+  const after = setup({ storage, storage_key: 'imserver.outbox.alice', createId: () => 'new' });
+  assert.deepEqual(after.conn.pending().map((e) => e.frame.cid), [cid]);
+  const ws = connectOpen(after);
+  assert.deepEqual(ws.frames.at(-1), { type: 'say', room: 'general', text: 'typed while offline', cid });
+});
+
+test('a full outbox refuses say() with a clear error instead of dropping', () => {
+  const ctx = setup({ outbox_limit: 2 });
+  ctx.conn.say('general', 'a');
+  ctx.conn.say('general', 'b');
+  assert.throws(() => ctx.conn.say('general', 'c'), (err) => err instanceof OutboxFullError && err.code === 'outbox_full');
+  assert.deepEqual(ctx.conn.pending().map((e) => e.frame.text), ['a', 'b']);
+});
+
+test('a final error removes the message from the outbox and reports the failure', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  const cid = ctx.conn.say('general', 'x'.repeat(5000));
+  ws.serverSend({ type: 'error', code: 'too_long', message: 'too long', cid });
+  assert.deepEqual(ctx.of('failed'), [{
+    cid, code: 'too_long', message: 'too long', sent: { type: 'say', room: 'general', text: 'x'.repeat(5000), cid },
+  }]);
+  assert.equal(ctx.conn.pending().length, 0);
+  assert.equal(ctx.of('error').length, 1);
+});
+
+test('a message refused for a passing reason (unavailable) stays queued and is sent again later', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  const cid = ctx.conn.say('general', 'hi');
+  ws.serverSend({ type: 'error', code: 'unavailable', message: 'store down', cid });
+  assert.equal(ctx.conn.pending().length, 1);
+  ctx.time.advance(2 * SECOND);
+  assert.equal(ws.frames.filter((f) => f.cid === cid).length, 2);
+  ws.serverSend({ type: 'ack', cid, id: 3, ts: 1 });
+  ctx.time.advance(10 * SECOND);
+  assert.equal(ws.frames.filter((f) => f.cid === cid).length, 2);
+});
+
+test('a rate_limited message stays queued and is sent again later', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  const cid = ctx.conn.say('general', 'hi');
+  ws.serverSend({ type: 'error', code: 'rate_limited', message: 'slow down', cid });
+  assert.equal(ctx.of('failed').length, 0);
+  assert.equal(ctx.conn.pending().length, 1);
+  ctx.time.advance(2 * SECOND);
+  assert.equal(ws.frames.filter((f) => f.cid === cid).length, 2);
+});
+
+test('re-joins each room with since = the highest id received, and syncs DMs since the highest DM id', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  ctx.conn.join('random');
+  const ws = connectOpen(ctx);
+  ws.serverSend({ type: 'joined', room: 'general', members: ['alice'], messages: [{ id: 5 }, { id: 7 }], truncated: false });
+  ws.serverSend({ type: 'joined', room: 'random', members: ['alice'], messages: [], truncated: false });
+  ws.serverSend({ type: 'message', id: 9, room: 'general', from: 'bob', text: 'x', ts: 1 });
+  ws.serverSend({ type: 'dm_sync', messages: [{ id: 3, from: 'bob', to: 'alice' }, { id: 8, from: 'alice', to: 'bob' }], truncated: false });
+  ws.serverSend({ type: 'message', id: 11, from: 'bob', to: 'alice', text: 'psst', ts: 1 });
+  // Neither an older history page nor my own ack moves the mark.
+  ws.serverSend({ type: 'history', room: 'general', messages: [{ id: 2 }], more: false });
+  ws.serverSend({ type: 'history', with: 'carol', messages: [{ id: 40 }], more: false });
+  ws.serverSend({ type: 'ack', cid: 'zz', id: 50, ts: 1 });
+  ws.serverClose(1006);
+  ctx.time.advance(SECOND);
+  ctx.WS.last.welcome();
+  assert.deepEqual(ctx.WS.last.frames, [
+    { type: 'join', room: 'general', since: 9 },
+    { type: 'join', room: 'random' },
+    { type: 'dm_sync', since: 11 },
+  ]);
+});
+
+test('live messages that arrive before the recovery answer do not move since', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  const first = connectOpen(ctx);
+  first.serverSend({ type: 'joined', room: 'general', members: [], messages: [{ id: 5 }], truncated: false });
+  first.serverSend({ type: 'dm_sync', messages: [{ id: 4 }], truncated: false });
+  first.serverClose(1006);
+  ctx.time.advance(SECOND);
+  const second = ctx.WS.last;
+  second.welcome();
+  // The joined/dm_sync answers are still on their way when these arrive:
+  second.serverSend({ type: 'message', id: 20, room: 'general', from: 'bob', text: 'x', ts: 1 });
+  second.serverSend({ type: 'message', id: 21, from: 'bob', to: 'alice', text: 'x', ts: 1 });
+  second.serverClose(1006);
+  ctx.time.advance(5 * SECOND);
+  ctx.WS.last.welcome();
+  assert.deepEqual(ctx.WS.last.frames, [{ type: 'join', room: 'general', since: 5 }, { type: 'dm_sync', since: 4 }]);
+});
+
+test('join and leave while open; a left room is not re-joined', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  ctx.conn.join('dev');
+  ctx.conn.join('dev');
+  ctx.conn.leave('dev');
+  assert.deepEqual(ws.frames.slice(1), [{ type: 'join', room: 'dev' }, { type: 'leave', room: 'dev' }]);
+  ws.serverClose(1006);
+  ctx.time.advance(SECOND);
+  ctx.WS.last.welcome();
+  assert.deepEqual(ctx.WS.last.frames, [{ type: 'dm_sync' }]);
+});
+
+test('a join() made in a statechange listener on open is sent once', () => {
+  const ctx = setup();
+  ctx.conn.addEventListener('statechange', (e) => {
+    if (e.detail.state === 'open') ctx.conn.join('general');
+  });
+  const ws = connectOpen(ctx);
+  assert.deepEqual(ws.frames.filter((f) => f.type === 'join'), [{ type: 'join', room: 'general' }]);
+});
+
+test('history is requested only while open', () => {
+  const ctx = setup();
+  assert.equal(ctx.conn.history({ room: 'general' }, { before: 10 }), false);
+  const ws = connectOpen(ctx);
+  assert.equal(ctx.conn.history({ with: 'bob' }, { before: 10, limit: 20 }), true);
+  assert.deepEqual(ws.frames.at(-1), { type: 'history', with: 'bob', before: 10, limit: 20 });
+});
+
+test('every server frame is emitted as a message event; ping and pong are not', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  ws.serverSend('pong');
+  ws.serverSend({ type: 'presence', room: 'general', joined: ['carol'], left: [] });
+  assert.deepEqual(ctx.of('message').map((f) => f.type), ['welcome', 'presence']);
+});
+
+test('a failed upgrade asks refreshToken: null stops with auth', async () => {
+  const ctx = setup({ refreshToken: async () => null });
+  ctx.conn.connect();
+  ctx.WS.last.fail(); // e.g. HTTP 401 on the upgrade, which the browser hides
+  await flush();
+  assert.equal(ctx.conn.state, State.STOPPED);
+  assert.equal(ctx.conn.stopReason, 'auth');
+  ctx.time.advance(3600 * SECOND);
+  assert.equal(ctx.WS.instances.length, 1);
+});
+
+test('a failed upgrade asks refreshToken: a new token is used for the next attempt', async () => {
+  const ctx = setup({ refreshToken: async () => 'fresh' });
+  ctx.conn.connect();
+  ctx.WS.last.fail();
+  await flush();
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('token'), 'fresh');
+});
