@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +98,102 @@ class ServerProcess:
 
     def output(self) -> str:
         return "".join(self.lines)
+
+
+class SyncClient:
+    """A small blocking WebSocket client speaking raw RFC 6455, for tests and tools.
+
+    It can send anything, including frames a browser never would (bad UTF-8),
+    and answers the server's ping frames by itself unless `answer_pings` is off.
+    """
+
+    def __init__(self, host: str, path: str, *, timeout: float = 5.0, answer_pings: bool = True,
+                 headers: dict[str, str] | None = None) -> None:
+        hostname, port = host.rsplit(":", 1)
+        self.sock = socket.create_connection((hostname, int(port)), timeout=timeout)
+        self.answer_pings = answer_pings
+        self.close_code: int | None = None
+        key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during the upgrade")
+            head += chunk
+        head, self._buffer = head.split(b"\r\n\r\n", 1)
+        self.status = int(head.split(b" ", 2)[1])
+        if self.status != 101:
+            self.sock.close()
+            raise ConnectionRefusedError(f"upgrade refused with HTTP {self.status}")
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        size = len(payload)
+        if size < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+        elif size <= 0xFFFF:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def send_text(self, text: str | bytes) -> None:
+        self.send_frame(0x1, text.encode() if isinstance(text, str) else text)
+
+    def send_json(self, frame: dict[str, Any]) -> None:
+        self.send_text(json.dumps(frame))
+
+    def _read(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def recv(self) -> str | None:
+        """The next text frame, or None once the server has closed (see close_code)."""
+        while True:
+            first, second = self._read(2)
+            size = second & 0x7F
+            if size == 126:
+                (size,) = struct.unpack("!H", self._read(2))
+            elif size == 127:
+                (size,) = struct.unpack("!Q", self._read(8))
+            payload = self._read(size)
+            opcode = first & 0x0F
+            if opcode == 0x1:
+                return payload.decode("utf-8")
+            if opcode == 0x8:
+                self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                return None
+            if opcode == 0x9 and self.answer_pings:
+                self.send_frame(0xA, payload)
+
+    def recv_json(self) -> dict[str, Any]:
+        text = self.recv()
+        if text is None:
+            raise ConnectionError(f"closed with {self.close_code}")
+        frame: dict[str, Any] = json.loads(text)
+        return frame
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send_frame(0x8, struct.pack("!H", 1000))
+        self.sock.close()
+
+
+def login(host: str, name: str) -> str:
+    """A guest token from POST /api/login."""
+    request = urllib.request.Request(
+        f"http://{host}/api/login", data=json.dumps({"name": name}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token: str = json.loads(response.read())["token"]
+    return token

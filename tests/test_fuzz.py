@@ -1,0 +1,118 @@
+"""Property-based: random and mutated frames to the parser and to a live connection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imserver import protocol as p
+from imserver.errors import ProtocolError
+from imserver.testing import ServerProcess, SyncClient, login
+
+TYPES = ["join", "leave", "say", "dm", "history", "dm_sync", "ping", "", "JOIN"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+frame_dicts = st.fixed_dictionaries(
+    {"type": st.sampled_from(TYPES) | st.text(max_size=10)},
+    optional={
+        "room": st.sampled_from(["general", "fuzz", "", "a" * 65, "bad room", "x/y"]) | json_values,
+        "text": st.text(max_size=300) | json_values,
+        "cid": st.text(max_size=140) | json_values,
+        "to": st.sampled_from(["fuzzer", "nobody", ""]) | json_values,
+        "with": st.sampled_from(["fuzzer", ""]) | json_values,
+        "since": st.integers(-5, 2**63) | json_values,
+        "before": st.integers(-5, 2**63) | json_values,
+        "limit": st.integers(-5, 10_000) | json_values,
+    })
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A serialized frame, then bytes flipped, cut, or inserted."""
+    data = bytearray(json.dumps(draw(frame_dicts), allow_nan=True).encode())
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[at:]
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=4))
+    return bytes(data)
+
+
+frames = frame_dicts.map(lambda d: json.dumps(d).encode()) | mutated() | st.binary(max_size=200)
+
+
+def local_parse(raw: bytes) -> str | None:
+    """The error code our own parser gives a frame, None if it is a valid command."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bad_request"
+    if text == p.PING:
+        return None
+    try:
+        p.parse_frame(text, max_text_chars=4000)
+    except ProtocolError as exc:
+        return exc.code
+    return None
+
+
+@given(frames)
+@settings(max_examples=600, deadline=None)
+def test_parser_raises_only_protocol_errors(raw):
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    try:
+        command = p.parse_frame(text, max_text_chars=4000)
+    except ProtocolError as exc:
+        assert exc.code in {"bad_request", "too_long"} and exc.message
+    else:
+        assert isinstance(command, p.Join | p.Leave | p.Say | p.DirectMessage | p.History | p.DmSync)
+        if isinstance(command, p.Say | p.DirectMessage):
+            p.encode({"text": command.text}).encode("utf-8")  # always safe to send on
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("fuzz"), {"limits": {
+        "messages_per_second": 1e6, "burst": 1_000_000, "max_rooms_per_connection": 100_000}})
+    server.start()
+    client = SyncClient(server.host, f"/ws?token={login(server.host, 'fuzzer')}")
+    assert json.loads(client.recv() or "{}")["type"] == "welcome"
+    yield server, client
+    client.close()
+    server.stop()
+
+
+@given(frames)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_live_connection_answers_every_bad_frame_and_stays_usable(live, raw):
+    server, client = live
+    client.send_text(raw)
+    client.send_text("ping")
+    answers = []
+    pongs = 2 if raw == b"ping" else 1
+    while pongs:
+        text = client.recv()
+        assert text is not None, f"closed with {client.close_code} after {raw!r}"
+        if text == "pong":
+            pongs -= 1
+        else:
+            answers.append(json.loads(text))
+    expected = local_parse(raw)
+    # Parse errors are answered at once; errors from the store (unknown_user) may come
+    # after this example's pong, so only the former are compared.
+    errors = [a["code"] for a in answers if a["type"] == "error" and a["code"] in ("bad_request", "too_long")]
+    assert errors == ([expected] if expected else []), (raw, answers)
+    assert server.proc is not None and server.proc.poll() is None
+    assert "Traceback" not in server.output()
