@@ -35,6 +35,9 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = _setting(())
     data_dir: str = _setting("data")
     xheaders: bool = _setting(False)
+    fanout: str = _setting("prebuilt", choices=("prebuilt", "write_message"))
+    compression: bool = _setting(False)
+    uvloop: bool = _setting(False)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class LimitsConfig:
     max_frame_bytes: int = _setting(65536, ge=256)
     max_text_chars: int = _setting(4000, ge=1)
     max_json_depth: int = _setting(8, ge=2, le=64)
+    presence_interval: float = _setting(0.2, ge=0, le=10)
     history_page: int = _setting(50, ge=1, le=1000)
     recovery_limit: int = _setting(500, ge=1, le=100_000)
     max_connections: int = _setting(20_000, ge=1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -23,39 +22,10 @@ from .errors import StoreError, UnknownUser
 from .frames import Outbound
 from .metrics import Metrics
 from .registry import Connection, Registry
+from .room import Room
 from .store import Appended, Message, MessageStore, Page
 
 log = logging.getLogger("imserver.hub")
-
-
-class Room:
-    """The live side of a room: who is in it now."""
-
-    __slots__ = ("conns", "members", "name")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.conns: set[Connection] = set()
-        self.members: Counter[str] = Counter()  # user id -> connections in the room
-
-    def add(self, conn: Connection) -> bool:
-        """Add a connection; True when its user was not in the room before."""
-        if conn in self.conns:
-            return False
-        self.conns.add(conn)
-        self.members[conn.user.id] += 1
-        return self.members[conn.user.id] == 1
-
-    def remove(self, conn: Connection) -> bool:
-        """Remove a connection; True when its user has now left the room."""
-        if conn not in self.conns:
-            return False
-        self.conns.discard(conn)
-        self.members[conn.user.id] -= 1
-        if self.members[conn.user.id] <= 0:
-            del self.members[conn.user.id]
-            return True
-        return False
 
 
 class Hub:
@@ -68,13 +38,14 @@ class Hub:
         self.limits = limits
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
+        self.presence_interval = limits.presence_interval
 
     # --- sending ---
 
     def send(self, conn: Connection, frame: dict[str, Any] | Outbound) -> None:
         out = frame if isinstance(frame, Outbound) else Outbound(frame)
-        conn.send(out)
-        self.metrics.delivered.inc()
+        if conn.send(out):
+            self.metrics.delivered.inc()
 
     def broadcast(self, conns: Any, frame: dict[str, Any], *, skip: Connection | None = None) -> int:
         """Send one frame, encoded once, to many connections."""
@@ -83,12 +54,10 @@ class Hub:
         for conn in list(conns):
             if conn is not skip:
                 try:
-                    conn.send(out)
+                    sent += conn.send(out)
                 except Exception:  # a broken connection must not stop the fan-out
                     log.exception("connection %s: send failed", conn.id)
                     conn.terminate("error")
-                    continue
-                sent += 1
         self.metrics.delivered.inc(sent)
         return sent
 
@@ -147,14 +116,13 @@ class Hub:
         if room is None:
             room = self.rooms[name] = Room(name)
             self.metrics.rooms.set(len(self.rooms))
-        first_of_user = room.add(conn)
+        if room.add(conn):
+            self._presence_changed(room)
         self.send(conn, {
             "type": "joined", "room": name, "members": sorted(room.members),
             "messages": [m.to_frame() for m in page.messages], "truncated": truncated,
         })
-        if first_of_user:
-            self.broadcast(room.conns, {"type": "presence", "room": name,
-                                        "joined": [conn.user.id], "left": []}, skip=conn)
+        room.snapshot_sent(conn)
 
     def leave(self, conn: Connection, cmd: p.Leave) -> None:
         if cmd.room not in conn.rooms:
@@ -169,11 +137,22 @@ class Hub:
         if room is None:
             return
         if room.remove(conn):
-            self.broadcast(room.conns, {"type": "presence", "room": name,
-                                        "joined": [], "left": [conn.user.id]})
+            self._presence_changed(room)
         if not room.conns:
             del self.rooms[name]
             self.metrics.rooms.set(len(self.rooms))
+
+    def _presence_changed(self, room: Room) -> None:
+        if not room.flush_scheduled:
+            room.flush_scheduled = True
+            asyncio.get_running_loop().call_later(self.presence_interval, self._flush_presence, room)
+
+    def _flush_presence(self, room: Room) -> None:
+        if self.rooms.get(room.name) is not room:
+            return  # emptied and dropped meanwhile: nobody to tell
+        frame, receivers = room.take_presence()
+        if frame is not None:
+            self.broadcast(receivers, frame)
 
     def disconnect(self, conn: Connection) -> None:
         """Forget a closed connection: leave its rooms, tell the others."""

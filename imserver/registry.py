@@ -72,11 +72,12 @@ class Connection:
     close_code: int | None = None
     closed: bool = False
 
-    def send(self, frame: Outbound) -> None:
-        if self.closed:
-            return
-        if self.transport.send(frame):
-            self.frames_out += 1
+    def send(self, frame: Outbound) -> bool:
+        """Queue a frame; False when the connection is closed or closing (nothing sent)."""
+        if self.closed or not self.transport.send(frame):
+            return False
+        self.frames_out += 1
+        return True
 
     def end(self, reason: str, code: int, message: str = "") -> None:
         """Close cleanly, remembering why (the first reason given wins)."""

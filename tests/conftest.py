@@ -22,7 +22,9 @@ TEST_SETTINGS: dict[str, Any] = {
                   "client_interval": 0.5, "client_timeout": 1.5},
     "shutdown": {"spread_seconds": 2.0, "grace_seconds": 1.0},
     # Tests send bursts far above a person's typing; the rate-limit tests set their own.
-    "limits": {"messages_per_second": 10_000, "burst": 10_000},
+    "limits": {"messages_per_second": 10_000, "burst": 10_000,
+               # presence at the next loop pass, so that tests see one frame per change
+               "presence_interval": 0},
 }
 
 

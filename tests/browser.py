@@ -1,0 +1,57 @@
+"""Debian's Chromium through Playwright's sync API, for browser tests.
+
+Use it from test files that hold no `gen_test` tests (see /work/shared/TESTING.md:
+while `sync_playwright()` is alive, asyncio believes a loop is running), and
+drive a server started as a subprocess (`imserver.testing.ServerProcess`):
+
+    @pytest.fixture
+    def browser() -> Iterator[Browser]:
+        with launch_chromium() as chromium:
+            yield chromium
+
+When /usr/bin/chromium is missing the test fails on CI (CI=true) and is
+skipped elsewhere. Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+
+# --disable-quic etc.: no traffic besides the test's own; --disable-dev-shm-usage:
+# small /dev/shm in containers.
+CHROMIUM_ARGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def chromium_path() -> str:
+    """The Chromium executable; when missing, fail on CI and skip elsewhere."""
+    if os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    message = f"{CHROMIUM} is not installed: `make system-deps` installs it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: browser tests may not be skipped)", pytrace=False)
+    pytest.skip(message)
+
+
+@contextmanager
+def launch_chromium(**launch_options: Any) -> Iterator[Browser]:
+    """A running headless Chromium; closed (and Playwright stopped) on exit."""
+    path = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=path, args=list(CHROMIUM_ARGS), **launch_options)
+        try:
+            yield browser
+        finally:
+            browser.close()
