@@ -30,6 +30,7 @@ from .web import (
     MetricsHandler,
 )
 from .websocket import ChatSocket
+from .writer import CoalescingWriter
 
 log = logging.getLogger("imserver")
 
@@ -50,6 +51,7 @@ class Runtime:
         self.auth = Authenticator(config.auth, secret)
         self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max)
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics)
+        self.writer = CoalescingWriter()
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
                                    send_ping=lambda conn, payload: conn.transport.send_ping(payload))

@@ -108,9 +108,13 @@ class SyncClient:
     """
 
     def __init__(self, host: str, path: str, *, timeout: float = 5.0, answer_pings: bool = True,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, receive_buffer: int | None = None) -> None:
         hostname, port = host.rsplit(":", 1)
-        self.sock = socket.create_connection((hostname, int(port)), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # set before connecting, so the window stays small
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect((hostname, int(port)))
         self.answer_pings = answer_pings
         self.close_code: int | None = None
         key = base64.b64encode(os.urandom(16)).decode()

@@ -9,8 +9,13 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from tornado.iostream import StreamBufferFullError, StreamClosedError
-from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
+from tornado.websocket import (
+    WebSocketClosedError,
+    WebSocketHandler,
+    WebSocketProtocol,
+    WebSocketProtocol13,
+)
 
 from . import protocol as p
 from .errors import AuthError, ProtocolError
@@ -64,6 +69,8 @@ class ChatSocket(WebSocketHandler):
         limits = runtime.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
         self.flood = FloodGuard(limits.flood_strikes)
+        self._queued: list[bytes] = []
+        self._prebuilt = False  # decided in open(), once the stream is known
 
     # --- the upgrade ---
 
@@ -126,6 +133,10 @@ class ChatSocket(WebSocketHandler):
         if ws is not None and ws.stream is not None:
             # Past this, a client that does not read is dropped as a slow consumer.
             ws.stream.max_write_buffer_size = rt.config.limits.max_outbound_buffer_bytes
+            # Prebuilt frames are plain text frames written to a plain TCP socket.
+            self._prebuilt = (rt.config.server.fanout == "prebuilt"
+                              and type(ws.stream) is IOStream
+                              and getattr(ws, "_compressor", None) is None)
         try:
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
         except ValueError:
@@ -232,21 +243,57 @@ class ChatSocket(WebSocketHandler):
         ws = self.ws_connection
         if ws is None or ws.is_closing():
             return False
-        try:
-            if getattr(ws, "_compressor", None) is not None:
+        if not self._prebuilt:
+            try:
                 ws.write_message(frame.text)
-            else:
-                assert ws.stream is not None
-                ws.stream.write(frame.wire)
-        except StreamClosedError:
-            return False
-        except StreamBufferFullError:
-            if self.conn is not None:
-                log.warning("connection %s (%s) is not reading: dropped as a slow consumer",
-                            self.conn.id, self.conn.user.id)
-                self.conn.terminate("slow_consumer")
-            return False
+            except WebSocketClosedError:
+                return False
+            except StreamBufferFullError:
+                self._slow_consumer()
+                return False
+            return True
+        if not self._queued:
+            self.runtime.writer.mark(self)
+        self._queued.append(frame.wire)
         return True
+
+    def flush_queued(self) -> None:
+        """Write the queued frames: straight to the socket while Tornado's stream has
+        nothing buffered (no Future, no copy), the rest through the stream, which keeps
+        the order and applies the slow-consumer bound."""
+        queued, self._queued = self._queued, []
+        ws = self.ws_connection
+        if not queued or ws is None or ws.stream is None or ws.stream.closed():
+            return
+        stream = ws.stream
+        data: bytes | memoryview = queued[0] if len(queued) == 1 else b"".join(queued)
+        try:
+            if not stream.writing():
+                try:
+                    sent = stream.socket.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
+            stream.write(data)
+        except StreamBufferFullError:
+            self._slow_consumer()
+        except (StreamClosedError, OSError):
+            stream.close()
+
+    def _slow_consumer(self) -> None:
+        if self.conn is not None:
+            log.warning("connection %s (%s) is not reading: dropped as a slow consumer",
+                        self.conn.id, self.conn.user.id)
+            self.conn.terminate("slow_consumer")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.flush_queued()  # frames queued before the close (a bye) go out before the close frame
+        super().close(code, reason)
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {} if self.runtime.config.server.compression else None
 
     def send_ping(self, payload: bytes) -> None:
         ws = self.ws_connection
