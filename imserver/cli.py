@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -37,8 +40,9 @@ async def serve(config: Config) -> None:
     server.add_sockets(sockets)
     runtime.start()
     port = sockets[0].getsockname()[1]
-    log.info("imserver %s listening on http://%s:%d (data in %s)",
-             __version__, config.server.host, port, config.data_path)
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    log.info("imserver %s listening on http://%s:%d (data in %s, %s loop)",
+             __version__, config.server.host, port, config.data_path, loop_name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -46,6 +50,26 @@ async def serve(config: Config) -> None:
     await stop.wait()
     log.info("signal received, shutting down")
     await graceful_shutdown(runtime, [server])
+
+
+def run_loop(main: Coroutine[Any, Any, None], *, use_uvloop: bool) -> None:
+    """Run on uvloop when asked for and installed, else on asyncio's own loop."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("server.uvloop is on but uvloop is not installed; using asyncio's loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
+def raise_file_limit() -> None:
+    """Each connection is a file descriptor: take the hard limit, not the soft default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.logging.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_file_limit()
     try:
-        asyncio.run(serve(config))
+        run_loop(serve(config), use_uvloop=config.server.uvloop)
     except (ConfigError, StoreError) as exc:
         print(f"imserver: {exc}", file=sys.stderr)
         return 2
