@@ -90,7 +90,12 @@ class Hub:
                        f"at most {self.limits.max_rooms_per_connection} rooms per connection")
             return
         # Membership counts for `say` at once; delivery starts when the backlog
-        # read has been answered, so nothing falls between backlog and live.
+        # read has been answered, so nothing falls between backlog and live, and
+        # nothing comes twice: a member that re-joins is paused until then.
+        if cmd.room in conn.rooms:
+            room = self.rooms.get(cmd.room)
+            if room is not None:
+                room.suspend(conn)
         conn.rooms.add(cmd.room)
         limit = self.limits.recovery_limit if cmd.since is not None else self.limits.history_page
         if cmd.since is not None:
@@ -138,7 +143,7 @@ class Hub:
             return
         if room.remove(conn):
             self._presence_changed(room)
-        if not room.conns:
+        if room.is_empty():
             del self.rooms[name]
             self.metrics.rooms.set(len(self.rooms))
 

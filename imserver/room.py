@@ -16,12 +16,13 @@ from .registry import Connection
 
 
 class Room:
-    __slots__ = ("_changes", "_joined", "_left", "_snapshots", "conns", "flush_scheduled",
-                 "members", "name")
+    __slots__ = ("_changes", "_joined", "_left", "_snapshots", "_suspended", "conns",
+                 "flush_scheduled", "members", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.conns: set[Connection] = set()
+        self.conns: set[Connection] = set()  # who gets the room's messages now
+        self._suspended: set[Connection] = set()  # members re-joining: paused until their backlog
         self.members: Counter[str] = Counter()  # user id -> connections in the room
         self.flush_scheduled = False
         self._joined: set[str] = set()
@@ -31,6 +32,10 @@ class Room:
 
     def add(self, conn: Connection) -> bool:
         """Add a connection; True when its user was not in the room before (a presence change)."""
+        if conn in self._suspended:
+            self._suspended.discard(conn)
+            self.conns.add(conn)
+            return False
         if conn in self.conns:
             return False
         self.conns.add(conn)
@@ -42,15 +47,25 @@ class Room:
         self._changes += 1
         return True
 
+    def suspend(self, conn: Connection) -> None:
+        """Stop live delivery to a member that re-joins: its new backlog covers the gap,
+        and add() resumes it."""
+        if conn in self.conns:
+            self.conns.discard(conn)
+            self._suspended.add(conn)
+
     def snapshot_sent(self, conn: Connection) -> None:
         """`conn` was just sent the member list: it knows every change so far."""
         self._snapshots[conn] = self._changes
 
     def remove(self, conn: Connection) -> bool:
         """Remove a connection; True when its user has now left the room (a presence change)."""
-        if conn not in self.conns:
+        if conn in self._suspended:
+            self._suspended.discard(conn)
+        elif conn in self.conns:
+            self.conns.discard(conn)
+        else:
             return False
-        self.conns.discard(conn)
         self._snapshots.pop(conn, None)
         user = conn.user.id
         self.members[user] -= 1
@@ -61,6 +76,9 @@ class Room:
         self._joined.discard(user)
         self._changes += 1
         return True
+
+    def is_empty(self) -> bool:
+        return not self.conns and not self._suspended
 
     def take_presence(self) -> tuple[dict[str, Any] | None, list[Connection]]:
         """The window's presence frame (None if nothing changed) and who must get it."""

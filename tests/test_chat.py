@@ -265,3 +265,26 @@ async def test_dm_history_and_sync(chat):
     carol = await chat.connect("carol")
     carol.send({"type": "history", "with": "alice"})
     assert (await carol.expect("history"))["messages"] == []
+
+
+@pytest.mark.gen_test
+async def test_rejoin_of_a_joined_room_while_messages_flow_gives_each_once(chat):
+    alice, bob = await chat.connect("alice"), await chat.connect("bob")
+    await alice.join("flow")
+    first = await bob.join("flow")
+    await alice.expect("presence")
+    since = max([m["id"] for m in first["messages"]], default=0)
+    for i in range(30):
+        alice.send({"type": "say", "room": "flow", "text": f"m{i}", "cid": f"f{i}"})
+        if i == 10:
+            bob.send({"type": "join", "room": "flow", "since": since})
+    acks = [(await alice.expect("ack"))["id"] for _ in range(30)]
+    seen = []
+    while len(set(seen)) < 30:
+        frame = await bob.recv()
+        if frame["type"] == "joined":
+            seen += [m["id"] for m in frame["messages"]]
+        elif frame["type"] == "message":
+            seen.append(frame["id"])
+    assert sorted(seen) == acks  # every message once, none twice
+    await bob.nothing(0.2)
