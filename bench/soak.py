@@ -299,7 +299,8 @@ def report(swarm: list[SoakClient], totals: Totals, rows: list, metrics: dict[st
         ("reconnects", totals.reconnects, reconnect_metric),
         ("live connections", live, metric("imserver_connections")),
         ("says received", totals.says, metric('imserver_messages_received_total{type="say"}')),
-        ("garbage frames (invalid)", totals.garbage, metric('imserver_messages_received_total{type="invalid"}')),
+        ("garbage frames (invalid)", totals.garbage,
+         metric('imserver_messages_received_total{type="invalid"}')),
         ("app pings", totals.app_pings, metric("imserver_app_pings_total")),
     ]
     print_table(f"soak: {clients} clients, {seconds:g} s", ["figure", "value"], [
