@@ -1,0 +1,84 @@
+/**
+ * The admin HTTP API. The session lives in an HttpOnly cookie the page cannot
+ * read; what the page keeps is the session's CSRF token, sent as
+ * X-CSRF-Token with every POST (with Content-Type: application/json).
+ */
+
+/** An HTTP error answer: status, the server's error code and message. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || `HTTP ${status}`);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code || null;
+  }
+}
+
+/** The admin API of one page; holds the CSRF token of the current session. */
+export class AdminApi {
+  /** @param {{fetch?: typeof fetch, base?: string}} [options] */
+  constructor({ fetch: fetchImpl = globalThis.fetch.bind(globalThis), base = '/admin/api' } = {}) {
+    this._fetch = fetchImpl;
+    this._base = base;
+    this.csrf = null;
+  }
+
+  async _request(method, path, body) {
+    const init = { method, credentials: 'same-origin', headers: {} };
+    if (method !== 'GET') {
+      init.headers['Content-Type'] = 'application/json';
+      if (this.csrf) init.headers['X-CSRF-Token'] = this.csrf;
+      init.body = JSON.stringify(body === undefined ? {} : body);
+    }
+    const res = await this._fetch(`${this._base}${path}`, init);
+    let data = null;
+    if (res.status !== 204) {
+      try {
+        data = await res.json();
+      } catch {
+        data = null;
+      }
+    }
+    if (!res.ok) throw new ApiError(res.status, data && data.error, data && data.message);
+    return data;
+  }
+
+  /** Whether a session is open: true (and the CSRF token kept) or false on 401. */
+  async session() {
+    try {
+      const data = await this._request('GET', '/session');
+      this.csrf = data.csrf;
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        this.csrf = null;
+        return false;
+      }
+      throw err;
+    }
+  }
+
+  /** Logs in with the admin token; throws ApiError 401 when it is wrong. */
+  async login(token) {
+    const data = await this._request('POST', '/login', { token });
+    this.csrf = data.csrf;
+  }
+
+  async logout() {
+    try {
+      await this._request('POST', '/logout');
+    } finally {
+      this.csrf = null;
+    }
+  }
+
+  /** Closes one connection with 4003 and `reason`: {disconnected: [id]}. */
+  disconnectClient(connId, reason) {
+    return this._request('POST', `/clients/${encodeURIComponent(connId)}/disconnect`, { reason });
+  }
+
+  /** Closes every connection of `user` with 4003 and `reason`: {disconnected: [ids]}. */
+  disconnectUser(user, reason) {
+    return this._request('POST', `/users/${encodeURIComponent(user)}/disconnect`, { reason });
+  }
+}
