@@ -314,6 +314,8 @@ def report(swarm: list[SoakClient], totals: Totals, rows: list, metrics: dict[st
         ["error frames by code", ", ".join(f"{k} {v}" for k, v in sorted(totals.errors.items()))],
         ["server RSS after warm-up -> end", f"{warm[0] if warm else 0} -> {warm[-1] if warm else 0} KiB"
                                             f" ({growth:+d} KiB)"],
+        ["server RSS at 25/50/75/100 %", " / ".join(
+            f"{rss[min(len(rss) - 1, int(len(rss) * q))][1]}" for q in (0.25, 0.5, 0.75, 1.0)) + " KiB"],
     ])
     print_table("soak: the server's metrics against the clients' own counts",
                 ["count", "clients", "server", "agree"],

@@ -18,12 +18,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
+from tornado.iostream import StreamBufferFullError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .protocol import CLOSE_KICKED
 from .registry import Connection
 from .stats import Closed
-from .web import JsonHandler
+from .web import JsonHandler, RevalidatedStaticHandler
 from .websocket import origin_allowed
 
 if TYPE_CHECKING:
@@ -33,30 +34,43 @@ log = logging.getLogger("imserver.admin")
 
 ADMIN_COOKIE = "imserver_admin"
 MAX_REASON = 120  # a WebSocket close reason holds at most 123 bytes
+ADMIN_PUSH_BUFFER = 8 * 1024 * 1024  # a dashboard that stops reading is dropped past this
 
 
 class AdminAuth:
     """The admin token and the sessions opened with it."""
 
-    def __init__(self, token: str, secret: str) -> None:
+    def __init__(self, token: str, secret: str, *, session_seconds: float = 12 * 3600,
+                 max_sessions: int = 100) -> None:
         self.generated = not token
         self.token = token or secrets.token_urlsafe(24)
         self._csrf_key = hashlib.sha256(("csrf:" + secret).encode()).digest()
-        self._sessions: set[str] = set()
+        self.session_seconds = session_seconds
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, float] = {}  # session -> expiry (monotonic), oldest first
 
     def token_ok(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def open_session(self) -> str:
+        """A new session; the oldest is dropped past `max_sessions`."""
         session = secrets.token_urlsafe(24)
-        self._sessions.add(session)
+        self._sessions[session] = time.monotonic() + self.session_seconds
+        while len(self._sessions) > self.max_sessions:
+            del self._sessions[next(iter(self._sessions))]
         return session
 
     def close_session(self, session: str) -> None:
-        self._sessions.discard(session)
+        self._sessions.pop(session, None)
 
     def session_ok(self, session: str) -> bool:
-        return session in self._sessions
+        expiry = self._sessions.get(session)
+        if expiry is None:
+            return False
+        if expiry < time.monotonic():
+            del self._sessions[session]
+            return False
+        return True
 
     def csrf_token(self, session: str) -> str:
         return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
@@ -91,18 +105,20 @@ class AdminView:
     def closed(self) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in self.runtime.closed_log.entries()]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, series: bool = True) -> dict[str, Any]:
         rt = self.runtime
         samples = rt.samples
-        return {
+        totals: dict[str, Any] = {
             "connections": len(rt.registry), "users": rt.registry.users_online(),
             "rooms": len(rt.hub.rooms),
             "terminations_5m": samples.since(300, "terminations"),
             "reconnects_5m": samples.since(300, "reconnects"),
             "messages_per_second": round(samples.rate("messages"), 2),
             "uptime": round(time.time() - rt.started_at, 1),
-            "series": samples.series(),
         }
+        if series:
+            totals["series"] = samples.series()
+        return totals
 
     # --- push ---
 
@@ -113,8 +129,10 @@ class AdminView:
         for sock in list(self.sockets):
             try:
                 sock.write_message(text)
-            except WebSocketClosedError:
+            except (WebSocketClosedError, StreamBufferFullError):
+                # closed, or a dashboard that stopped reading: drop it, it reconnects
                 self.sockets.discard(sock)
+                sock.close()
 
     def opened(self, conn: Connection) -> None:
         if self.sockets:
@@ -127,8 +145,17 @@ class AdminView:
         self.push({"type": "closed", "closed": entry.to_json()})
 
     def tick(self) -> None:
+        """Once a second: totals, the clients, and the charts' newest point (the
+        full series went with the snapshot)."""
         if self.sockets:
-            self.push({"type": "tick", "stats": self.stats(), "clients": self.clients()})
+            self.push({"type": "tick", "stats": self.stats(series=False),
+                       "point": self.runtime.samples.newest_point(), "clients": self.clients()})
+
+    def end_session(self, session: str) -> None:
+        """Close the push channels opened with a session that logged out."""
+        for sock in list(self.sockets):
+            if sock.session == session:
+                sock.close(4001, "logged out")
 
 
 class AdminHandler(JsonHandler):
@@ -194,6 +221,7 @@ class AdminLogoutHandler(AdminHandler):
         session = self.admin_session()
         if session:
             self.runtime.admin_auth.close_session(session)
+            self.view.end_session(session)
         self.clear_cookie(ADMIN_COOKIE, path="/admin")
         self.set_status(204)
         self.finish()
@@ -246,6 +274,9 @@ class DisconnectUserHandler(AdminHandler):
         if reason is None:
             return
         conns = self.runtime.registry.of_user(user_id)
+        if not conns:
+            self.fail(404, "not_found", f"user {user_id} has no live connection")
+            return
         for conn in conns:
             conn.end("kicked", CLOSE_KICKED, reason)
         log.info("operator disconnected user %s (%d connections): %s", user_id, len(conns), reason)
@@ -257,14 +288,15 @@ class AdminSocket(WebSocketHandler):
 
     def initialize(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.session: str | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         raw = self.get_signed_cookie(ADMIN_COOKIE)
         header = self.request.headers.get("Authorization", "")
         auth = self.runtime.admin_auth
-        ok = (raw is not None and auth.session_ok(raw.decode())) or (
-            header.startswith("Bearer ") and auth.token_ok(header[7:]))
-        if not ok:
+        if raw is not None and auth.session_ok(raw.decode()):
+            self.session = raw.decode()
+        elif not (header.startswith("Bearer ") and auth.token_ok(header[7:])):
             self.set_status(401)
             self.finish({"error": "unauthorized", "message": "admin login required"})
             return
@@ -274,6 +306,9 @@ class AdminSocket(WebSocketHandler):
         return origin_allowed(origin, self.request.host, ())  # same origin only
 
     def open(self, *args: str, **kwargs: str) -> None:
+        ws = self.ws_connection
+        if ws is not None and ws.stream is not None:
+            ws.stream.max_write_buffer_size = ADMIN_PUSH_BUFFER
         view = self.runtime.admin_view
         view.sockets.add(self)
         self.write_message(json.dumps({"type": "snapshot", "clients": view.clients(),
@@ -290,7 +325,7 @@ def admin_routes(runtime: Runtime, dashboard_dir: str) -> list[Any]:
     deps = {"runtime": runtime}
     return [
         (r"/admin/?", PageHandler, {"path": f"{dashboard_dir}/index.html"}),
-        (r"/admin/static/(.*)", tornado.web.StaticFileHandler, {"path": dashboard_dir}),
+        (r"/admin/static/(.*)", RevalidatedStaticHandler, {"path": dashboard_dir}),
         (r"/admin/ws", AdminSocket, deps),
         (r"/admin/api/login", AdminLoginHandler, deps),
         (r"/admin/api/logout", AdminLogoutHandler, deps),

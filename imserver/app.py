@@ -28,6 +28,7 @@ from .web import (
     LogoutHandler,
     MeHandler,
     MetricsHandler,
+    RevalidatedStaticHandler,
 )
 from .websocket import ChatSocket
 from .writer import CoalescingWriter
@@ -160,9 +161,9 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> Im
         (r"/api/me", MeHandler, deps),
         (r"/api/client-config", ClientConfigHandler, deps),
         (r"/healthz", HealthHandler, deps),
-        (r"/()", tornado.web.StaticFileHandler,
+        (r"/()", RevalidatedStaticHandler,
          {"path": str(STATIC_DIR), "default_filename": "index.html"}),
-        (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+        (r"/static/(.*)", RevalidatedStaticHandler, {"path": str(STATIC_DIR)}),
     ]
     routes += admin_routes(runtime, str(DASHBOARD_DIR))
     if config.metrics.enabled:

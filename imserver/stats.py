@@ -108,9 +108,20 @@ class Samples:
     def series(self) -> dict[str, list[float]]:
         """Per-sample values for the charts: connections, and messages per second."""
         samples = list(self._samples)
-        messages = [0.0] + [
-            max(0.0, (b.messages - a.messages) / max(b.t - a.t, 1e-9))
-            for a, b in itertools.pairwise(samples)]
+        messages = [0.0] + [_per_second(a, b) for a, b in itertools.pairwise(samples)]
         return {"t": [round(s.t, 1) for s in samples],
                 "connections": [float(s.connections) for s in samples],
                 "messages_per_second": [round(m, 2) for m in messages[:len(samples)]]}
+
+    def newest_point(self) -> dict[str, float] | None:
+        """The last entry of `series()`, for pushing one point a second."""
+        if not self._samples:
+            return None
+        last = self._samples[-1]
+        rate = _per_second(self._samples[-2], last) if len(self._samples) > 1 else 0.0
+        return {"t": round(last.t, 1), "connections": float(last.connections),
+                "messages_per_second": round(rate, 2)}
+
+
+def _per_second(a: Sample, b: Sample) -> float:
+    return max(0.0, (b.messages - a.messages) / max(b.t - a.t, 1e-9))

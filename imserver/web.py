@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from .app import Runtime
 
 
+class RevalidatedStaticHandler(tornado.web.StaticFileHandler):
+    """Static files that the browser revalidates on every load (cheap with the ETag),
+    so that after an upgrade a page never mixes old and new modules."""
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("Cache-Control", "no-cache")
+
+
 class JsonHandler(tornado.web.RequestHandler):
     """Base for the JSON API: errors come back as {"error", "message"}."""
 

@@ -192,3 +192,40 @@ async def test_push_channel_sends_snapshot_then_changes(chat, app):
         assert [c["user"] for c in tick["clients"]] == ["alice"]
     finally:
         ws.close()
+
+
+def test_sessions_expire_and_are_capped(monkeypatch):
+    auth = AdminAuth("t", "secret", session_seconds=60, max_sessions=3)
+    sessions = [auth.open_session() for _ in range(4)]
+    assert not auth.session_ok(sessions[0])  # the oldest was dropped past the cap
+    assert all(auth.session_ok(s) for s in sessions[1:])
+    later = time.monotonic() + 61
+    monkeypatch.setattr("imserver.admin.time.monotonic", lambda: later)
+    assert not auth.session_ok(sessions[1])
+
+
+@pytest.mark.gen_test
+async def test_logout_closes_that_sessions_push_channel(chat):
+    login = await api(chat, "POST", "/admin/api/login", body={"token": TOKEN})
+    cookie = login.headers["Set-Cookie"].split(";")[0]
+    csrf = json.loads(login.body)["csrf"]
+    ws = await websocket_connect(HTTPRequest(f"ws://{chat.host}/admin/ws", headers={"Cookie": cookie}))
+    assert json.loads(await ws.read_message())["type"] == "snapshot"
+    await api(chat, "POST", "/admin/api/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf},
+              body={}, expect=204)
+    while await ws.read_message() is not None:
+        pass
+    assert ws.close_code == 4001
+    ws.close()
+
+
+@pytest.mark.gen_test
+async def test_disconnecting_a_user_without_connections_is_404(chat):
+    await api(chat, "POST", "/admin/api/users/nobody/disconnect", headers=BEARER, body={}, expect=404)
+
+
+@pytest.mark.gen_test
+async def test_pages_and_modules_are_revalidated(chat):
+    for path in ("/", "/static/js/app.js", "/admin", "/admin/static/js/app.js"):
+        response = await chat.http.fetch(f"{chat.url}{path}")
+        assert response.headers["Cache-Control"] == "no-cache", path

@@ -7,7 +7,8 @@
  *   snapshot {clients, closed, stats}   on every (re)connect
  *   opened   {client}                    a connection was added
  *   closed   {closed}                    a connection ended (newest first)
- *   tick     {stats, clients}            once a second
+ *   tick     {stats, point, clients}     once a second; stats without the
+ *                                        series, point = its newest entry
  */
 
 /** How many closed connections are kept, like the server's ClosedLog. */
@@ -56,11 +57,27 @@ export function reduce(state, message) {
       return {
         ...state,
         clients: message.clients ? [...message.clients] : state.clients,
-        stats: message.stats || state.stats,
+        stats: message.stats
+          ? { ...message.stats, series: appendPoint(state.stats.series, message.point) }
+          : state.stats,
       };
     default:
       return state;
   }
+}
+
+/** How many chart points are kept: 15 minutes of one a second, like the server. */
+export const SERIES_LIMIT = 901;
+
+/** The series with one more point, the oldest dropped past SERIES_LIMIT. */
+export function appendPoint(series, point) {
+  if (!point) return series;
+  const keep = (values, value) => [...values, value].slice(-SERIES_LIMIT);
+  return {
+    t: keep(series.t, point.t),
+    connections: keep(series.connections, point.connections),
+    messages_per_second: keep(series.messages_per_second, point.messages_per_second),
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { CLOSED_LIMIT, initialState, reduce, totals } from '../../dashboard/js/model.js';
+import { CLOSED_LIMIT, SERIES_LIMIT, initialState, reduce, totals } from '../../dashboard/js/model.js';
 
 const client = (id, user, rooms = []) => ({ id, user, rooms, health: 'green' });
 const closed = (id, user) => ({ id, user, reason: 'client_close', closed_by: 'client', code: 1000 });
@@ -57,6 +57,22 @@ test('tick replaces the clients and the stats; the closed list stays', () => {
   assert.deepEqual(state.clients.map((c) => c.id), ['b']);
   assert.equal(state.stats.uptime, 11);
   assert.equal(state.closed, before.closed, 'same array: the view knows nothing changed');
+});
+
+test('a tick appends its point to the snapshot series, keeping at most SERIES_LIMIT', () => {
+  let state = reduce(initialState(), {
+    type: 'snapshot', clients: [], closed: [],
+    stats: stats({ series: { t: [1, 2], connections: [3, 4], messages_per_second: [0, 5] } }),
+  });
+  state = reduce(state, { type: 'tick', clients: [], stats: stats(),
+    point: { t: 3, connections: 6, messages_per_second: 7 } });
+  assert.deepEqual(state.stats.series, { t: [1, 2, 3], connections: [3, 4, 6], messages_per_second: [0, 5, 7] });
+  for (let i = 0; i < SERIES_LIMIT + 10; i += 1) {
+    state = reduce(state, { type: 'tick', clients: [], stats: stats(),
+      point: { t: 10 + i, connections: i, messages_per_second: i } });
+  }
+  assert.equal(state.stats.series.t.length, SERIES_LIMIT);
+  assert.equal(state.stats.series.t.at(-1), 10 + SERIES_LIMIT + 9);
 });
 
 test('reduce never changes the state it is given', () => {
