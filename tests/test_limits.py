@@ -145,3 +145,26 @@ async def test_login_attempts_per_address(chat, metric):
         await chat.login("one-too-many")
     assert info.value.code == 429
     assert metric("imserver_refused_total", reason="login_rate") == 1
+
+
+@pytest.mark.gen_test
+async def test_unexpected_error_closes_only_that_connection_and_is_counted(chat, app, metric):
+    """Fault injection: the hub fails on one user's command; the others go on."""
+    alice, bob = await chat.connect("alice"), await chat.connect("bob")
+    await alice.join("r")
+    await bob.join("r")
+    await alice.expect("presence")
+    handle = app.runtime.hub.handle
+
+    def failing(conn, command):
+        if conn.user.id == "bob":
+            raise RuntimeError("injected")
+        handle(conn, command)
+
+    app.runtime.hub.handle = failing
+    bob.send({"type": "leave", "room": "r"})
+    assert await bob.closed() == 1011
+    await alice.expect("presence")  # bob's connection is gone
+    assert metric("imserver_connections_closed_total", reason="error") == 1
+    alice.send({"type": "say", "room": "r", "text": "still fine", "cid": "1"})
+    assert (await alice.expect("ack"))["cid"] == "1"
