@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .protocol import encode
+from .protocol import encode_bytes
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -21,19 +21,19 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class Outbound:
-    """One server frame: its text, and its wire bytes built on first use."""
+    """One server frame: its UTF-8 payload, and its wire bytes built on first use."""
 
-    __slots__ = ("_wire", "text")
+    __slots__ = ("_wire", "payload")
 
     def __init__(self, frame: dict[str, Any] | str) -> None:
-        self.text = frame if isinstance(frame, str) else encode(frame)
+        self.payload = frame.encode("utf-8") if isinstance(frame, str) else encode_bytes(frame)
         self._wire: bytes | None = None
 
     @property
     def wire(self) -> bytes:
         if self._wire is None:
-            self._wire = text_frame(self.text.encode("utf-8"))
+            self._wire = text_frame(self.payload)
         return self._wire
 
     def __repr__(self) -> str:
-        return f"Outbound({self.text[:60]!r})"
+        return f"Outbound({self.payload[:60]!r})"

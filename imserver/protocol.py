@@ -11,6 +11,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ProtocolError
@@ -89,26 +90,26 @@ def valid_room(room: object) -> bool:
     return isinstance(room, str) and ROOM_RE.fullmatch(room) is not None
 
 
-def _nesting_depth(text: str) -> int:
-    """Deepest bracket nesting outside strings, computed before json.loads."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def too_deep(text: str, max_depth: int) -> bool:
+    """True when brackets outside strings nest deeper than `max_depth`, checked before
+    decoding. Ordinary frames have one or two brackets and cost two str.count calls."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    structure = _STRING_RE.sub("", text)
+    if structure.count("[") + structure.count("{") <= max_depth:
+        return False
+    depth = 0
+    for ch in structure:
+        if ch in "[{":
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > max_depth:
+                return True
         elif ch in "]}":
             depth -= 1
-    return deepest
+    return False
 
 
 class _Fields:
@@ -169,10 +170,10 @@ def clean_text(text: str) -> str:
 
 def parse_frame(raw: str, *, max_text_chars: int, max_depth: int = 8) -> Command:
     """Parse one JSON text frame from a client into a Command."""
-    if _nesting_depth(raw) > max_depth:
+    if too_deep(raw, max_depth):
         raise ProtocolError("bad_request", f"JSON nested deeper than {max_depth} levels")
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, RecursionError):
         raise ProtocolError("bad_request", "frame is not valid JSON") from None
     if not isinstance(data, dict):
@@ -213,7 +214,31 @@ def reconnect_cause(value: str | None) -> str:
 
 def encode(frame: dict[str, Any]) -> str:
     """Serialize one server frame."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return encode_bytes(frame).decode("utf-8")
+
+
+def _std_encode_bytes(frame: dict[str, Any]) -> bytes:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# orjson, when installed, encodes ~20x and decodes ~15x faster than json (bench: see README);
+# both give the same compact JSON for the frames of this protocol.
+encode_bytes: Callable[[dict[str, Any]], bytes]
+loads: Callable[[str], Any]
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    encode_bytes, loads = _std_encode_bytes, json.loads
+else:
+    def _fast_loads(text: str) -> Any:
+        """orjson, falling back to json for what only json accepts (lone surrogates,
+        NaN), so that every frame is read the same with or without orjson."""
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
+    encode_bytes, loads = orjson.dumps, _fast_loads
 
 
 def error_frame(code: str, message: str, cid: str | None = None) -> dict[str, Any]:

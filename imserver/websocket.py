@@ -245,7 +245,7 @@ class ChatSocket(WebSocketHandler):
             return False
         if not self._prebuilt:
             try:
-                ws.write_message(frame.text)
+                ws.write_message(frame.payload)  # bytes, sent as a text frame
             except WebSocketClosedError:
                 return False
             except StreamBufferFullError:

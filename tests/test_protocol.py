@@ -86,3 +86,14 @@ def test_error_frame():
     assert p.error_frame("too_long", "m", "c") == {"type": "error", "code": "too_long",
                                                   "message": "m", "cid": "c"}
     assert "cid" not in p.error_frame("bad_request", "m")
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "message", "id": 12, "from": "alice", "room": "r", "text": "héllo 👋 \"q\" \\ \n",
+     "ts": 1764140000.123, "cid": "c"},
+    {"type": "joined", "room": "r", "members": [], "messages": [], "truncated": False},
+    {"type": "welcome", "heartbeat": {"interval": 10.0, "timeout": 20.0}, "server_time": 0.5},
+])
+def test_fast_and_standard_json_encode_alike(frame):
+    assert p.encode_bytes(frame) == p._std_encode_bytes(frame)
+    assert p.loads(p.encode(frame)) == frame
