@@ -1,17 +1,38 @@
-"""Run a benchmark scenario: python -m bench <scenario> [options]."""
+"""Run a benchmark scenario: python -m bench <scenario> [options]; `python -m bench all [--quick]`
+runs the standard ones in turn with their defaults. Each prints a table; see bench/README.md."""
 
 from __future__ import annotations
 
 import sys
 
-from . import storage
+from . import deadpeer, idle, reconnect, soak, storage
+from .fanout import cli_burst, cli_rate
 
-SCENARIOS = {"storage": storage.cli}
+SCENARIOS = {"fanout": cli_burst, "fanout-rate": cli_rate, "idle": idle.cli, "dead-peer": deadpeer.cli,
+             "reconnect": reconnect.cli, "storage": storage.cli, "soak": soak.cli}
+
+# What `all` runs, in order, and the arguments of each for `all --quick`.
+ALL = {"fanout": ["--quick"], "fanout-rate": ["--quick"], "idle": ["--quick"], "dead-peer": ["--quick"],
+       "reconnect": ["--quick"], "storage": ["--seconds", "1"]}
+
+
+def run_all(argv: list[str]) -> None:
+    quick = argv == ["--quick"]
+    if argv and not quick:
+        print("usage: python -m bench all [--quick]", file=sys.stderr)
+        raise SystemExit(2)
+    for name, quick_args in ALL.items():
+        args = quick_args if quick else []
+        print(f"\n=== python -m bench {' '.join([name, *args])}", flush=True)
+        SCENARIOS[name](args)
 
 
 def main() -> None:
+    if len(sys.argv) >= 2 and sys.argv[1] == "all":
+        run_all(sys.argv[2:])
+        return
     if len(sys.argv) < 2 or sys.argv[1] not in SCENARIOS:
-        print(f"usage: python -m bench {{{','.join(SCENARIOS)}}} [options]", file=sys.stderr)
+        print(f"usage: python -m bench {{{','.join([*SCENARIOS, 'all'])}}} [options]", file=sys.stderr)
         raise SystemExit(2)
     SCENARIOS[sys.argv[1]](sys.argv[2:])
 

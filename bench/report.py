@@ -32,3 +32,40 @@ def process_cpu_seconds(pid: int) -> float:
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_rss_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS) now, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def median(values: list[float]) -> float:
+    """The middle value (the lower of the two middle ones for an even count)."""
+    if not values:
+        return float("nan")
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def ratio(value: float, baseline: float) -> str:
+    """`value / baseline` as a table cell, e.g. "0.16x"."""
+    if not baseline or value != value or baseline != baseline:
+        return "-"
+    return f"{value / baseline:.2f}x"
+
+
+def bound_by(server_cpu: float, loadgen_cpu: float, *, saturated: float = 0.9) -> str:
+    """Which side limited a throughput figure, from the fractions of a core each used."""
+    sides = [name for name, cpu in (("server", server_cpu), ("loadgen", loadgen_cpu)) if cpu >= saturated]
+    return "+".join(sides) or "neither (latency)"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy (not idle, not waiting on I/O) since boot, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
