@@ -13,7 +13,9 @@ from tests.test_heartbeat import open_dead_peer
 
 @pytest.fixture
 def config(tmp_path):
-    return make_config(tmp_path, limits={"max_outbound_buffer_bytes": 65536, "max_text_chars": 10_000})
+    # A long heartbeat: the stalled client must be dropped for not reading, not for silence.
+    return make_config(tmp_path, limits={"max_outbound_buffer_bytes": 65536, "max_text_chars": 10_000},
+                       heartbeat={"ping_interval": 10, "ping_timeout": 30})
 
 
 @pytest.mark.gen_test(timeout=20)
