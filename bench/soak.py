@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import sqlite3
 import tempfile
 import time
 import urllib.request
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ class Totals:
     garbage: int = 0
     drops: int = 0
     app_pings: int = 0
+    live_duplicates: int = 0
+    asked_again: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -61,6 +64,8 @@ class SoakClient:
     unacked: dict[str, tuple[str, str]] = field(default_factory=dict)  # cid -> (room, text)
     acked: dict[str, int] = field(default_factory=dict)
     own: set[int] = field(default_factory=set)  # ids of own messages seen
+    seen_set: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    pending_since: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     reading: asyncio.Future | None = None
     last_frame_at: float = 0.0
     number: int = 0
@@ -98,7 +103,8 @@ class SoakClient:
         if room in self.last_id:
             frame["since"] = self.last_id[room]
         self.rooms.add(room)
-        self.send(frame)
+        if self.send(frame):
+            self.pending_since[room].append(frame.get("since"))
 
     async def read_until(self, kind: str) -> dict:
         while True:
@@ -117,30 +123,44 @@ class SoakClient:
         frame = json.loads(raw)
         kind = frame["type"]
         if kind == "message" and "room" in frame:
-            self.record(frame)
+            self.record(frame, live=True)
         elif kind == "joined":
             if frame["truncated"]:
                 self.truncated.add(frame["room"])
+            asked = self.pending_since[frame["room"]]
+            since = asked.popleft() if asked else None
             for m in frame["messages"]:
-                self.record(m)
+                if since is not None:
+                    assert m["id"] > since, f"backlog message {m['id']} not after since {since}"
+                self.record(m, live=False)
         elif kind == "ack":
             sent = self.unacked.pop(frame["cid"], None)
             self.acked[frame["cid"]] = frame["id"]
             if sent is not None and frame["id"] not in self.own:
                 # An own message is seen through its ack (unless a backlog had it already).
-                self.record({"room": sent[0], "id": frame["id"], "from": self.name})
+                self.record({"room": sent[0], "id": frame["id"], "from": self.name}, live=False)
         elif kind == "error":
             self.totals.errors[frame["code"]] += 1
             if frame.get("cid") in self.unacked and frame["code"] != "rate_limited":
                 del self.unacked[frame["cid"]]
         return frame
 
-    def record(self, m: dict) -> None:
+    def record(self, m: dict, *, live: bool) -> None:
+        """Keep a message once, as the browser client does (by id). A second copy is a
+        server fault if it came live; in a backlog it was asked for by a `since` sent
+        while the first copy was still on its way."""
         if m["from"] == self.name:
             if m["id"] in self.own:
                 return  # the ack of a resend, or a backlog repeating what an ack showed
             self.own.add(m["id"])
         room = m["room"]
+        if m["id"] in self.seen_set[room]:
+            if live:
+                self.totals.live_duplicates += 1
+            else:
+                self.totals.asked_again += 1
+            return
+        self.seen_set[room].add(m["id"])
         self.seen[room].append(m["id"])
         self.first_seen.setdefault(room, m["id"])
         self.last_id[room] = max(self.last_id.get(room, 0), m["id"])
@@ -280,10 +300,10 @@ def report(swarm: list[SoakClient], totals: Totals, rows: list, metrics: dict[st
     room_ids: dict[str, list[int]] = defaultdict(list)
     for msg_id, room, _, _ in rows:
         room_ids[room].append(msg_id)
-    duplicates = missing = 0
+    missing = out_of_order = 0
     for c in swarm:
         for room, ids in c.seen.items():
-            duplicates += len(ids) - len(set(ids))
+            out_of_order += sum(1 for a, b in itertools.pairwise(ids) if b < a)
             if room in c.rooms and room not in c.truncated:
                 expected = {i for i in room_ids[room] if i >= c.first_seen[room]}
                 missing += len(expected - set(ids))
@@ -308,7 +328,9 @@ def report(swarm: list[SoakClient], totals: Totals, rows: list, metrics: dict[st
         ["messages stored", f"{len(rows)}"],
         ["acked but lost", f"{lost}"],
         ["stored twice (same cid)", f"{doubled_in_store}"],
-        ["duplicates seen by clients", f"{duplicates}"],
+        ["delivered twice live", f"{totals.live_duplicates}"],
+        ["repeated in a backlog (stale since)", f"{totals.asked_again}"],
+        ["out of id order", f"{out_of_order}"],
         ["missing from a client's rooms", f"{missing}"],
         ["drops / reconnects", f"{totals.drops} / {totals.reconnects}"],
         ["error frames by code", ", ".join(f"{k} {v}" for k, v in sorted(totals.errors.items()))],
