@@ -37,6 +37,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.lines: list[str] = []
+        self._pump: threading.Thread | None = None
 
     @property
     def host(self) -> str:
@@ -47,26 +48,29 @@ class ServerProcess:
         args = [sys.executable, "-m", "imserver", "--config", str(self.config_path)]
         if port is not None or self.port:
             args += ["--port", str(port if port is not None else self.port)]
-        self.lines = []
-        self.proc = subprocess.Popen(
+        self._join_pump()
+        lines: list[str] = []
+        self.lines = lines
+        proc = self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             cwd=self.workdir, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         listening = threading.Event()
 
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
+        def pump() -> None:  # this process's output only, even after a restart
+            assert proc.stdout is not None
             with open(self.log_path, "a", encoding="utf-8") as log:
-                for line in self.proc.stdout:
+                for line in proc.stdout:
                     log.write(line)
                     log.flush()
-                    self.lines.append(line)
+                    lines.append(line)
                     found = LISTENING.search(line)
                     if found:
                         self.port = int(found.group(1))
                         listening.set()
-            self.proc.stdout.close()
+            proc.stdout.close()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         deadline = time.monotonic() + timeout
         while not listening.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -87,6 +91,7 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._join_pump()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -95,6 +100,12 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._join_pump()
+
+    def _join_pump(self) -> None:
+        """Wait for the output reader of an ended process to read its last line."""
+        if self._pump is not None and self.proc is not None and self.proc.poll() is not None:
+            self._pump.join(5)
 
     def output(self) -> str:
         return "".join(self.lines)

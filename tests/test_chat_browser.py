@@ -1,0 +1,610 @@
+"""The chat page in a real Chromium, against a real server process.
+
+Two users chat in a room and by direct message; the server is killed with
+SIGKILL and restarted while a message waits in the outbox; messages sent while
+a page is away (offline, or the server restarted while the page waits) are
+recovered once each, in order; an operator disconnect
+(4003) stops reconnection until the user clicks Reconnect; the status and the
+reconnect toast are shown during an outage; text from the network stays text;
+the page works on a phone-sized screen. A screenshot of the chat is saved for
+the README.
+
+Sync Playwright only (no gen_test here, see /work/shared/TESTING.md). Every
+test has its own server process (it starts in a fraction of a second); one
+Chromium serves the whole module, one browser context per user. Waits are on
+conditions; the only fixed waits are the short windows in which something
+must NOT happen (no reconnect after a 4003).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
+
+from imserver.testing import ServerProcess, SyncClient, login
+from tests.browser import launch_chromium
+
+pytestmark = pytest.mark.browser
+
+ADMIN_TOKEN = "chat-browser-test-admin-token"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "chat.png"
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+ROOM = "general"  # the room the page joins by itself
+
+# A short heartbeat and fast reconnects keep outages short; many attempts, so
+# that the page does not give up while a context is offline (each offline
+# attempt fails at once).
+SETTINGS: dict[str, Any] = {
+    "heartbeat": {"ping_interval": 1, "ping_timeout": 3, "client_interval": 1, "client_timeout": 3},
+    "client": {"reconnect_base_seconds": 0.2, "reconnect_cap_seconds": 1, "stable_after_seconds": 1,
+               "reconnect_attempts": 100},
+    "admin": {"token": ADMIN_TOKEN},
+}
+ATTEMPTS = SETTINGS["client"]["reconnect_attempts"]
+# With a cap of 1 s any automatic reconnect happens within about a second: a
+# window of three seconds without one shows that none is coming.
+NO_RECONNECT_WINDOW = 3.0
+# Long waits between attempts (random between 0 and 20 s), for tests that need
+# the page to stay away until told: "Retry now" or `online` must then act long
+# before the timer would fire.
+SLOW_BACKOFF: dict[str, Any] = {"reconnect_base_seconds": 20, "reconnect_cap_seconds": 20}
+
+# Text from the network must reach the DOM as text: as HTML this would run.
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+# ---- helpers ----------------------------------------------------------------
+
+def admin(server: ServerProcess, path: str, body: dict[str, Any] | None = None) -> Any:
+    """GET (or, with a body, POST) /admin/api/<path> with the admin token."""
+    request = urllib.request.Request(
+        f"http://{server.host}/admin/api/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def connections_of(server: ServerProcess, user: str) -> list[str]:
+    """The ids of `user`'s live connections, from the admin API."""
+    return [c["id"] for c in admin(server, "clients") if c["user"] == user]
+
+
+def wait_until(page: Page, condition: Callable[[], Any], message: str, timeout: float = 5.0) -> Any:
+    """Polls `condition` until it is truthy; fails with `message` after `timeout` seconds.
+
+    Waits through `page`, not time.sleep: the sync API delivers the page's
+    events (websocket, dialog, pageerror) only while a Playwright call runs.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, message
+        page.wait_for_timeout(50)
+
+
+_cids = itertools.count()
+
+
+def say_from_outside(server: ServerProcess, name: str, room: str, texts: list[str]) -> list[int]:
+    """A raw WebSocket client `name` says `texts` in `room`; returns their ids (from the acks).
+
+    Connects for just this, so that the client never sits unread past the
+    server's ping timeout.
+    """
+    client = SyncClient(server.host, f"/ws?token={login(server.host, name)}")
+    try:
+        assert client.recv_json()["type"] == "welcome"
+        client.send_json({"type": "join", "room": room})
+        while client.recv_json()["type"] != "joined":
+            pass
+        cids = [f"{name}-{next(_cids)}" for _ in texts]
+        for cid, text in zip(cids, texts, strict=True):
+            client.send_json({"type": "say", "room": room, "text": text, "cid": cid})
+        ids: dict[str, int] = {}
+        while len(ids) < len(cids):
+            frame = client.recv_json()
+            assert frame["type"] != "error", frame
+            if frame["type"] == "ack":
+                ids[frame["cid"]] = frame["id"]
+        return [ids[cid] for cid in cids]
+    finally:
+        client.close()
+
+
+class ChatPage:
+    """One user's chat page, in a browser context of its own (own cookies, own storage)."""
+
+    def __init__(self, browser: Browser, server: ServerProcess, name: str, *,
+                 viewport: ViewportSize = DESKTOP, **context_options: Any) -> None:
+        self.server = server
+        self.name = name
+        self.context: BrowserContext = browser.new_context(
+            viewport=viewport, color_scheme="light", reduced_motion="reduce", **context_options)
+        self.page: Page = self.context.new_page()
+        self.page.set_default_timeout(5_000)
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.sockets: list[str] = []  # the URL of every chat WebSocket the page opened
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("dialog", self._on_dialog)
+        self.page.on("websocket", self._on_websocket)
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def _on_websocket(self, ws: Any) -> None:
+        if urlsplit(ws.url).path == "/ws":
+            self.sockets.append(ws.url)
+
+    def by(self, testid: str) -> Locator:
+        return self.page.get_by_test_id(testid)
+
+    @property
+    def status(self) -> Locator:
+        return self.by("status")
+
+    def login(self) -> ChatPage:
+        """Logs in through the form and waits until the default room is joined."""
+        self.page.goto(f"http://{self.server.host}/")
+        self.by("login-name").fill(self.name)
+        self.by("login-submit").click()
+        expect(self.by("chat-view")).to_be_visible()
+        self.expect_connected()
+        expect(self.by("conversation-title")).to_have_text(f"#{ROOM}")
+        # The own name in the member list: the `joined` answer has been shown.
+        expect(self.member(self.name)).to_have_count(1)
+        return self
+
+    def expect_connected(self, timeout: float = 5_000) -> None:
+        expect(self.status).to_have_attribute("data-state", "connected", timeout=timeout)
+        expect(self.status).to_have_text("Connected")
+
+    def member(self, name: str) -> Locator:
+        return self.page.locator(f'[data-testid="member"][data-name="{name}"]')
+
+    def send(self, text: str) -> None:
+        """Types `text` into the composer and presses Enter."""
+        self.by("composer-input").fill(text)
+        self.by("composer-input").press("Enter")
+        expect(self.by("composer-input")).to_have_value("")
+
+    @property
+    def rows(self) -> Locator:
+        """The message rows of the open conversation."""
+        return self.page.locator('[data-testid="message-list"] > [data-testid="message"]')
+
+    def rows_with(self, text: str) -> Locator:
+        """The message rows whose text is exactly `text`."""
+        exact = re.compile(f"^{re.escape(text)}$")
+        return self.rows.filter(has=self.page.locator(".message-text", has_text=exact))
+
+    def expect_once(self, text: str, *, sender: str | None = None, timeout: float = 5_000) -> Locator:
+        """Waits for exactly one confirmed row with `text` (from `sender`, if given)."""
+        row = self.rows_with(text)
+        expect(row).to_have_count(1, timeout=timeout)
+        expect(row).to_have_attribute("data-pending", "false", timeout=timeout)
+        expect(row).to_have_attribute("data-id", re.compile(r"^\d+$"))
+        if sender is not None:
+            expect(row.locator(".message-from")).to_have_text(sender)
+        return row
+
+    def shown(self) -> list[tuple[int, str]]:
+        """(id, text) of each confirmed row, top to bottom."""
+        rows: list[list[str]] = self.page.eval_on_selector_all(
+            '[data-testid="message-list"] > [data-testid="message"]',
+            "rows => rows.map(r => [r.dataset.id, r.querySelector('.message-text').textContent])")
+        return [(int(i), text) for i, text in rows if i]
+
+    def wait_for_countdown(self, at_least: int = 5) -> None:
+        """Waits until the toast is shown, counting down to an attempt at least `at_least` s away.
+
+        The check is one evaluation in the page, so it cannot mix two states.
+        With SLOW_BACKOFF the waits are random between 0 and 20 s, so a
+        countdown of 5 s or more takes an attempt or two; until it ends
+        nothing else happens.
+        """
+        self.page.wait_for_function(
+            """at_least => {
+              const toast = document.querySelector('[data-testid="toast"]');
+              const m = /^Reconnecting (?:in (\\d+) s|now), attempt \\d+ of \\d+$/.exec(
+                document.querySelector('[data-testid="toast-text"]').textContent);
+              return !toast.hidden && m !== null && Number(m[1] ?? 0) >= at_least;
+            }""", arg=at_least, timeout=15_000)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+# ---- fixtures ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def client_settings() -> dict[str, Any]:
+    """Overrides of the `client` section; a test may parametrize this."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path: Path, client_settings: dict[str, Any]) -> Iterator[ServerProcess]:
+    """A fresh server process, stopped (and its log checked) after the test."""
+    settings = {section: dict(values) for section, values in SETTINGS.items()}
+    settings["client"].update(client_settings)
+    proc = ServerProcess(tmp_path, settings).start()
+    yield proc
+    proc.stop()
+    log = proc.log_path.read_text(encoding="utf-8")  # every run, also before a SIGKILL
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture
+def chat(browser: Browser, server: ServerProcess) -> Iterator[Callable[..., ChatPage]]:
+    """chat(name, **context_options) -> a logged-in ChatPage; checks for page errors and dialogs."""
+    pages: list[ChatPage] = []
+
+    def open_chat(name: str, **options: Any) -> ChatPage:
+        chat_page = ChatPage(browser, server, name, **options)
+        pages.append(chat_page)
+        return chat_page.login()
+
+    yield open_chat
+    for chat_page in pages:
+        chat_page.close()
+    for chat_page in pages:
+        assert not chat_page.errors, f"{chat_page.name}: page errors {chat_page.errors}"
+        assert not chat_page.dialogs, f"{chat_page.name}: dialogs {chat_page.dialogs}"
+
+
+# ---- tests ------------------------------------------------------------------
+
+def test_two_users_chat_in_a_room_and_by_direct_message(chat: Callable[..., ChatPage]) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    # Presence: each sees the other among the room's members.
+    expect(alice.member("bob")).to_have_count(1)
+    expect(bob.member("alice")).to_have_count(1)
+
+    alice.send("Hi Bob, are you there?")
+    bob.expect_once("Hi Bob, are you there?", sender="alice")
+    alice.expect_once("Hi Bob, are you there?", sender="alice")
+    bob.send("Yes! Hi Alice.")
+    alice.expect_once("Yes! Hi Alice.", sender="bob")
+    assert [text for _, text in alice.shown()] == [text for _, text in bob.shown()] == [
+        "Hi Bob, are you there?", "Yes! Hi Alice."]
+
+    # Clicking a member opens the direct conversation with them.
+    alice.member("bob").get_by_role("button").click()
+    expect(alice.by("conversation-title")).to_have_text("@bob")
+    expect(alice.page.locator('[data-testid="dm-item"][data-name="bob"]')).to_have_count(1)
+    expect(alice.rows).to_have_count(0)
+    alice.send("Psst, just between us")
+    alice.expect_once("Psst, just between us", sender="alice")
+
+    # Bob gets it as a new, unread direct conversation, not in the room.
+    bob_dm = bob.page.locator('[data-testid="dm-item"][data-name="alice"]')
+    expect(bob_dm.get_by_test_id("unread")).to_have_text("1")
+    expect(bob.rows_with("Psst, just between us")).to_have_count(0)
+    bob_dm.locator(".conv-open").click()
+    expect(bob.by("conversation-title")).to_have_text("@alice")
+    bob.expect_once("Psst, just between us", sender="alice")
+    expect(bob_dm.get_by_test_id("unread")).to_have_count(0)
+    bob.send("Got it")
+    alice.expect_once("Got it", sender="bob")
+    assert [text for _, text in alice.shown()] == ["Psst, just between us", "Got it"]
+
+    # The room still holds only the room's messages.
+    alice.page.locator('[data-testid="room-item"][data-name="general"] .conv-open').click()
+    expect(alice.by("conversation-title")).to_have_text("#general")
+    assert [text for _, text in alice.shown()] == ["Hi Bob, are you there?", "Yes! Hi Alice."]
+
+
+def test_message_typed_while_the_server_is_down_arrives_once_after_a_restart(
+        server: ServerProcess, chat: Callable[..., ChatPage]) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    alice.send("before the crash")
+    bob.expect_once("before the crash")
+    sockets_before = (len(alice.sockets), len(bob.sockets))
+
+    server.kill()  # SIGKILL: no bye, the sockets just break
+    for page in (alice, bob):
+        expect(page.status).to_have_attribute("data-state", "reconnecting")
+        expect(page.status).to_have_text("Reconnecting…")
+        page.wait_for_countdown(at_least=0)  # the toast, between two quick attempts
+        expect(page.by("toast-retry")).to_have_text("Retry now")
+
+    text = "typed while the server was down"
+    alice.send(text)
+    pending = alice.rows_with(text)
+    expect(pending).to_have_count(1)
+    expect(pending).to_have_attribute("data-pending", "true")
+    expect(pending).to_have_class(re.compile(r"\bpending\b"))
+    expect(pending.locator(".message-marker")).to_have_text("Sending…")
+    expect(pending).to_have_attribute("data-id", "")
+
+    server.start()  # same port, same data directory
+    for page in (alice, bob):
+        page.expect_connected()
+    for page in (alice, bob):  # the rooms were re-joined: each sees the other again
+        for name in ("alice", "bob"):
+            expect(page.member(name)).to_have_count(1)
+    # Once on the other page; on the sender's page the pending row became the message.
+    bob.expect_once(text, sender="alice")
+    sent = alice.expect_once(text, sender="alice")
+    expect(sent).not_to_have_class(re.compile(r"\bpending\b"))
+    expect(sent.locator(".message-marker")).to_be_hidden()
+
+    # A barrier: once bob's later message is through, any duplicate would have been too.
+    bob.send("welcome back")
+    alice.expect_once("welcome back")
+    for page in (alice, bob):
+        expect(page.rows_with(text)).to_have_count(1)
+        expect(page.rows_with("before the crash")).to_have_count(1)
+        shown = page.shown()
+        assert [t for _, t in shown] == ["before the crash", text, "welcome back"], shown
+        assert [i for i, _ in shown] == sorted({i for i, _ in shown}), shown
+
+    # Both came back by themselves, as reconnects.
+    for page, before in zip((alice, bob), sockets_before, strict=True):
+        assert len(page.sockets) > before
+        query = parse_qs(urlsplit(page.sockets[-1]).query)
+        assert int(query["reconnect"][0]) >= 1, page.sockets[-1]
+
+
+@pytest.mark.parametrize("client_settings", [SLOW_BACKOFF], ids=["slow-backoff"])
+@pytest.mark.parametrize("outage", ["offline", "server-restart"])
+def test_messages_sent_while_a_page_is_away_are_recovered_once_in_order(
+        server: ServerProcess, chat: Callable[..., ChatPage], outage: str) -> None:
+    """offline: bob's context loses the network (the page closes its socket).
+    server-restart: the server is killed and restarted while bob's next attempt
+    is still seconds away; the messages then come from the restarted server's store.
+    """
+    bob = chat("bob")
+    say_from_outside(server, "carol", ROOM, ["carol was here first"])
+    bob.expect_once("carol was here first", sender="carol")
+
+    if outage == "offline":
+        bob.context.set_offline(True)
+        expect(bob.status).to_have_attribute("data-state", "offline")
+        expect(bob.status).to_have_text("Offline")
+    else:
+        server.kill()
+        expect(bob.status).to_have_attribute("data-state", "reconnecting")
+    # Long waits between attempts (SLOW_BACKOFF): the page stays away until told.
+    bob.wait_for_countdown()
+    if outage == "server-restart":
+        server.start()
+    wait_until(bob.page, lambda: not connections_of(server, "bob"), "bob is still connected")
+
+    missed = [f"missed message {n}" for n in range(1, 4)]
+    ids = say_from_outside(server, "carol", ROOM, missed)
+    assert ids == sorted(ids), ids
+    # Bob has not been back in between: what he shows next can only come from recovery.
+    assert not connections_of(server, "bob")
+    expect(bob.rows_with(missed[0])).to_have_count(0)
+
+    sockets = len(bob.sockets)
+    if outage == "offline":
+        bob.context.set_offline(False)  # `online`: the page reconnects at once, not in seconds
+        causes = {"network"}
+    else:
+        bob.by("toast-retry").click()  # the countdown still has seconds to go
+        causes = {"close", "error"}  # the socket broke, or a later attempt was refused
+    bob.expect_connected(timeout=1_500)
+    assert len(bob.sockets) == sockets + 1, bob.sockets[sockets:]
+    [cause] = parse_qs(urlsplit(bob.sockets[-1]).query)["cause"]
+    assert cause in causes, bob.sockets[-1]
+
+    for text in missed:
+        bob.expect_once(text, sender="carol")
+    bob.expect_once("carol was here first")
+    shown = bob.shown()
+    assert shown == [(i, t) for i, t in sorted(shown)], f"not in id order: {shown}"
+    assert [(i, t) for i, t in shown if t in missed] == list(zip(ids, missed, strict=True))
+
+
+def test_operator_disconnect_stops_reconnecting_until_the_user_reconnects(
+        server: ServerProcess, chat: Callable[..., ChatPage]) -> None:
+    bob = chat("bob")
+    [conn_id] = connections_of(server, "bob")
+    sockets = len(bob.sockets)
+
+    reason = "Please stop <b>spamming</b> the room"  # shown as text, like all server text
+    assert admin(server, f"clients/{conn_id}/disconnect", {"reason": reason}) == {"disconnected": [conn_id]}
+
+    expect(bob.by("kicked")).to_be_visible()
+    expect(bob.by("kicked-reason")).to_have_text(reason)
+    expect(bob.by("reconnect")).to_be_visible()
+    expect(bob.status).to_have_attribute("data-state", "stopped")
+    expect(bob.by("toast")).to_be_hidden()
+
+    assert bob.page.locator('[data-testid="kicked-reason"] b').count() == 0
+
+    # No reconnect on its own: no new socket, and the server has no bob, for a
+    # while; not even on the signals that make a waiting page retry at once
+    # (the network coming back, the page being shown again).
+    bob.context.set_offline(True)
+    bob.context.set_offline(False)
+    bob.page.evaluate("""() => {
+      window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}));
+      document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    deadline = time.monotonic() + NO_RECONNECT_WINDOW
+    while time.monotonic() < deadline:
+        assert len(bob.sockets) == sockets, f"reconnected by itself: {bob.sockets[sockets:]}"
+        assert not connections_of(server, "bob"), "bob is connected again without clicking Reconnect"
+        bob.page.wait_for_timeout(200)  # lets Playwright deliver websocket events
+    expect(bob.by("kicked")).to_be_visible()
+
+    bob.by("reconnect").click()
+    bob.expect_connected()
+    expect(bob.by("kicked")).to_be_hidden()
+    assert len(bob.sockets) == sockets + 1
+    [new_id] = wait_until(bob.page, lambda: connections_of(server, "bob"), "bob did not come back")
+    assert new_id != conn_id
+    bob.send("sorry, back again")
+    bob.expect_once("sorry, back again")
+
+
+@pytest.mark.parametrize("client_settings", [SLOW_BACKOFF], ids=["slow-backoff"])
+def test_status_and_reconnect_toast_while_the_server_is_down(
+        server: ServerProcess, chat: Callable[..., ChatPage]) -> None:
+    alice = chat("alice")
+    expect(alice.by("toast")).to_be_hidden()
+
+    server.kill()
+    expect(alice.status).to_have_attribute("data-state", "reconnecting")
+    expect(alice.status).to_have_text("Reconnecting…")
+    # The toast counts down to the next attempt ("Reconnecting in 7 s, attempt 2 of 100").
+    alice.wait_for_countdown()
+    expect(alice.by("toast")).to_be_visible()
+    expect(alice.by("toast-retry")).to_be_visible()
+    expect(alice.by("toast-retry")).to_have_text("Retry now")
+    attempt = int(re.findall(r"attempt (\d+)", alice.by("toast-text").inner_text())[0])
+    expect(alice.status).to_have_attribute("data-state", "reconnecting")
+
+    # "Retry now" tries at once, long before the countdown ends; that attempt
+    # fails too (the server is still down) and the next one is counted.
+    sockets = len(alice.sockets)
+    alice.by("toast-retry").click()
+    wait_until(alice.page, lambda: len(alice.sockets) > sockets, "Retry now made no attempt", timeout=1.5)
+    assert parse_qs(urlsplit(alice.sockets[-1]).query)["reconnect"] == [str(attempt)]
+    expect(alice.by("toast-text")).to_contain_text(f"attempt {attempt + 1} of {ATTEMPTS}")
+    expect(alice.by("toast")).to_be_visible()
+
+    server.start()
+    # The next attempt may be up to 20 s away: Retry now connects at once. (If
+    # it is under 2 s away, it is simply awaited: no click that could race it.)
+    outcome = alice.page.wait_for_function(
+        """() => {
+          const state = document.querySelector('[data-testid="status"]').dataset.state;
+          if (state === 'connected') return 'connected';
+          const toast = document.querySelector('[data-testid="toast"]');
+          const m = /in (\\d+) s/.exec(document.querySelector('[data-testid="toast-text"]').textContent);
+          return !toast.hidden && m !== null && Number(m[1]) >= 3 ? 'waiting' : false;
+        }""").json_value()
+    if outcome == "waiting":
+        alice.by("toast-retry").click()
+        alice.expect_connected(timeout=1_500)
+    alice.expect_connected()
+    expect(alice.by("toast")).to_be_hidden()
+    alice.send("back online")
+    alice.expect_once("back online")
+
+
+def test_message_text_is_shown_as_text_not_html(chat: Callable[..., ChatPage]) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    alice.send(HOSTILE)
+    bob.expect_once(HOSTILE, sender="alice")
+    alice.expect_once(HOSTILE)
+    # Time for an injected image to fail to load (its onerror would open a dialog).
+    bob.send("and now something harmless")
+    alice.expect_once("and now something harmless")
+    for page in (alice, bob):
+        assert page.page.locator('[data-testid="message-list"] img').count() == 0
+        assert page.page.locator(".message-text *").count() == 0
+        expect(page.rows_with(HOSTILE).locator(".message-text")).to_have_text(HOSTILE)
+
+    # The same by direct message.
+    alice.member("bob").get_by_role("button").click()
+    alice.send(HOSTILE)
+    bob.page.locator('[data-testid="dm-item"][data-name="alice"] .conv-open').click()
+    bob.expect_once(HOSTILE, sender="alice")
+    bob.send("ok")
+    alice.expect_once("ok")
+    for page in (alice, bob):
+        assert page.page.locator(".message-text *").count() == 0
+        assert not page.dialogs, page.dialogs
+        assert not page.errors, page.errors
+
+
+def test_a_phone_sized_screen_is_usable(chat: Callable[..., ChatPage]) -> None:
+    mia = chat("mia", viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page = mia.page
+
+    def no_sideways_scroll() -> None:
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the page scrolls sideways: {width}"
+
+    no_sideways_scroll()
+    # The side panels are drawers, closed; the composer is on screen.
+    expect(mia.by("composer-input")).to_be_in_viewport()
+    expect(mia.by("composer-send")).to_be_in_viewport()
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    expect(page.locator("#members")).not_to_be_in_viewport()
+
+    mia.by("composer-input").fill("hello from my phone")
+    mia.by("composer-send").tap()
+    row = mia.expect_once("hello from my phone", sender="mia")
+    expect(row).to_be_in_viewport()
+    no_sideways_scroll()
+
+    # The drawers open and close by touch.
+    mia.by("rooms-toggle").tap()
+    expect(page.locator("#sidebar")).to_be_in_viewport()
+    expect(page.locator('[data-testid="room-item"][data-name="general"]')).to_be_in_viewport()
+    mia.by("scrim").tap(position={"x": PHONE["width"] - 20, "y": 300})
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    mia.by("members-toggle").tap()
+    expect(mia.member("mia")).to_be_in_viewport()
+    mia.by("scrim").tap(position={"x": 20, "y": 300})
+    expect(page.locator("#members")).not_to_be_in_viewport()
+    expect(mia.by("composer-input")).to_be_in_viewport()
+    no_sideways_scroll()
+
+
+def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage]) -> None:
+    alice = chat("alice", viewport=DESKTOP)
+    bob = chat("bob", viewport=DESKTOP)
+    # A second room in the sidebar; then back to #general.
+    alice.by("room-input").fill("design")
+    alice.by("room-join").click()
+    expect(alice.by("conversation-title")).to_have_text("#design")
+    alice.page.locator('[data-testid="room-item"][data-name="general"] .conv-open').click()
+    expect(alice.by("conversation-title")).to_have_text("#general")
+
+    conversation = [
+        (alice, "Morning Bob! Did the deploy go out last night?"),
+        (bob, "It did, around 23:00. No errors so far."),
+        (alice, "Great. I killed the server on purpose this morning to test reconnects."),
+        (alice, "The page came back by itself and my queued message went out once."),
+        (bob, "Nice, exactly what we wanted. Lunch at 12?"),
+        (alice, "Sounds good, see you there."),
+    ]
+    for sender, text in conversation:
+        sender.send(text)
+        alice.expect_once(text)
+    # A direct message waiting for alice, with its unread badge.
+    bob.member("alice").get_by_role("button").click()
+    bob.send("Can you review my pull request after lunch?")
+    expect(alice.page.locator('[data-testid="dm-item"][data-name="bob"]').get_by_test_id("unread")).to_have_text("1")
+
+    expect(alice.member("bob")).to_be_visible()
+    expect(alice.member("alice")).to_be_visible()
+    expect(alice.rows).to_have_count(len(conversation))
+    alice.page.evaluate("document.activeElement && document.activeElement.blur()")
+    alice.page.mouse.move(0, 0)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    alice.page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
