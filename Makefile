@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck test-js test-py system-deps bench clean
+.PHONY: run test lint typecheck test-js test-py system-deps bench screenshots clean
 
 run: $(STAMP)
 	$(PY) -m imserver --config config.yaml
@@ -34,7 +34,12 @@ test-py: $(STAMP) system-deps
 test: lint typecheck test-js test-py
 
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench all
+
+# Refresh docs/images/ (the README's pictures) from the browser tests.
+screenshots: $(STAMP) system-deps
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider -k screenshot_of_the_chat tests/test_chat_browser.py
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider -k operator_watches tests/test_dashboard_browser.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

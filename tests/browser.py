@@ -18,12 +18,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 # --disable-quic etc.: no traffic besides the test's own; --disable-dev-shm-usage:
 # small /dev/shm in containers.
@@ -55,3 +57,13 @@ def launch_chromium(**launch_options: Any) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def screenshot_path(name: str, tmp_path: Path) -> Path:
+    """Where a test keeps its screenshot: docs/images/ for the README when
+    UPDATE_SCREENSHOTS=1 (`make screenshots`), else a temporary file, so that
+    running the tests leaves the work tree as it was."""
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        return IMAGES / name
+    return tmp_path / name

@@ -32,12 +32,11 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
 from imserver.testing import ServerProcess, SyncClient, login
-from tests.browser import launch_chromium
+from tests.browser import launch_chromium, screenshot_path
 
 pytestmark = pytest.mark.browser
 
 ADMIN_TOKEN = "chat-browser-test-admin-token"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "chat.png"
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 ROOM = "general"  # the room the page joins by itself
@@ -574,7 +573,7 @@ def test_a_phone_sized_screen_is_usable(chat: Callable[..., ChatPage]) -> None:
     no_sideways_scroll()
 
 
-def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage]) -> None:
+def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage], tmp_path: Path) -> None:
     alice = chat("alice", viewport=DESKTOP)
     bob = chat("bob", viewport=DESKTOP)
     # A second room in the sidebar; then back to #general.
@@ -605,6 +604,6 @@ def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage]) ->
     expect(alice.rows).to_have_count(len(conversation))
     alice.page.evaluate("document.activeElement && document.activeElement.blur()")
     alice.page.mouse.move(0, 0)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    alice.page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    path = screenshot_path("chat.png", tmp_path)
+    alice.page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000

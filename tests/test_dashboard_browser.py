@@ -31,12 +31,11 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.testing import ServerProcess
-from tests.browser import launch_chromium
+from tests.browser import launch_chromium, screenshot_path
 
 pytestmark = pytest.mark.browser
 
 TOKEN = "dashboard-test-admin-token"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "dashboard.png"
 # The page must show a change "within a second"; the push event itself takes
 # milliseconds, the rest is slack for a loaded CI machine.
 LIVE_UPDATE = 1_500  # ms
@@ -282,7 +281,7 @@ def log_in(page: Page, token: str = TOKEN) -> None:
 
 
 def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess, chat: ChatClients,
-                                                           page: Page) -> None:
+                                                           page: Page, tmp_path: Path) -> None:
     alice = chat.connect("alice", rooms=("general", "random"), user_agent=FIREFOX)
     bob = chat.connect("bob", rooms=("general",), user_agent=SAFARI)
     carol = chat.connect("carol", rooms=("support",), user_agent=HOSTILE_AGENT)
@@ -392,8 +391,7 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
     status = page.evaluate("fetch('/admin/api/session').then(r => r.status)")
     assert status == 401
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.write_bytes(screenshot)
+    screenshot_path("dashboard.png", tmp_path).write_bytes(screenshot)
 
 
 def test_push_channel_reconnects_and_asks_for_a_new_login_after_a_restart(
