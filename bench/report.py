@@ -69,3 +69,11 @@ def machine_busy_seconds() -> float:
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def listen_drops() -> int:
+    """SYNs the kernel dropped because a listen queue was full (machine-wide, TcpExt ListenDrops)."""
+    with open("/proc/net/netstat", encoding="ascii") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    values = dict(zip(lines[0][1:], lines[1][1:], strict=True))
+    return int(values.get("ListenDrops", 0))

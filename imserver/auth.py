@@ -82,6 +82,10 @@ class Authenticator:
 
     def verify(self, token: str) -> User:
         """The user a token stands for; AuthError when it is not valid now."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[User, float]:
+        """The user a token stands for and when the token expires (epoch seconds)."""
         if not token:
             raise AuthError("no token")
         try:
@@ -104,4 +108,4 @@ class Authenticator:
         name = claims.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 64:
             name = sub
-        return User(sub, name)
+        return User(sub, name), float(claims["exp"])

@@ -5,6 +5,7 @@ Each sweep sends a WebSocket ping frame to every connection whose last ping is
 arrived for `ping_timeout`. Sweeping every half interval bounds detection of a
 dead peer by `ping_timeout + ping_interval / 2`, inside the promised
 `ping_timeout + ping_interval`, with one timer however many connections there are.
+The same sweep closes (4001) the connections whose token has expired.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 from tornado.ioloop import PeriodicCallback
 
+from .protocol import CLOSE_UNAUTHENTICATED
 from .registry import Connection
 
 log = logging.getLogger("imserver.heartbeat")
@@ -66,8 +68,13 @@ class Heartbeat:
 
     def sweep(self) -> None:
         now = self.clock()
+        wall = time.time()
         for conn in self.connections:
             try:
+                if conn.expires_at <= wall:
+                    log.info("connection %s (%s): token expired, closing", conn.id, conn.user.id)
+                    conn.end("token_expired", CLOSE_UNAUTHENTICATED, "token expired")
+                    continue
                 self._sweep_one(conn, now)
             except Exception:  # one broken connection must not stop the sweep
                 log.exception("heartbeat sweep failed for connection %s", conn.id)

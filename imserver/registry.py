@@ -45,10 +45,10 @@ class Transport(Protocol):
 
 # Why a connection ended: the `reason` label of the closed/terminations metrics.
 CLOSE_REASONS = ("client_close", "heartbeat_timeout", "kicked", "shutdown",
-                 "rate_limited", "too_big", "slow_consumer", "error")
+                 "rate_limited", "too_big", "slow_consumer", "token_expired", "error")
 # The reasons for which the server itself ended the connection.
 TERMINATION_REASONS = ("heartbeat_timeout", "kicked", "shutdown", "rate_limited",
-                       "too_big", "slow_consumer")
+                       "too_big", "slow_consumer", "token_expired")
 
 
 @dataclass(eq=False, slots=True)
@@ -71,6 +71,7 @@ class Connection:
     close_reason: str | None = None
     close_code: int | None = None
     closed: bool = False
+    expires_at: float = float("inf")  # when its token expires (epoch seconds)
 
     def send(self, frame: Outbound) -> bool:
         """Queue a frame; False when the connection is closed or closing (nothing sent)."""

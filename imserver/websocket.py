@@ -65,6 +65,7 @@ class ChatSocket(WebSocketHandler):
     def initialize(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.user: User | None = None
+        self.token_expires = 0.0
         self.conn: Connection | None = None
         limits = runtime.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
@@ -83,7 +84,7 @@ class ChatSocket(WebSocketHandler):
         token = self.get_query_argument("token", "") or (
             (self.get_signed_cookie(SESSION_COOKIE) or b"").decode())
         try:
-            self.user = self.runtime.auth.verify(token)
+            self.user, self.token_expires = self.runtime.auth.verify_until(token)
         except AuthError as exc:
             self.runtime.metrics.refused.labels("unauthenticated").inc()
             self._refuse(401, "unauthenticated", str(exc))
@@ -143,7 +144,7 @@ class ChatSocket(WebSocketHandler):
             reconnect = 0
         conn = Connection(
             id=rt.registry.new_id(), user=self.user, transport=self,
-            remote=self.request.remote_ip or "", reconnect=reconnect,
+            remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
             user_agent=self.request.headers.get("User-Agent", "")[:256])
         self.conn = conn
         rt.registry.add(conn)

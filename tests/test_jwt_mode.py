@@ -51,3 +51,15 @@ async def test_bad_host_tokens_are_refused(chat):
     for token in (host_token("a", exp=int(time.time()) - 3600), host_token("a", iss="https://evil"),
                   host_token("a", aud="other"), jwt.encode({"sub": "a"}, SECRET)):
         assert await chat.refused(f"?token={token}") == 401
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_connection_is_closed_with_4001_when_its_token_expires(chat, metric):
+    soon = await chat.connect(token=host_token("short", exp=int(time.time()) + 2))
+    later = await chat.connect(token=host_token("long"))
+    assert await soon.closed(timeout=5) == 4001
+    assert soon.ws.close_reason == "token expired"
+    await later.nothing(0.1)
+    later.send("ping")
+    assert await later.recv_raw() == "pong"
+    assert metric("imserver_terminations_total", reason="token_expired") == 1

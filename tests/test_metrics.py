@@ -178,10 +178,11 @@ async def test_connection_counts_follow_every_way_of_leaving(chat, app, metric, 
     assert metric("imserver_connections_opened_total") == 7
     closed = {r: metric("imserver_connections_closed_total", reason=r) for r in CLOSE_REASONS}
     assert closed == {"client_close": 2, "heartbeat_timeout": 1, "kicked": 1, "shutdown": 0,
-                      "rate_limited": 0, "too_big": 1, "slow_consumer": 0, "error": 0}
+                      "rate_limited": 0, "too_big": 1, "slow_consumer": 0, "token_expired": 0,
+                      "error": 0}
     terminated = {r: metric("imserver_terminations_total", reason=r) for r in TERMINATION_REASONS}
     assert terminated == {"heartbeat_timeout": 1, "kicked": 1, "shutdown": 0, "rate_limited": 0,
-                          "too_big": 1, "slow_consumer": 0}
+                          "too_big": 1, "slow_consumer": 0, "token_expired": 0}
     assert sum(closed.values()) == metric("imserver_connections_opened_total") - len(registry)
 
     # 6. the survivors are still there, and alive
