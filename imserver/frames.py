@@ -20,6 +20,11 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+def ping_frame(payload: bytes) -> bytes:
+    """An unmasked WebSocket ping frame (payload at most 125 bytes)."""
+    return struct.pack("!BB", 0x89, len(payload)) + payload
+
+
 class Outbound:
     """One server frame: its UTF-8 payload, and its wire bytes built on first use."""
 

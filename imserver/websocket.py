@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from tornado import httputil
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import (
     WebSocketClosedError,
@@ -19,7 +20,7 @@ from tornado.websocket import (
 
 from . import protocol as p
 from .errors import AuthError, ProtocolError
-from .frames import Outbound
+from .frames import Outbound, ping_frame
 from .heartbeat import Heartbeat
 from .ratelimit import FloodGuard, TokenBucket
 from .registry import Connection, User
@@ -153,12 +154,25 @@ class ChatSocket(WebSocketHandler):
             rt.metrics.reconnects.labels(p.reconnect_cause(self.get_query_argument("cause", None))).inc()
         log.info("connection %s opened: user=%s remote=%s reconnect=%d",
                  conn.id, conn.user.id, conn.remote, reconnect)
+        self._forget_request()
         hb = rt.config.heartbeat
         rt.hub.send(conn, {
             "type": "welcome", "conn": conn.id, "user": self.user.to_json(),
             "heartbeat": {"interval": hb.client_interval, "timeout": hb.client_timeout},
             "server_time": round(time.time(), 3),
         })
+
+    def _forget_request(self) -> None:
+        """Drop what the upgrade request held (headers, the query with its token): it
+        is not needed once the connection is open, and is kept per connection for hours."""
+        request = self.request
+        request.headers = httputil.HTTPHeaders()
+        request.uri = request.path
+        request.query = ""
+        request.arguments = {}
+        request.query_arguments = {}
+        self._headers = httputil.HTTPHeaders()
+        self.ui = None  # type: ignore[assignment]  # template helpers: a socket never uses them
 
     def on_close(self) -> None:
         conn = self.conn
@@ -298,9 +312,15 @@ class ChatSocket(WebSocketHandler):
 
     def send_ping(self, payload: bytes) -> None:
         ws = self.ws_connection
-        if ws is not None and not ws.is_closing():
-            with contextlib.suppress(StreamClosedError):
-                ws.write_ping(payload)
+        if ws is None or ws.is_closing():
+            return
+        if self._prebuilt:  # through the writer: no Future, no copy
+            if not self._queued:
+                self.runtime.writer.mark(self)
+            self._queued.append(ping_frame(payload))
+            return
+        with contextlib.suppress(StreamClosedError):
+            ws.write_ping(payload)
 
     def abort(self) -> None:
         ws = self.ws_connection
