@@ -50,7 +50,8 @@ class Runtime:
         secret = config.auth.secret or load_or_create_secret(config.data_path)
         self.secret = secret
         self.auth = Authenticator(config.auth, secret)
-        self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max)
+        self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
+                                  synchronous=config.storage.synchronous.upper())
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics)
         self.writer = CoalescingWriter()
         hb = config.heartbeat

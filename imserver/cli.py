@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import resource
 import signal
 import sys
@@ -24,6 +23,7 @@ from .shutdown import graceful_shutdown
 
 log = logging.getLogger("imserver")
 
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 # Generation 0 collects after this many net allocations (Python's default: 700).
 GC_THRESHOLDS = (50_000, 20, 100)
 
@@ -41,7 +41,8 @@ async def serve(config: Config) -> None:
     app = make_app(config)
     runtime = app.runtime
     server = HTTPServer(app, xheaders=config.server.xheaders)
-    sockets = bind_sockets(config.server.port, config.server.host)
+    # A deep accept queue: after a restart thousands of clients come back within seconds.
+    sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     server.add_sockets(sockets)
     runtime.start()
     tune_gc()
@@ -64,11 +65,7 @@ def tune_gc() -> None:
     second. What exists after start-up (modules, the app) is never scanned again."""
     gc.collect()
     gc.freeze()
-    threshold = os.environ.get("IMSERVER_GC_THRESHOLD")
-    if threshold:
-        gc.set_threshold(*(int(x) for x in threshold.split(",")))
-    else:
-        gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_loop(main: Coroutine[Any, Any, None], *, use_uvloop: bool) -> None:

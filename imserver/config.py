@@ -70,6 +70,7 @@ class HeartbeatConfig:
 @dataclass(frozen=True)
 class ShutdownConfig:
     spread_seconds: float = _setting(10.0, ge=0)
+    retry_min_seconds: float = _setting(1.0, ge=0)
     grace_seconds: float = _setting(2.0, ge=0)
 
 
@@ -99,6 +100,7 @@ class StorageConfig:
     max_messages_per_room: int = _setting(100_000, ge=0)
     retention_interval_seconds: float = _setting(600.0, gt=0)
     batch_max: int = _setting(512, ge=1)
+    synchronous: str = _setting("full", choices=("full", "normal"))
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from .protocol import CLOSE_GOING_AWAY
 log = logging.getLogger("imserver.shutdown")
 
 
-def spread_delays(count: int, window: float, rng: random.Random | None = None) -> list[float]:
-    """`count` retry delays filling [0, window): one per equal slot, in random order."""
+def spread_delays(count: int, window: float, rng: random.Random | None = None,
+                  start: float = 0.0) -> list[float]:
+    """`count` retry delays filling [start, start + window): one per equal slot, in random order."""
     rng = rng or random.Random()
     if count == 0:
         return []
     slot = window / count
-    delays = [round((i + rng.random()) * slot, 3) for i in range(count)]
+    delays = [round(start + (i + rng.random()) * slot, 3) for i in range(count)]
     rng.shuffle(delays)
     return delays
 
@@ -38,7 +39,8 @@ async def graceful_shutdown(runtime: Runtime, servers: list[HTTPServer]) -> None
         server.stop()
     conns = list(runtime.registry)
     log.info("shutting down: closing %d connections", len(conns))
-    delays = spread_delays(len(conns), runtime.config.shutdown.spread_seconds)
+    settings = runtime.config.shutdown
+    delays = spread_delays(len(conns), settings.spread_seconds, start=settings.retry_min_seconds)
     for conn, delay in zip(conns, delays, strict=True):
         runtime.hub.send(conn, {"type": "bye", "reason": "shutdown", "retry_after": delay})
         conn.end("shutdown", CLOSE_GOING_AWAY, "server shutting down")

@@ -228,6 +228,7 @@ class _Database:
 
 
 _STOP = object()
+KNOWN_USERS_MAX = 100_000
 
 
 @dataclass(slots=True)
@@ -255,6 +256,7 @@ class MessageStore:
         self._closed = False
         self.batches = 0
         self.committed = 0
+        self._known_users: dict[str, str] = {}  # user id -> name, written this run
 
     # --- public API ---
 
@@ -266,7 +268,15 @@ class MessageStore:
         return self._submit(True, lambda db: db.append(sender, text, cid, None, recipient))
 
     def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
-        """Remember a user (direct messages may be sent only to known users)."""
+        """Remember a user (direct messages may be sent only to known users). Written
+        once per user per run: reconnects after a restart cost no commit each."""
+        if self._known_users.get(user_id) == name:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        if len(self._known_users) >= KNOWN_USERS_MAX:
+            self._known_users.clear()
+        self._known_users[user_id] = name
         return self._submit(True, lambda db: db.touch_user(user_id, name))
 
     def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:

@@ -24,11 +24,14 @@ def test_spread_delays_fill_the_window_one_per_slot():
     assert delays != sorted(delays)  # handed out in random order
     assert spread_delays(0, 10.0) == []
     assert spread_delays(3, 0.0) == [0.0, 0.0, 0.0]
+    late = spread_delays(50, 5.0, random.Random(1), start=2.0)
+    assert all(2.0 <= d < 7.0 for d in late)
 
 
 @pytest.fixture
 def server(tmp_path):
-    proc = ServerProcess(tmp_path, {"shutdown": {"spread_seconds": 3.0, "grace_seconds": 2.0}})
+    proc = ServerProcess(tmp_path, {"shutdown": {"spread_seconds": 3.0, "retry_min_seconds": 0.5,
+                                                 "grace_seconds": 2.0}})
     proc.start()
     yield proc
     proc.kill()
@@ -61,7 +64,7 @@ async def test_signal_says_bye_with_spread_retry_closes_1001_and_exits_0(server,
         assert await ws.read_message() is None
         assert ws.close_code == 1001
         ws.close()
-    assert all(0 <= r < 3.0 for r in retry)
+    assert all(0.5 <= r < 3.5 for r in retry)
     assert len(set(retry)) == len(retry)
     assert max(retry) - min(retry) > 1.5  # spread over the window, not bunched
     assert server.wait(10) == 0

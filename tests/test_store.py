@@ -162,3 +162,12 @@ def test_unreadable_directory_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot open message database"):
         MessageStore(str(blocker / "sub" / "chat.db"))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("mode", ["FULL", "NORMAL"])
+async def test_synchronous_setting_is_applied(db_path, mode):
+    store = MessageStore(db_path, synchronous=mode)
+    level = store._db.db.execute("PRAGMA synchronous").fetchone()[0]
+    assert level == {"FULL": 2, "NORMAL": 1}[mode]
+    await store.close()
