@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import protocol as p
@@ -47,7 +47,8 @@ class Hub:
         if conn.send(out):
             self.metrics.delivered.inc()
 
-    def broadcast(self, conns: Any, frame: dict[str, Any], *, skip: Connection | None = None) -> int:
+    def broadcast(self, conns: Iterable[Connection], frame: dict[str, Any], *,
+                  skip: Connection | None = None) -> int:
         """Send one frame, encoded once, to many connections."""
         out = Outbound(frame)
         sent = 0

@@ -121,6 +121,7 @@ class ChatSocket(WebSocketHandler):
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         proto = super().get_websocket_protocol()
         if isinstance(proto, WebSocketProtocol13):
+            # Tornado builds it from private parameters; re-class it rather than copy them.
             proto.__class__ = _Protocol
         return proto
 
