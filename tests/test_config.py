@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
+import yaml
 
 from imserver.cli import main
 from imserver.config import Config, config_from_dict, load_config
@@ -76,3 +78,26 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
     assert main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "imserver: config error: heartbeat.ping_timeout must be > 0, got -1"
+
+
+def _keys(cls, prefix=""):
+    """Every setting's dotted key."""
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def test_shipped_config_yaml_lists_every_setting_with_a_comment():
+    text = (ROOT / "config.yaml").read_text()
+    data = yaml.safe_load(text)
+    for key in _keys(Config):
+        node = data
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"config.yaml lacks {key}"
+            node = node[part]
+        leaf = key.split(".")[-1]
+        lines = [line for line in text.splitlines() if line.strip().startswith(f"{leaf}:")]
+        assert lines and all("#" in line for line in lines), f"config.yaml: {key} has no comment"
