@@ -20,7 +20,7 @@ system-deps:
 	@bash .ci/system-deps
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check imserver tests bench
+	$(VENV)/bin/ruff check --config .ci/ruff.toml imserver tests bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
