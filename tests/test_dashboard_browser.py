@@ -20,7 +20,6 @@ import os
 import re
 import socket
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from imserver.testing import ServerProcess
+from imserver.testing import ServerProcess, login
 from tests.browser import launch_chromium, screenshot_path
 
 pytestmark = pytest.mark.browser
@@ -57,16 +56,6 @@ EDGE = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, li
 # Messages said per quarter second by the chatter: 4 to 32 per second.
 CHATTER_PATTERN = (1, 2, 3, 5, 6, 8, 6, 4, 3, 2, 2, 3, 5, 7, 4, 2)
 HOSTILE_AGENT = '<img src=x onerror="window.__xss = 1">Mozilla/5.0 (Windows NT 10.0; Win64; x64)'
-
-
-def login(host: str, name: str) -> str:
-    """A guest token for `name` (POST /api/login)."""
-    request = urllib.request.Request(
-        f"http://{host}/api/login", data=json.dumps({"name": name}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        token: str = json.load(response)["token"]
-    return token
 
 
 class ChatClient:

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from imserver.testing import ServerProcess
+from imserver.testing import ServerProcess, login
 from tests.system import require_binary
 
 pytestmark = pytest.mark.prometheus
@@ -67,11 +67,6 @@ def http_json(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def login(host: str, name: str) -> str:
-    token: str = http_json(f"http://{host}/api/login", {"name": name})["token"]
-    return token
 
 
 class Prometheus:
