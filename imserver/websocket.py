@@ -193,12 +193,13 @@ class ChatSocket(WebSocketHandler):
             self.conn.close_reason, self.conn.close_code = "too_big", p.CLOSE_TOO_BIG
 
     def bad_utf8(self) -> None:
-        if self.conn is not None and self._admit(self.conn):
+        if self.conn is not None and self._admit(self.conn, b""):
             self.runtime.metrics.received.labels("invalid").inc()
             self.runtime.hub.error(self.conn, "bad_request", "text frame is not valid UTF-8")
 
-    def _admit(self, conn: Connection) -> bool:
-        """Count a frame against the rate limit; False (and maybe a 4008 close) when over it."""
+    def _admit(self, conn: Connection, message: str | bytes) -> bool:
+        """Count a frame against the rate limit. Over it, the frame is answered with a
+        rate_limited error (or, for a connection that keeps flooding, a 4008 close)."""
         conn.last_seen = time.monotonic()
         conn.frames_in += 1
         if self.bucket.take():
@@ -208,6 +209,8 @@ class ChatSocket(WebSocketHandler):
         if self.flood.strike():
             log.warning("connection %s (%s) keeps flooding, closing", conn.id, conn.user.id)
             conn.end("rate_limited", p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+        else:
+            rt.hub.error(conn, "rate_limited", "slow down: too many messages", _cid_of(message))
         return False
 
     # --- inbound ---
@@ -217,9 +220,7 @@ class ChatSocket(WebSocketHandler):
         if conn is None:
             return
         rt = self.runtime
-        if not self._admit(conn):
-            if not conn.close_reason:
-                rt.hub.error(conn, "rate_limited", "slow down: too many messages", _cid_of(message))
+        if not self._admit(conn, message):
             return
         if message == p.PING:
             rt.metrics.received.labels("ping").inc()
@@ -241,7 +242,7 @@ class ChatSocket(WebSocketHandler):
             rt.hub.handle(conn, command)
         except Exception:
             log.exception("connection %s: error handling %s", conn.id, type(command).__name__)
-            conn.end("error", 1011, "internal error")
+            conn.end("error", p.CLOSE_INTERNAL_ERROR, "internal error")
 
     def on_pong(self, data: bytes) -> None:
         if self.conn is not None:
