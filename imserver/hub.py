@@ -23,7 +23,7 @@ from .frames import Outbound
 from .metrics import Metrics
 from .registry import Connection, Registry
 from .room import Room
-from .store import Appended, Message, MessageStore, Page
+from .store import Appended, MessageStore, Recovery
 
 log = logging.getLogger("imserver.hub")
 
@@ -98,24 +98,11 @@ class Hub:
             if room is not None:
                 room.suspend(conn)
         conn.rooms.add(cmd.room)
-        limit = self.limits.recovery_limit if cmd.since is not None else self.limits.history_page
-        if cmd.since is not None:
-            read = self.store.room_after(cmd.room, cmd.since, limit)
-        else:
-            read = self.store.room_before(cmd.room, None, limit)
-        self._when_done(read, conn, None, lambda page: self._joined(conn, cmd, page))
+        read = self.store.room_recover(cmd.room, cmd.since, self.limits.recovery_limit,
+                                       self.limits.history_page)
+        self._when_done(read, conn, None, lambda found: self._send_joined(conn, cmd.room, found))
 
-    def _joined(self, conn: Connection, cmd: p.Join, page: Page) -> None:
-        if conn.closed or cmd.room not in conn.rooms:
-            return
-        if cmd.since is not None and page.more:
-            # More was missed than one page holds: give the latest page and say so.
-            self._when_done(self.store.room_before(cmd.room, None, self.limits.history_page),
-                            conn, None, lambda latest: self._send_joined(conn, cmd.room, latest, True))
-        else:
-            self._send_joined(conn, cmd.room, page, False)
-
-    def _send_joined(self, conn: Connection, name: str, page: Page, truncated: bool) -> None:
+    def _send_joined(self, conn: Connection, name: str, found: Recovery) -> None:
         if conn.closed or name not in conn.rooms:
             return
         room = self.rooms.get(name)
@@ -126,7 +113,7 @@ class Hub:
             self._presence_changed(room)
         self.send(conn, {
             "type": "joined", "room": name, "members": sorted(room.members),
-            "messages": [m.to_frame() for m in page.messages], "truncated": truncated,
+            "messages": [m.to_frame() for m in found.messages], "truncated": found.truncated,
         })
         room.snapshot_sent(conn)
 
@@ -220,22 +207,11 @@ class Hub:
             "messages": [m.to_frame() for m in page.messages], "more": page.more}))
 
     def dm_sync(self, conn: Connection, cmd: p.DmSync) -> None:
-        limit = self.limits.recovery_limit if cmd.since is not None else self.limits.history_page
-        read = self.store.dm_after(conn.user.id, cmd.since, limit)
-
-        def answer(page: Page) -> None:
-            if cmd.since is not None and page.more:
-                self._when_done(
-                    self.store.dm_after(conn.user.id, None, self.limits.history_page), conn, None,
-                    lambda latest: self._send_dm_sync(conn, latest.messages, True))
-            else:
-                self._send_dm_sync(conn, page.messages, False)
-
-        self._when_done(read, conn, None, answer)
-
-    def _send_dm_sync(self, conn: Connection, messages: list[Message], truncated: bool) -> None:
-        self.send(conn, {"type": "dm_sync", "messages": [m.to_frame() for m in messages],
-                         "truncated": truncated})
+        read = self.store.dm_recover(conn.user.id, cmd.since, self.limits.recovery_limit,
+                                     self.limits.history_page)
+        self._when_done(read, conn, None, lambda found: self.send(conn, {
+            "type": "dm_sync", "messages": [m.to_frame() for m in found.messages],
+            "truncated": found.truncated}))
 
     # --- plumbing ---
 
@@ -263,6 +239,6 @@ class Hub:
                     then(result)
                 except Exception:  # one connection's failure must not reach the others
                     log.exception("connection %s: error answering a store result", conn.id)
-                    conn.end("error", 1011, "internal error")
+                    conn.end("error", p.CLOSE_INTERNAL_ERROR, "internal error")
 
         future.add_done_callback(done)

@@ -67,6 +67,13 @@ class Page:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The answer to a join or dm_sync: the messages, and whether some were skipped."""
+    messages: list[Message]
+    truncated: bool
+
+
 def _dm_key(a: str, b: str) -> str:
     return f"{a}\x00{b}" if a <= b else f"{b}\x00{a}"
 
@@ -215,6 +222,23 @@ class _Database:
             " ORDER BY id LIMIT ?", (user, after, user, after, limit + 1)).fetchall()
         return self._page_after(rows, limit)
 
+    def room_recover(self, room: str, since: int | None, limit: int, page: int) -> Recovery:
+        """What a (re)join gets: every message after `since`, or, when more than `limit`
+        were missed (or no `since`), the latest `page`. One read, one snapshot."""
+        if since is not None:
+            missed = self.room_after(room, since, limit)
+            if not missed.more:
+                return Recovery(missed.messages, truncated=False)
+        return Recovery(self.room_before(room, None, page).messages, truncated=since is not None)
+
+    def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> Recovery:
+        """As room_recover, for every direct message to or from `user`."""
+        if since is not None:
+            missed = self.dm_after(user, since, limit)
+            if not missed.more:
+                return Recovery(missed.messages, truncated=False)
+        return Recovery(self.dm_after(user, None, page).messages, truncated=since is not None)
+
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM messages").fetchone()[0])
 
@@ -294,6 +318,12 @@ class MessageStore:
     def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
         older_than = time.time() - max_age_seconds if max_age_seconds else None
         return self._submit(True, lambda db: db.prune(older_than, keep_per_room))
+
+    def room_recover(self, room: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
+        return self._submit(False, lambda db: db.room_recover(room, since, limit, page))
+
+    def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
+        return self._submit(False, lambda db: db.dm_recover(user, since, limit, page))
 
     def count(self) -> asyncio.Future[int]:
         return self._submit(False, lambda db: db.count())

@@ -171,3 +171,16 @@ async def test_synchronous_setting_is_applied(db_path, mode):
     level = store._db.db.execute("PRAGMA synchronous").fetchone()[0]
     assert level == {"FULL": 2, "NORMAL": 1}[mode]
     await store.close()
+
+
+@pytest.mark.gen_test
+async def test_recover_gives_what_was_missed_or_the_latest_page_truncated(db_path):
+    store = MessageStore(db_path)
+    ids = await fill(store, "r", 10)
+    within = await store.room_recover("r", ids[6], limit=5, page=3)
+    assert [m.id for m in within.messages] == ids[7:] and not within.truncated
+    too_far = await store.room_recover("r", ids[0], limit=5, page=3)
+    assert [m.id for m in too_far.messages] == ids[-3:] and too_far.truncated
+    first = await store.room_recover("r", None, limit=5, page=3)
+    assert [m.id for m in first.messages] == ids[-3:] and not first.truncated
+    await store.close()
