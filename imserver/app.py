@@ -56,6 +56,7 @@ class Runtime:
         self.writer = CoalescingWriter()
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
+                                   client_interval=hb.client_interval,
                                    send_ping=lambda conn, payload: conn.transport.send_ping(payload))
         self._retention = PeriodicCallback(self.apply_retention,
                                            config.storage.retention_interval_seconds * 1000)

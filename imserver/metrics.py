@@ -93,5 +93,5 @@ class Metrics:
             self.terminations.labels(reason)
         for cause in (*RECONNECT_CAUSES, "other"):
             self.reconnects.labels(cause)
-        for kind in MESSAGE_TYPES:
-            self.received.labels(kind)
+        # Bound once: labels() costs more than the increment on the per-frame path.
+        self.received_by_type = {kind: self.received.labels(kind) for kind in MESSAGE_TYPES}

@@ -21,8 +21,10 @@ class TokenBucket:
         self.tokens = burst
         self.updated = clock()
 
-    def take(self) -> bool:
-        now = self.clock()
+    def take(self, now: float | None = None) -> bool:
+        """Spend a token if there is one; `now` saves a clock read for a caller that has it."""
+        if now is None:
+            now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens >= 1:

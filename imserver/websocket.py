@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -20,10 +21,11 @@ from tornado.websocket import (
 
 from . import protocol as p
 from .errors import AuthError, ProtocolError
-from .frames import Outbound, ping_frame
+from .frames import FrameError, FrameParser, MessageTooBig, Outbound, ping_frame
 from .heartbeat import Heartbeat
 from .ratelimit import FloodGuard, TokenBucket
 from .registry import Connection, User
+from .stream import PushStream
 
 if TYPE_CHECKING:
     from .app import Runtime
@@ -42,8 +44,59 @@ def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
 
 
 class _Protocol(WebSocketProtocol13):
-    """Tornado's RFC 6455 codec, noting a close for a too-big frame, and answering
-    a text frame of invalid UTF-8 with an error frame instead of dropping the socket."""
+    """Tornado's RFC 6455 codec with three changes: frames are read in push mode
+    (see stream.py) on plain TCP without compression, a close for a too-big frame
+    is noted, and a text frame of invalid UTF-8 gets an error frame instead of a
+    dropped socket."""
+
+    _parser: FrameParser
+
+    async def _receive_frame_loop(self) -> None:
+        stream = self.stream
+        if type(stream) is not IOStream or self._decompressor is not None:
+            await super()._receive_frame_loop()
+            return
+        # Nothing awaits from here on: frames are handled as the socket yields them.
+        self._parser = FrameParser(self.params.max_message_size)
+        if stream.closed():
+            self._stream_closed()
+            return
+        stream.set_close_callback(self._stream_closed)
+        PushStream.adopt(stream, self._received)
+
+    def _received(self, data: bytes) -> None:
+        parser = self._parser
+        handler = cast("ChatSocket", self.handler)
+        parser.feed(data)
+        handler.hold_replies()
+        try:
+            while not self.client_terminated:
+                message = parser.next_message()
+                if message is None:
+                    return
+                opcode, payload = message
+                # The two heartbeat frames, most of what an idle client sends, go straight
+                # to the handler; everything else through Tornado's dispatch.
+                if opcode == 0xA:
+                    handler.on_pong(payload)
+                elif opcode == 0x1 and payload == b"ping":
+                    handler.on_message(p.PING)
+                else:
+                    self._handle_message(opcode, payload)
+        except MessageTooBig:
+            self.close(p.CLOSE_TOO_BIG, "message too big")
+            self._abort()
+        except FrameError:
+            self._abort()
+        except Exception:
+            handler.log_exception(*sys.exc_info())
+            self._abort()
+        finally:
+            handler.release_replies()
+
+    def _stream_closed(self) -> None:
+        self._abort()
+        self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == p.CLOSE_TOO_BIG:
@@ -53,10 +106,11 @@ class _Protocol(WebSocketProtocol13):
     def _handle_message(self, opcode: int, data: bytes) -> Any:
         if opcode == 0x1 and not self.client_terminated and not self._frame_compressed:
             try:
-                data.decode("utf-8")
+                text = data.decode("utf-8")
             except UnicodeDecodeError:
                 cast("ChatSocket", self.handler).bad_utf8()
                 return None
+            return self._run_callback(self.handler.on_message, text)
         return super()._handle_message(opcode, data)
 
 
@@ -72,6 +126,7 @@ class ChatSocket(WebSocketHandler):
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
         self.flood = FloodGuard(limits.flood_strikes)
         self._queued: list[bytes] = []
+        self._replying = False
         self._prebuilt = False  # decided in open(), once the stream is known
 
     # --- the upgrade ---
@@ -194,15 +249,15 @@ class ChatSocket(WebSocketHandler):
 
     def bad_utf8(self) -> None:
         if self.conn is not None and self._admit(self.conn, b""):
-            self.runtime.metrics.received.labels("invalid").inc()
+            self.runtime.metrics.received_by_type["invalid"].inc()
             self.runtime.hub.error(self.conn, "bad_request", "text frame is not valid UTF-8")
 
     def _admit(self, conn: Connection, message: str | bytes) -> bool:
         """Count a frame against the rate limit. Over it, the frame is answered with a
         rate_limited error (or, for a connection that keeps flooding, a 4008 close)."""
-        conn.last_seen = time.monotonic()
+        now = conn.last_seen = time.monotonic()
         conn.frames_in += 1
-        if self.bucket.take():
+        if self.bucket.take(now):
             return True
         rt = self.runtime
         rt.metrics.refused.labels("rate_limited").inc()
@@ -223,9 +278,10 @@ class ChatSocket(WebSocketHandler):
         if not self._admit(conn, message):
             return
         if message == p.PING:
-            rt.metrics.received.labels("ping").inc()
+            rt.metrics.received_by_type["ping"].inc()
             rt.metrics.app_pings.inc()
             rt.hub.send(conn, PONG)
+            rt.heartbeat.ride_along(conn, conn.last_seen)
             return
         try:
             if isinstance(message, bytes):
@@ -234,10 +290,10 @@ class ChatSocket(WebSocketHandler):
             command = p.parse_frame(message, max_text_chars=limits.max_text_chars,
                                     max_depth=limits.max_json_depth)
         except ProtocolError as exc:
-            rt.metrics.received.labels("invalid").inc()
+            rt.metrics.received_by_type["invalid"].inc()
             rt.hub.error(conn, exc.code, exc.message, exc.cid)
             return
-        rt.metrics.received.labels(_KINDS[type(command)]).inc()
+        rt.metrics.received_by_type[_KINDS[type(command)]].inc()
         try:
             rt.hub.handle(conn, command)
         except Exception:
@@ -269,10 +325,26 @@ class ChatSocket(WebSocketHandler):
                 self._slow_consumer()
                 return False
             return True
-        if not self._queued:
-            self.runtime.writer.mark(self)
-        self._queued.append(frame.wire)
+        self._enqueue(frame.wire)
         return True
+
+    def _enqueue(self, wire: bytes) -> None:
+        # While this connection's own frames are being handled, its replies wait for
+        # the end of that (see replying()); otherwise the writer flushes them.
+        if not self._queued and not self._replying:
+            self.runtime.writer.mark(self)
+        self._queued.append(wire)
+
+    def hold_replies(self) -> None:
+        """Frames from the client are being handled: what they queue for it waits
+        for release_replies() instead of the writer's pass."""
+        self._replying = True
+
+    def release_replies(self) -> None:
+        """Send, in one send, what the frames just handled queued."""
+        self._replying = False
+        if self._queued:
+            self.flush_queued()
 
     def flush_queued(self) -> None:
         """Write the queued frames: straight to the socket while Tornado's stream has
@@ -280,8 +352,8 @@ class ChatSocket(WebSocketHandler):
         the order and applies the slow-consumer bound."""
         queued, self._queued = self._queued, []
         ws = self.ws_connection
-        if not queued or ws is None or ws.stream is None or ws.stream.closed():
-            return
+        if not queued or ws is None or ws.server_terminated or ws.stream is None or ws.stream.closed():
+            return  # nothing may follow our close frame
         stream = ws.stream
         data: bytes | memoryview = queued[0] if len(queued) == 1 else b"".join(queued)
         try:
@@ -317,9 +389,7 @@ class ChatSocket(WebSocketHandler):
         if ws is None or ws.is_closing():
             return
         if self._prebuilt:  # through the writer: no Future, no copy
-            if not self._queued:
-                self.runtime.writer.mark(self)
-            self._queued.append(ping_frame(payload))
+            self._enqueue(ping_frame(payload))
             return
         with contextlib.suppress(StreamClosedError):
             ws.write_ping(payload)
