@@ -111,7 +111,7 @@ class Runtime:
         m = self.metrics
         self.samples.add(Sample(
             t=time.time(), connections=len(self.registry), users=self.registry.users_online(),
-            rooms=len(self.hub.rooms), messages=m.total(m.received, type=("say", "dm")),
+            rooms=len(self.hub.rooms), messages=m.frames.received["say"] + m.frames.received["dm"],
             terminations=m.total(m.terminations), reconnects=m.total(m.reconnects)))
         self.admin_view.tick()
 

@@ -45,7 +45,7 @@ class Hub:
     def send(self, conn: Connection, frame: dict[str, Any] | Outbound) -> None:
         out = frame if isinstance(frame, Outbound) else Outbound(frame)
         if conn.send(out):
-            self.metrics.delivered.inc()
+            self.metrics.frames.delivered += 1
 
     def broadcast(self, conns: Iterable[Connection], frame: dict[str, Any], *,
                   skip: Connection | None = None) -> int:
@@ -59,7 +59,7 @@ class Hub:
                 except Exception:  # a broken connection must not stop the fan-out
                     log.exception("connection %s: send failed", conn.id)
                     conn.terminate("error")
-        self.metrics.delivered.inc(sent)
+        self.metrics.frames.delivered += sent
         return sent
 
     def error(self, conn: Connection, code: str, message: str, cid: str | None = None) -> None:

@@ -6,6 +6,10 @@ series to read before the first event of its kind.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
+from collections.abc import Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,6 +20,8 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .protocol import RECONNECT_CAUSES
@@ -52,16 +58,8 @@ class Metrics:
             "imserver_reconnects_total",
             "Connections that came with reconnect >= 1, by the cause the client gave.",
             ["cause"], registry=r)
-        self.received = Counter(
-            "imserver_messages_received_total", "Frames received from clients, by type.",
-            ["type"], registry=r)
-        self.delivered = Counter(
-            "imserver_messages_delivered_total", "Frames sent to clients.", registry=r)
-        self.app_pings = Counter(
-            "imserver_app_pings_total", "Application-level ping frames answered.", registry=r)
-        self.rtt = Histogram(
-            "imserver_heartbeat_rtt_seconds", "Round trip of WebSocket ping frames.",
-            buckets=RTT_BUCKETS, registry=r)
+        self.frames = FrameStats()
+        r.register(self.frames)
         self.store_seconds = Histogram(
             "imserver_message_store_seconds", "From receipt of a message to its durable ack.",
             buckets=STORE_BUCKETS, registry=r)
@@ -93,5 +91,41 @@ class Metrics:
             self.terminations.labels(reason)
         for cause in (*RECONNECT_CAUSES, "other"):
             self.reconnects.labels(cause)
-        # Bound once: labels() costs more than the increment on the per-frame path.
-        self.received_by_type = {kind: self.received.labels(kind) for kind in MESSAGE_TYPES}
+
+
+_RTT_LE = tuple(floatToGoString(bound) for bound in (*RTT_BUCKETS, math.inf))  # type: ignore[no-untyped-call]
+
+
+class FrameStats:
+    """The counters bumped for every frame, kept as plain ints that Prometheus reads
+    when it scrapes. prometheus_client's inc() costs a lock and four calls; at several
+    per frame, that was a tenth of what 10,000 idle connections cost the server.
+    Only the event loop's thread touches them."""
+
+    def __init__(self) -> None:
+        self.received = dict.fromkeys(MESSAGE_TYPES, 0)  # by type
+        self.delivered = 0
+        self.app_pings = 0
+        self.rtt_counts = [0] * (len(RTT_BUCKETS) + 1)  # per bucket, the last one +Inf
+        self.rtt_sum = 0.0
+
+    def observe_rtt(self, seconds: float) -> None:
+        self.rtt_counts[bisect_left(RTT_BUCKETS, seconds)] += 1
+        self.rtt_sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        received = CounterMetricFamily("imserver_messages_received", "Frames received from clients, by type.",
+                                       labels=["type"])
+        for kind, count in self.received.items():
+            received.add_metric([kind], count)
+        yield received
+        yield CounterMetricFamily("imserver_messages_delivered", "Frames sent to clients.",
+                                  value=self.delivered)
+        yield CounterMetricFamily("imserver_app_pings", "Application-level ping frames answered.",
+                                  value=self.app_pings)
+        buckets, cumulative = [], 0
+        for le, count in zip(_RTT_LE, self.rtt_counts, strict=True):
+            cumulative += count
+            buckets.append((le, cumulative))
+        yield HistogramMetricFamily("imserver_heartbeat_rtt_seconds", "Round trip of WebSocket ping frames.",
+                                    buckets=buckets, sum_value=self.rtt_sum)

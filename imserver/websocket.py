@@ -249,7 +249,7 @@ class ChatSocket(WebSocketHandler):
 
     def bad_utf8(self) -> None:
         if self.conn is not None and self._admit(self.conn, b""):
-            self.runtime.metrics.received_by_type["invalid"].inc()
+            self.runtime.metrics.frames.received["invalid"] += 1
             self.runtime.hub.error(self.conn, "bad_request", "text frame is not valid UTF-8")
 
     def _admit(self, conn: Connection, message: str | bytes) -> bool:
@@ -278,8 +278,9 @@ class ChatSocket(WebSocketHandler):
         if not self._admit(conn, message):
             return
         if message == p.PING:
-            rt.metrics.received_by_type["ping"].inc()
-            rt.metrics.app_pings.inc()
+            frames = rt.metrics.frames
+            frames.received["ping"] += 1
+            frames.app_pings += 1
             rt.hub.send(conn, PONG)
             rt.heartbeat.ride_along(conn, conn.last_seen)
             return
@@ -290,10 +291,10 @@ class ChatSocket(WebSocketHandler):
             command = p.parse_frame(message, max_text_chars=limits.max_text_chars,
                                     max_depth=limits.max_json_depth)
         except ProtocolError as exc:
-            rt.metrics.received_by_type["invalid"].inc()
+            rt.metrics.frames.received["invalid"] += 1
             rt.hub.error(conn, exc.code, exc.message, exc.cid)
             return
-        rt.metrics.received_by_type[_KINDS[type(command)]].inc()
+        rt.metrics.frames.received[_KINDS[type(command)]] += 1
         try:
             rt.hub.handle(conn, command)
         except Exception:
@@ -304,7 +305,7 @@ class ChatSocket(WebSocketHandler):
         if self.conn is not None:
             rtt = Heartbeat.pong_received(self.conn, data, time.monotonic())
             if rtt is not None:
-                self.runtime.metrics.rtt.observe(rtt)
+                self.runtime.metrics.frames.observe_rtt(rtt)
 
     def on_ping(self, data: bytes) -> None:
         if self.conn is not None:
