@@ -29,19 +29,13 @@ def ping_frame(payload: bytes) -> bytes:
 
 
 class Outbound:
-    """One server frame: its UTF-8 payload, and its wire bytes built on first use."""
+    """One server frame: its UTF-8 payload and its wire bytes, built once."""
 
-    __slots__ = ("_wire", "payload")
+    __slots__ = ("payload", "wire")
 
     def __init__(self, frame: dict[str, Any] | str) -> None:
         self.payload = frame.encode("utf-8") if isinstance(frame, str) else encode_bytes(frame)
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = text_frame(self.payload)
-        return self._wire
+        self.wire = text_frame(self.payload)
 
     def __repr__(self) -> str:
         return f"Outbound({self.payload[:60]!r})"

@@ -99,8 +99,10 @@ class _Protocol(WebSocketProtocol13):
         self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
+        handler = cast("ChatSocket", self.handler)
+        handler.output_closed()
         if code == p.CLOSE_TOO_BIG:
-            cast("ChatSocket", self.handler).too_big()
+            handler.too_big()
         super().close(code, reason)
 
     def _handle_message(self, opcode: int, data: bytes) -> Any:
@@ -127,7 +129,10 @@ class ChatSocket(WebSocketHandler):
         self.flood = FloodGuard(limits.flood_strikes)
         self._queued: list[bytes] = []
         self._replying = False
+        self._mark = runtime.writer.mark
         self._prebuilt = False  # decided in open(), once the stream is known
+        # With prebuilt frames: the stream, until the close begins (no frame may follow it).
+        self._out: IOStream | None = None
 
     # --- the upgrade ---
 
@@ -195,6 +200,8 @@ class ChatSocket(WebSocketHandler):
             self._prebuilt = (rt.config.server.fanout == "prebuilt"
                               and type(ws.stream) is IOStream
                               and getattr(ws, "_compressor", None) is None)
+            if self._prebuilt:
+                self._out = ws.stream
         try:
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
         except ValueError:
@@ -314,27 +321,31 @@ class ChatSocket(WebSocketHandler):
     # --- Transport ---
 
     def send(self, frame: Outbound) -> bool:
-        ws = self.ws_connection
-        if ws is None or ws.is_closing():
-            return False
-        if not self._prebuilt:
-            try:
-                ws.write_message(frame.payload)  # bytes, sent as a text frame
-            except WebSocketClosedError:
+        # The fan-out's path, once per receiver: kept to a few attribute reads.
+        out = self._out
+        if out is not None:
+            if out.closed():
                 return False
-            except StreamBufferFullError:
-                self._slow_consumer()
-                return False
+            queued = self._queued
+            if not queued and not self._replying:
+                self._mark(self)
+            queued.append(frame.wire)
             return True
-        self._enqueue(frame.wire)
+        ws = self.ws_connection
+        if self._prebuilt or ws is None or ws.is_closing():
+            return False
+        try:
+            ws.write_message(frame.payload)  # bytes, sent as a text frame
+        except WebSocketClosedError:
+            return False
+        except StreamBufferFullError:
+            self._slow_consumer()
+            return False
         return True
 
-    def _enqueue(self, wire: bytes) -> None:
-        # While this connection's own frames are being handled, its replies wait for
-        # the end of that (see replying()); otherwise the writer flushes them.
-        if not self._queued and not self._replying:
-            self.runtime.writer.mark(self)
-        self._queued.append(wire)
+    def output_closed(self) -> None:
+        """The close handshake has begun (or the socket is gone): no frame may follow."""
+        self._out = None
 
     def hold_replies(self) -> None:
         """Frames from the client are being handled: what they queue for it waits
@@ -351,26 +362,28 @@ class ChatSocket(WebSocketHandler):
         """Write the queued frames: straight to the socket while Tornado's stream has
         nothing buffered (no Future, no copy), the rest through the stream, which keeps
         the order and applies the slow-consumer bound."""
-        queued, self._queued = self._queued, []
-        ws = self.ws_connection
-        if not queued or ws is None or ws.server_terminated or ws.stream is None or ws.stream.closed():
-            return  # nothing may follow our close frame
-        stream = ws.stream
+        queued = self._queued
+        if not queued:
+            return
+        self._queued = []
+        out = self._out
+        if out is None or out.closed():
+            return
         data: bytes | memoryview = queued[0] if len(queued) == 1 else b"".join(queued)
         try:
-            if not stream.writing():
+            if not out.writing():
                 try:
-                    sent = stream.socket.send(data)
+                    sent = out.socket.send(data)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 if sent == len(data):
                     return
                 data = memoryview(data)[sent:]
-            stream.write(data)
+            out.write(data)
         except StreamBufferFullError:
             self._slow_consumer()
         except (StreamClosedError, OSError):
-            stream.close()
+            out.close()
 
     def _slow_consumer(self) -> None:
         if self.conn is not None:
@@ -386,11 +399,15 @@ class ChatSocket(WebSocketHandler):
         return {} if self.runtime.config.server.compression else None
 
     def send_ping(self, payload: bytes) -> None:
-        ws = self.ws_connection
-        if ws is None or ws.is_closing():
+        out = self._out
+        if out is not None:  # through the writer: no Future, no copy
+            if not out.closed():
+                if not self._queued and not self._replying:
+                    self._mark(self)
+                self._queued.append(ping_frame(payload))
             return
-        if self._prebuilt:  # through the writer: no Future, no copy
-            self._enqueue(ping_frame(payload))
+        ws = self.ws_connection
+        if self._prebuilt or ws is None or ws.is_closing():
             return
         with contextlib.suppress(StreamClosedError):
             ws.write_ping(payload)
