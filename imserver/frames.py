@@ -56,91 +56,88 @@ _KNOWN_OPCODES = frozenset((0x0, 0x1, 0x2, 0x8, 0x9, 0xA))
 class FrameParser:
     """Turns the bytes a client sends into whole messages (RFC 6455 5.2).
 
-    `feed()` takes whatever one read returned; `next_message()` then hands out
-    `(opcode, payload)` pairs, unmasked, with fragments joined, and None when
-    it needs more bytes. Control frames come out as they arrive, even between
-    the fragments of a message. A message longer than `max_message_size`
-    raises MessageTooBig as soon as its length is read, so it is never buffered.
+    `feed()` takes whatever one read returned and gives back the messages it
+    completed, as `(opcode, payload)` pairs: unmasked, with fragments joined,
+    control frames in the order they came, even between the fragments of a
+    message. A frame that breaks the rules stops the parsing: the messages
+    before it are still returned, and `error` says what was wrong. A message
+    longer than `max_message_size` is refused (MessageTooBig) as soon as its
+    length is read, so it is never buffered.
     """
 
-    __slots__ = ("_buffer", "_fragment_opcode", "_fragments", "_pos", "max_message_size")
+    __slots__ = ("_buffer", "_fragment_opcode", "_fragments", "error", "max_message_size")
 
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
+        self.error: FrameError | None = None
         self._buffer = b""
-        self._pos = 0
         self._fragments: bytearray | None = None
         self._fragment_opcode = 0
 
-    def feed(self, data: bytes) -> None:
-        if self._pos < len(self._buffer):
-            self._buffer = self._buffer[self._pos:] + data
-        else:
-            self._buffer = data
-        self._pos = 0
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        messages: list[tuple[int, bytes]] = []
+        if self.error is not None:
+            return messages
+        buf = self._buffer + data if self._buffer else data
+        pos, end_of_data = 0, len(buf)
+        try:
+            # One pass over the frames that are complete; the common case, one small
+            # frame per read, costs this loop once and no further calls.
+            while end_of_data - pos >= 2:
+                first, second = buf[pos], buf[pos + 1]
+                opcode = first & 0x0F
+                if first & 0x70:
+                    raise FrameError("reserved bits set without an extension")
+                if opcode not in _KNOWN_OPCODES:
+                    raise FrameError(f"unknown opcode {opcode:#x}")
+                length, header = second & 0x7F, 2
+                if opcode & 0x8:
+                    if length > 125:
+                        raise FrameError("control frame longer than 125 bytes")
+                elif length == 126:
+                    if end_of_data - pos < 4:
+                        break
+                    length, header = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                elif length == 127:
+                    if end_of_data - pos < 10:
+                        break
+                    length, header = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                if not opcode & 0x8:
+                    so_far = len(self._fragments) if self._fragments is not None and opcode == 0 else 0
+                    if length + so_far > self.max_message_size:
+                        raise MessageTooBig(f"message of more than {self.max_message_size} bytes")
+                start = pos + header + (4 if second & 0x80 else 0)
+                end = start + length
+                if end > end_of_data:
+                    break
+                payload = buf[start:end]
+                if second & 0x80:
+                    payload = websocket_mask(buf[start - 4:start], payload)
+                pos = end
+                self._message(first & 0x80, opcode, payload, messages)
+        except FrameError as exc:
+            self.error = exc
+            pos = end_of_data
+        self._buffer = buf[pos:] if pos < end_of_data else b""
+        return messages
 
-    def next_message(self) -> tuple[int, bytes] | None:
-        while True:
-            frame = self._next_frame()
-            if frame is None:
-                return None
-            final, opcode, payload = frame
-            if opcode & 0x8:
-                if not final:
-                    raise FrameError("fragmented control frame")
-                return opcode, payload
-            fragments = self._fragments
-            if opcode == 0x0:
-                if fragments is None:
-                    raise FrameError("continuation frame with nothing to continue")
-                fragments += payload
-                if final:
-                    self._fragments = None
-                    return self._fragment_opcode, bytes(fragments)
-            elif fragments is not None:
-                raise FrameError("new message before the last one ended")
-            elif final:
-                return opcode, payload
-            else:
-                self._fragment_opcode, self._fragments = opcode, bytearray(payload)
-
-    def _next_frame(self) -> tuple[int, int, bytes] | None:
-        buf, pos = self._buffer, self._pos
-        available = len(buf) - pos
-        if available < 2:
-            return None
-        first, second = buf[pos], buf[pos + 1]
-        opcode = first & 0x0F
-        if first & 0x70:
-            raise FrameError("reserved bits set without an extension")
-        if opcode not in _KNOWN_OPCODES:
-            raise FrameError(f"unknown opcode {opcode:#x}")
-        length, header = second & 0x7F, 2
+    def _message(self, final: int, opcode: int, payload: bytes, messages: list[tuple[int, bytes]]) -> None:
         if opcode & 0x8:
-            if length > 125:
-                raise FrameError("control frame longer than 125 bytes")
-        elif length == 126:
-            if available < 4:
-                return None
-            length, header = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-        elif length == 127:
-            if available < 10:
-                return None
-            length, header = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
-        if not opcode & 0x8:
-            so_far = len(self._fragments) if self._fragments is not None and opcode == 0x0 else 0
-            if length + so_far > self.max_message_size:
-                raise MessageTooBig(f"message of more than {self.max_message_size} bytes")
-        masked = second & 0x80
-        start = pos + header + (4 if masked else 0)
-        end = start + length
-        if end > len(buf):
-            return None
-        payload = buf[start:end]
-        if masked:
-            payload = websocket_mask(buf[start - 4:start], payload)
-        if end == len(buf):
-            self._buffer, self._pos = b"", 0
+            if not final:
+                raise FrameError("fragmented control frame")
+            messages.append((opcode, payload))
+            return
+        fragments = self._fragments
+        if opcode == 0x0:
+            if fragments is None:
+                raise FrameError("continuation frame with nothing to continue")
+            fragments += payload
+            if final:
+                self._fragments = None
+                messages.append((self._fragment_opcode, bytes(fragments)))
+        elif fragments is not None:
+            raise FrameError("new message before the last one ended")
+        elif final:
+            messages.append((opcode, payload))
         else:
-            self._pos = end
-        return first & 0x80, opcode, payload
+            self._fragment_opcode, self._fragments = opcode, bytearray(payload)

@@ -21,7 +21,7 @@ from tornado.websocket import (
 
 from . import protocol as p
 from .errors import AuthError, ProtocolError
-from .frames import FrameError, FrameParser, MessageTooBig, Outbound, ping_frame
+from .frames import FrameParser, MessageTooBig, Outbound, ping_frame
 from .heartbeat import Heartbeat
 from .ratelimit import FloodGuard, TokenBucket
 from .registry import Connection, User
@@ -67,14 +67,12 @@ class _Protocol(WebSocketProtocol13):
     def _received(self, data: bytes) -> None:
         parser = self._parser
         handler = cast("ChatSocket", self.handler)
-        parser.feed(data)
+        messages = parser.feed(data)
         handler.hold_replies()
         try:
-            while not self.client_terminated:
-                message = parser.next_message()
-                if message is None:
+            for opcode, payload in messages:
+                if self.client_terminated:
                     return
-                opcode, payload = message
                 # The two heartbeat frames, most of what an idle client sends, go straight
                 # to the handler; everything else through Tornado's dispatch.
                 if opcode == 0xA:
@@ -83,11 +81,11 @@ class _Protocol(WebSocketProtocol13):
                     handler.on_message(p.PING)
                 else:
                     self._handle_message(opcode, payload)
-        except MessageTooBig:
-            self.close(p.CLOSE_TOO_BIG, "message too big")
-            self._abort()
-        except FrameError:
-            self._abort()
+            if isinstance(parser.error, MessageTooBig):
+                self.close(p.CLOSE_TOO_BIG, "message too big")
+                self._abort()
+            elif parser.error is not None:
+                self._abort()
         except Exception:
             handler.log_exception(*sys.exc_info())
             self._abort()

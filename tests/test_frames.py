@@ -33,11 +33,12 @@ def client_frame(opcode: int, payload: bytes, *, final: bool = True, masked: boo
 
 
 def messages(parser: FrameParser, *chunks: bytes) -> list[tuple[int, bytes]]:
+    """Every message the chunks complete; raises the parser's error, if any."""
     out = []
     for chunk in chunks:
-        parser.feed(chunk)
-        while (message := parser.next_message()) is not None:
-            out.append(message)
+        out += parser.feed(chunk)
+        if parser.error is not None:
+            raise parser.error
     return out
 
 
@@ -102,12 +103,12 @@ def test_framing_violations_are_refused(stream, why):
         messages(FrameParser(1 << 20), stream)
 
 
-def test_messages_before_a_violation_still_come_out():
+def test_messages_before_a_violation_still_come_out_and_nothing_after():
     parser = FrameParser(1024)
-    parser.feed(client_frame(TEXT, b"fine") + client_frame(0x3, b"bad"))
-    assert parser.next_message() == (TEXT, b"fine")
-    with pytest.raises(FrameError):
-        parser.next_message()
+    stream = client_frame(TEXT, b"fine") + client_frame(0x3, b"bad") + client_frame(TEXT, b"x")
+    assert parser.feed(stream) == [(TEXT, b"fine")]
+    assert isinstance(parser.error, FrameError) and "opcode" in str(parser.error)
+    assert parser.feed(client_frame(TEXT, b"later")) == []
 
 
 @given(st.lists(st.tuples(st.sampled_from([TEXT, BINARY, PING, PONG]), st.binary(max_size=300)), max_size=12),
