@@ -149,6 +149,9 @@ def run_burst(args: argparse.Namespace) -> None:
     if fast and BASELINE in modes:
         for window in args.window:
             share = figures[fast, window]["us"] / figures[BASELINE, window]["us"]
+            if window == 1:  # not the target's load: one send() per delivery for both servers
+                print(f"for reference (window 1): {fast} CPU per delivery {share:.2f}x the baseline's")
+                continue
             verdict = "met" if share <= 1 / 6 else "NOT met"
             print(f"target (window {window}): {fast} CPU per delivery <= 1/6 of the baseline's: "
                   f"{share:.2f}x, {verdict}")

@@ -5,7 +5,7 @@ the two heartbeats going: the server's ping frames (answered by the client
 library, as a browser does) and the client's text `ping` every
 `heartbeat.client_interval`, from a random phase per client.
 
-    python -m bench idle [--connections 10000] [--hold 60]
+    python -m bench idle [--connections 10000] [--hold 60] [--loop uvloop|asyncio]
 
 Memory is VmRSS growth from before the first connection to after the last
 welcome, over the number of connections; CPU is the server's over the hold.
@@ -36,7 +36,7 @@ def _healthz(host: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
-        server = start_server(Path(tmp) / "server", args.fanout)
+        server = start_server(Path(tmp) / "server", args.fanout, server={"uvloop": args.loop == "uvloop"})
         pid = server_pid(server)
         try:
             with NodeLoadgen("idle.mjs", {
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> None:
              f"{100 * window.share('loadgen'):.1f}%", f"{held['pings']}/{held['pongs']}",
              f"{held['server_pings']}", f"{rss_held / mb:.1f}", f"{100 * window.other / window.wall:.0f}%"]]
     print_table(f"idle: {args.connections} connections held {args.hold:g} s "
-                f"(text ping every {args.client_interval:g} s; server pings every 10 s)", header, rows)
+                f"(text ping every {args.client_interval:g} s; server pings every 10 s; "
+                f"server on {args.loop})", header, rows)
     print("KB/conn: server RSS growth / connections. CPU is % of one core over the hold; other load: "
           "the rest of the machine meanwhile (2 cores = 200%).")
     if seen != connected or held["closed"] or opened["failed"]:
@@ -96,6 +97,8 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--per-user", type=int, default=20, help="connections per user (tabs)")
     parser.add_argument("--concurrency", type=int, default=64, help="connections opening at once")
     parser.add_argument("--fanout", choices=("prebuilt", "write_message"), default="prebuilt")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the server's event loop (server.uvloop; default: uvloop, as in config.yaml)")
     parser.add_argument("--quick", action="store_true", help="2000 connections held 10 s")
     args = parser.parse_args(argv)
     if args.quick:

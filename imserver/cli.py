@@ -74,7 +74,7 @@ def run_loop(main: Coroutine[Any, Any, None], *, use_uvloop: bool) -> None:
         try:
             import uvloop
         except ImportError:
-            log.warning("server.uvloop is on but uvloop is not installed; using asyncio's loop")
+            log.info("uvloop is not installed (pip install uvloop); running on asyncio's loop")
         else:
             uvloop.run(main)
             return

@@ -37,7 +37,7 @@ class ServerConfig:
     xheaders: bool = _setting(False)
     fanout: str = _setting("prebuilt", choices=("prebuilt", "write_message"))
     compression: bool = _setting(False)
-    uvloop: bool = _setting(False)
+    uvloop: bool = _setting(True)
 
 
 @dataclass(frozen=True)
