@@ -114,7 +114,10 @@ class FrameParser:
                 if second & 0x80:
                     payload = websocket_mask(buf[start - 4:start], payload)
                 pos = end
-                self._message(first & 0x80, opcode, payload, messages)
+                if first & 0x80 and (opcode & 0x8 or (opcode and self._fragments is None)):
+                    messages.append((opcode, payload))  # whole by itself: most frames
+                else:
+                    self._message(first & 0x80, opcode, payload, messages)
         except FrameError as exc:
             self.error = exc
             pos = end_of_data

@@ -50,6 +50,7 @@ class _Protocol(WebSocketProtocol13):
     dropped socket."""
 
     _parser: FrameParser
+    _chat: ChatSocket
 
     async def _receive_frame_loop(self) -> None:
         stream = self.stream
@@ -58,6 +59,7 @@ class _Protocol(WebSocketProtocol13):
             return
         # Nothing awaits from here on: frames are handled as the socket yields them.
         self._parser = FrameParser(self.params.max_message_size)
+        self._chat = cast("ChatSocket", self.handler)
         if stream.closed():
             self._stream_closed()
             return
@@ -65,8 +67,7 @@ class _Protocol(WebSocketProtocol13):
         PushStream.adopt(stream, self._received)
 
     def _received(self, data: bytes) -> None:
-        parser = self._parser
-        handler = cast("ChatSocket", self.handler)
+        parser, handler = self._parser, self._chat
         messages = parser.feed(data)
         handler.hold_replies()
         try:
@@ -81,10 +82,9 @@ class _Protocol(WebSocketProtocol13):
                     handler.on_message(p.PING)
                 else:
                     self._handle_message(opcode, payload)
-            if isinstance(parser.error, MessageTooBig):
-                self.close(p.CLOSE_TOO_BIG, "message too big")
-                self._abort()
-            elif parser.error is not None:
+            if parser.error is not None:
+                if isinstance(parser.error, MessageTooBig):
+                    self.close(p.CLOSE_TOO_BIG, "message too big")
                 self._abort()
         except Exception:
             handler.log_exception(*sys.exc_info())
