@@ -127,7 +127,8 @@ class ChatSocket(WebSocketHandler):
         self.flood = FloodGuard(limits.flood_strikes)
         self._queued: list[bytes] = []
         self._replying = False
-        self._mark = runtime.writer.mark
+        self._writer = runtime.writer
+        self._direct_pass = -1  # the writer's pass in which this socket last sent directly
         self._prebuilt = False  # decided in open(), once the stream is known
         # With prebuilt frames: the stream, until the close begins (no frame may follow it).
         self._out: IOStream | None = None
@@ -324,10 +325,7 @@ class ChatSocket(WebSocketHandler):
         if out is not None:
             if out.closed():
                 return False
-            queued = self._queued
-            if not queued and not self._replying:
-                self._mark(self)
-            queued.append(frame.wire)
+            self._put(out, frame.wire)
             return True
         ws = self.ws_connection
         if self._prebuilt or ws is None or ws.is_closing():
@@ -340,6 +338,33 @@ class ChatSocket(WebSocketHandler):
             self._slow_consumer()
             return False
         return True
+
+    def _put(self, out: IOStream, wire: bytes) -> None:
+        """Send a frame's bytes now, or queue them for one send at the end of the pass.
+
+        The first frame of a loop pass for an idle socket goes straight out, so a
+        fan-out reaches its first receivers at once instead of after the whole room
+        is queued; further frames in the same pass queue up and leave together.
+        Replies to the client's own frames wait for the end of their handling."""
+        queued = self._queued
+        if queued or self._replying:
+            queued.append(wire)
+            return
+        writer = self._writer
+        if self._direct_pass != writer.pass_number and not out.writing():
+            self._direct_pass = writer.direct_sent()
+            try:
+                sent = out.socket.send(wire)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                out.close()
+                return
+            if sent == len(wire):
+                return
+            wire = wire[sent:]
+        writer.mark(self)
+        queued.append(wire)
 
     def output_closed(self) -> None:
         """The close handshake has begun (or the socket is gone): no frame may follow."""
@@ -402,9 +427,7 @@ class ChatSocket(WebSocketHandler):
         out = self._out
         if out is not None:  # through the writer: no Future, no copy
             if not out.closed():
-                if not self._queued and not self._replying:
-                    self._mark(self)
-                self._queued.append(ping_frame(payload))
+                self._put(out, ping_frame(payload))
             return
         ws = self.ws_connection
         if self._prebuilt or ws is None or ws.is_closing():

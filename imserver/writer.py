@@ -1,9 +1,10 @@
-"""Coalesced socket writes: at most one send per connection per event-loop pass.
+"""Coalesced socket writes: at most two sends per connection per event-loop pass.
 
-A connection queues the prebuilt wire bytes of its frames; once per loop pass
-the writer asks every connection with something queued to flush it, so that a
-burst of frames to one client goes out in one send, and with TCP_NODELAY set
-no frame waits for Nagle's algorithm.
+The first frame a connection gets in a pass goes straight to its socket (see
+ChatSocket._put); the frames after it queue their prebuilt wire bytes, and at
+the end of the pass the writer asks every connection with something queued to
+flush it, so that a burst of frames to one client goes out in one more send.
+With TCP_NODELAY set no frame waits for Nagle's algorithm.
 """
 
 from __future__ import annotations
@@ -23,16 +24,27 @@ class CoalescingWriter:
     def __init__(self) -> None:
         self._dirty: list[Flushable] = []
         self._scheduled = False
+        self.pass_number = 0  # counts the loop passes in which anything was written
 
     def mark(self, target: Flushable) -> None:
         """`target` has just queued its first bytes since its last flush."""
         self._dirty.append(target)
+        self._end_of_pass()
+
+    def direct_sent(self) -> int:
+        """A connection writes straight to its socket; returns the number of this pass,
+        which changes when the pass ends, so that it does so at most once a pass."""
+        self._end_of_pass()
+        return self.pass_number
+
+    def _end_of_pass(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush_all)
 
     def flush_all(self) -> None:
         self._scheduled = False
+        self.pass_number += 1
         dirty, self._dirty = self._dirty, []
         for target in dirty:
             target.flush_queued()
