@@ -368,14 +368,17 @@ class MessageStore:
                 self._run_batch(batch)
 
     def _run_batch(self, batch: list[_Op]) -> None:
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        writes = [op for op in batch if op.write]
+        # The writes run first, in one transaction, and the reads after its commit;
+        # the answers still go back in the order the operations were queued, so that
+        # a join queued before a say is answered (joined) before the say (ack).
+        outcomes: dict[int, tuple[asyncio.Future[Any], Any, BaseException | None]] = {}
+        writes = [(i, op) for i, op in enumerate(batch) if op.write]
         if writes:
             try:
                 self._db.db.execute("BEGIN IMMEDIATE")
-                outcomes = [self._call(op) for op in writes]
+                done = {i: self._call(op) for i, op in writes}
                 self._db.db.execute("COMMIT")
-                results.extend(outcomes)
+                outcomes.update(done)
                 self.batches += 1
                 self.committed += len(writes)
             except sqlite3.Error as exc:
@@ -383,8 +386,11 @@ class MessageStore:
                 if self._db.db.in_transaction:
                     self._db.db.execute("ROLLBACK")
                 error = StoreError(f"message database {self.path}: {exc}")
-                results.extend((op.future, None, error) for op in writes)
-        results.extend(self._call(op) for op in batch if not op.write)
+                outcomes.update((i, (op.future, None, error)) for i, op in writes)
+        for i, op in enumerate(batch):
+            if not op.write:
+                outcomes[i] = self._call(op)
+        results = [outcomes[i] for i in range(len(batch))]
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve_all, results)

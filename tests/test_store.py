@@ -60,6 +60,29 @@ async def test_group_commit_batches_a_burst(db_path):
 
 
 @pytest.mark.gen_test
+async def test_answers_come_back_in_queue_order_reads_and_writes_mixed(db_path):
+    """Writes run first in a batch, but a read queued before a write is answered first:
+    a join sent before a say gets its `joined` before the say's ack."""
+    store = MessageStore(db_path)
+    await fill(store, "r", 1)
+    answered: list[str] = []
+    for round_ in range(20):  # a burst, so that many share a batch with both kinds
+        ops = []
+        for i in range(10):
+            tag = f"{round_}-{i}"
+            if i % 2:
+                op = store.append_room("alice", "r", tag, tag)
+            else:
+                op = store.room_recover("r", 0, 500, 50)
+            op.add_done_callback(lambda _f, tag=tag: answered.append(tag))
+            ops.append(op)
+        await asyncio.gather(*ops)
+    assert answered == [f"{r}-{i}" for r in range(20) for i in range(10)]
+    assert store.batches < 200  # reads and writes did share batches
+    await store.close()
+
+
+@pytest.mark.gen_test
 async def test_paging_before_and_after(db_path):
     store = MessageStore(db_path)
     ids = await fill(store, "r", 10)
