@@ -1,14 +1,14 @@
 """Message storage: SQLite in WAL mode behind one database thread.
 
 Every operation is queued to a single thread that owns the connection. The
-thread takes whatever has queued up (a batch), runs the writes, commits once
-(one fsync for the whole batch: group commit), and only then answers the
-writes and runs the reads of that batch. So:
+thread takes whatever has queued up (a batch), runs it in queue order in one
+transaction, commits once (one fsync for the whole batch: group commit), and
+only then answers it. So:
 
 - a message is acknowledged only once it is durable;
 - the event loop never waits on the disk;
-- answers reach the event loop in queue order, so a read queued after a
-  write always sees it, and the hub can rely on that order for recovery.
+- a read sees exactly the writes queued before it, and answers reach the
+  event loop in queue order: the hub relies on both for recovery.
 """
 
 from __future__ import annotations
@@ -368,29 +368,28 @@ class MessageStore:
                 self._run_batch(batch)
 
     def _run_batch(self, batch: list[_Op]) -> None:
-        # The writes run first, in one transaction, and the reads after its commit;
-        # the answers still go back in the order the operations were queued, so that
-        # a join queued before a say is answered (joined) before the say (ack).
-        outcomes: dict[int, tuple[asyncio.Future[Any], Any, BaseException | None]] = {}
-        writes = [(i, op) for i, op in enumerate(batch) if op.write]
-        if writes:
+        # Everything runs in queue order, in one transaction when there are writes, and
+        # is answered in that order after the commit: a read sees exactly the writes
+        # queued before it. So a re-joining member gets in its backlog the messages
+        # stored before its join, and live (after the backlog) those stored after it:
+        # each once. And a join queued before a say is answered before the say's ack.
+        writes = sum(op.write for op in batch)
+        if not writes:
+            results = [self._call(op) for op in batch]
+        else:
             try:
                 self._db.db.execute("BEGIN IMMEDIATE")
-                done = {i: self._call(op) for i, op in writes}
+                results = [self._call(op) for op in batch]
                 self._db.db.execute("COMMIT")
-                outcomes.update(done)
                 self.batches += 1
-                self.committed += len(writes)
+                self.committed += writes
             except sqlite3.Error as exc:
                 log.error("message database %s: commit failed: %s", self.path, exc)
                 if self._db.db.in_transaction:
                     self._db.db.execute("ROLLBACK")
+                # The reads saw writes that are now undone: they fail with them.
                 error = StoreError(f"message database {self.path}: {exc}")
-                outcomes.update((i, (op.future, None, error)) for i, op in writes)
-        for i, op in enumerate(batch):
-            if not op.write:
-                outcomes[i] = self._call(op)
-        results = [outcomes[i] for i in range(len(batch))]
+                results = [(op.future, None, error) for op in batch]
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_resolve_all, results)

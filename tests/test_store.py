@@ -70,15 +70,31 @@ async def test_answers_come_back_in_queue_order_reads_and_writes_mixed(db_path):
         ops = []
         for i in range(10):
             tag = f"{round_}-{i}"
-            if i % 2:
-                op = store.append_room("alice", "r", tag, tag)
-            else:
-                op = store.room_recover("r", 0, 500, 50)
+            op = store.append_room("alice", "r", tag, tag) if i % 2 else store.room_recover("r", 0, 500, 50)
             op.add_done_callback(lambda _f, tag=tag: answered.append(tag))
             ops.append(op)
         await asyncio.gather(*ops)
     assert answered == [f"{r}-{i}" for r in range(20) for i in range(10)]
-    assert store.batches < 200  # reads and writes did share batches
+    assert store.batches < 100  # reads and writes did share batches
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_read_sees_exactly_the_writes_queued_before_it(db_path):
+    """Queued in one burst, so that batches mix writes and reads: each read's newest
+    message is the write queued just before it, never one queued after."""
+    store = MessageStore(db_path)
+    ops = []
+    for i in range(100):
+        ops.append(store.append_room("alice", "r", f"m{i}", f"c{i}"))
+        ops.append(store.room_recover("r", 0, 500, 500))
+    batches = store.batches
+    results = await asyncio.gather(*ops)
+    assert store.batches - batches < 100  # batches did mix them
+    for i in range(100):
+        written, read = results[2 * i], results[2 * i + 1]
+        assert read.messages[-1].id == written.message.id, i
+        assert [m.text for m in read.messages] == [f"m{j}" for j in range(i + 1)]
     await store.close()
 
 
