@@ -3,6 +3,7 @@ that go on while the server has output pending for the same client."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -106,3 +107,34 @@ def test_frames_are_read_while_output_to_the_same_client_is_pending(server):
     assert seen[:count] == [f"flood-{n}" for n in range(count)]
     listener.close()
     laggard.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_closed_connections_leave_nothing_behind(chat, app):
+    """The push-mode reader ties the stream, the protocol and the handler together;
+    once a connection is closed, all of them must be collectable."""
+    import gc
+
+    from imserver.stream import PushStream
+    from imserver.websocket import ChatSocket
+
+    def alive() -> int:
+        gc.collect()
+        return sum(isinstance(o, ChatSocket | PushStream) for o in gc.get_objects())
+
+    tokens = [await chat.login(f"leak{i}") for i in range(4)]
+    baseline = alive()
+    for _ in range(3):
+        clients = [await chat.connect(token=tokens[i % 4]) for i in range(20)]
+        for client in clients:
+            await client.join("leaky")
+            client.send("ping")
+        for client in clients:
+            client.close()
+        for _ in range(200):
+            if len(app.runtime.registry) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert len(app.runtime.registry) == 0
+    await asyncio.sleep(0.1)
+    assert alive() - baseline == 0
