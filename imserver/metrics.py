@@ -99,7 +99,7 @@ _RTT_LE = tuple(floatToGoString(bound) for bound in (*RTT_BUCKETS, math.inf))  #
 class FrameStats:
     """The counters bumped for every frame, kept as plain ints that Prometheus reads
     when it scrapes. prometheus_client's inc() costs a lock and four calls; at several
-    per frame, that was a tenth of what 10,000 idle connections cost the server.
+    per frame, that was about a twentieth of what 10,000 idle connections cost the server.
     Only the event loop's thread touches them."""
 
     def __init__(self) -> None:
