@@ -117,19 +117,18 @@ class FrameParser:
                 if first & 0x80 and (opcode & 0x8 or (opcode and self._fragments is None)):
                     messages.append((opcode, payload))  # whole by itself: most frames
                 else:
-                    self._message(first & 0x80, opcode, payload, messages)
+                    self._fragment(first & 0x80, opcode, payload, messages)
         except FrameError as exc:
             self.error = exc
             pos = end_of_data
         self._buffer = buf[pos:] if pos < end_of_data else b""
         return messages
 
-    def _message(self, final: int, opcode: int, payload: bytes, messages: list[tuple[int, bytes]]) -> None:
+    def _fragment(self, final: int, opcode: int, payload: bytes, messages: list[tuple[int, bytes]]) -> None:
+        """A frame that is not a whole message by itself: a fragment, or a frame that
+        breaks the fragmentation rules (feed() has taken every other frame)."""
         if opcode & 0x8:
-            if not final:
-                raise FrameError("fragmented control frame")
-            messages.append((opcode, payload))
-            return
+            raise FrameError("fragmented control frame")
         fragments = self._fragments
         if opcode == 0x0:
             if fragments is None:
@@ -140,7 +139,5 @@ class FrameParser:
                 messages.append((self._fragment_opcode, bytes(fragments)))
         elif fragments is not None:
             raise FrameError("new message before the last one ended")
-        elif final:
-            messages.append((opcode, payload))
         else:
             self._fragment_opcode, self._fragments = opcode, bytearray(payload)

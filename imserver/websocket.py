@@ -350,21 +350,13 @@ class ChatSocket(WebSocketHandler):
         if queued or self._replying:
             queued.append(wire)
             return
-        writer = self._writer
-        if self._direct_pass != writer.pass_number and not out.writing():
-            self._direct_pass = writer.direct_sent()
-            try:
-                sent = out.socket.send(wire)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                out.close()
-                return
-            if sent == len(wire):
-                return
-            wire = wire[sent:]
-        writer.mark(self)
         queued.append(wire)
+        writer = self._writer
+        if self._direct_pass != writer.pass_number:
+            self._direct_pass = writer.direct_sent()
+            self.flush_queued()
+        else:
+            writer.mark(self)
 
     def output_closed(self) -> None:
         """The close handshake has begun (or the socket is gone): no frame may follow."""
