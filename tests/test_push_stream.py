@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import socket
@@ -13,7 +14,9 @@ import time
 import pytest
 
 from imserver.frames import text_frame
+from imserver.stream import PushStream
 from imserver.testing import ServerProcess, SyncClient, login
+from imserver.websocket import ChatSocket
 
 
 @pytest.fixture
@@ -113,11 +116,6 @@ def test_frames_are_read_while_output_to_the_same_client_is_pending(server):
 async def test_closed_connections_leave_nothing_behind(chat, app):
     """The push-mode reader ties the stream, the protocol and the handler together;
     once a connection is closed, all of them must be collectable."""
-    import gc
-
-    from imserver.stream import PushStream
-    from imserver.websocket import ChatSocket
-
     def alive() -> int:
         gc.collect()
         return sum(isinstance(o, ChatSocket | PushStream) for o in gc.get_objects())
