@@ -36,7 +36,7 @@ class FanoutRig:
     """Both servers, and a load generator with its receivers connected to each."""
 
     def __init__(self, workdir: Path, modes: tuple[str, ...], receivers: int, per_user: int,
-                 store: str = "file") -> None:
+                 store: str = "file", client: str = "lean") -> None:
         self.modes = modes
         self.servers: dict[str, ServerProcess] = {}
         self.loadgens: dict[str, NodeLoadgen] = {}
@@ -49,7 +49,7 @@ class FanoutRig:
                 host = self.servers[mode].host
                 self.loadgens[mode] = NodeLoadgen("fanout.mjs", {
                     "base": f"http://{host}", "ws": f"ws://{host}", "receivers": receivers,
-                    "per_user": per_user, "prefix": "rx"})
+                    "per_user": per_user, "prefix": "rx", "lean": client == "lean"})
             for mode in modes:
                 self.loadgens[mode].expect("ready", timeout=600)
         except BaseException:
@@ -107,7 +107,7 @@ def run_burst(args: argparse.Namespace) -> None:
     modes = tuple(args.fanout)
     loads = [(mode, window) for window in args.window for mode in modes]
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store)
+        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store, args.client)
         try:
             runs: dict[tuple[str, int], list[dict[str, Any]]] = {load: [] for load in loads}
             for _ in range(args.runs):  # alternate, so that both servers see the same machine
@@ -160,7 +160,7 @@ def run_burst(args: argparse.Namespace) -> None:
 def run_rate(args: argparse.Namespace) -> None:
     modes = tuple(args.fanout)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-rate-") as tmp:
-        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store)
+        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store, args.client)
         try:
             results = {mode: rig.measure(mode, "rate", rate=args.rate, seconds=args.seconds)
                        for mode in modes}
@@ -216,6 +216,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=("file", "memory"), default="file",
                         help="file: SQLite on disk, every message fsynced before its fan-out (default); "
                              "memory: ':memory:', to see the fan-out without the disk")
+    parser.add_argument("--client", choices=("lean", "ws"), default="lean",
+                        help="the receivers' WebSocket client: lean (bench/loadgen/lean.mjs, default) or "
+                             "the ws library, which costs the load generator more CPU per delivery")
     parser.add_argument("--quick", action="store_true", help="a short run (a smoke test, not figures)")
 
 

@@ -19,6 +19,7 @@ from .hub import Hub
 from .metrics import Metrics
 from .ratelimit import KeyedLimiter
 from .registry import TERMINATION_REASONS, Connection, Registry
+from .sendpool import SendPool
 from .stats import ClosedLog, Sample, Samples
 from .store import MessageStore
 from .web import (
@@ -52,8 +53,9 @@ class Runtime:
         self.auth = Authenticator(config.auth, secret)
         self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
                                   synchronous=config.storage.synchronous.upper())
-        self.hub = Hub(self.store, self.registry, config.limits, self.metrics)
-        self.writer = CoalescingWriter()
+        self.send_pool = SendPool(config.server.send_threads)
+        self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool)
+        self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
                                    client_interval=hb.client_interval,
@@ -93,6 +95,7 @@ class Runtime:
         self._sampler.stop()
         for conn in self.registry:
             conn.terminate("shutdown")
+        self.send_pool.close()
         await self.store.close()
 
     def apply_retention(self) -> None:

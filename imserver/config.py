@@ -38,6 +38,7 @@ class ServerConfig:
     fanout: str = _setting("prebuilt", choices=("prebuilt", "write_message"))
     compression: bool = _setting(False)
     uvloop: bool = _setting(True)
+    send_threads: int = _setting(1, ge=0, le=64)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from .frames import Outbound
 from .metrics import Metrics
 from .registry import Connection, Registry
 from .room import Room
+from .sendpool import SendPool
 from .store import Appended, MessageStore, Recovery
 
 log = logging.getLogger("imserver.hub")
@@ -32,13 +33,14 @@ class Hub:
     """Turns parsed commands into store operations and outbound frames."""
 
     def __init__(self, store: MessageStore, registry: Registry, limits: LimitsConfig,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, send_pool: SendPool | None = None) -> None:
         self.store = store
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
         self.presence_interval = limits.presence_interval
+        self.send_pool = send_pool or SendPool(0)
 
     # --- sending ---
 
@@ -51,14 +53,21 @@ class Hub:
                   skip: Connection | None = None) -> int:
         """Send one frame, encoded once, to many connections."""
         out = Outbound(frame)
+        targets = list(conns)
         sent = 0
-        for conn in list(conns):
-            if conn is not skip:
-                try:
-                    sent += conn.send(out)
-                except Exception:  # a broken connection must not stop the fan-out
-                    log.exception("connection %s: send failed", conn.id)
-                    conn.terminate("error")
+        pool = self.send_pool
+        shared = pool.begin(len(targets))
+        try:
+            for conn in targets:
+                if conn is not skip:
+                    try:
+                        sent += conn.send(out)
+                    except Exception:  # a broken connection must not stop the fan-out
+                        log.exception("connection %s: send failed", conn.id)
+                        conn.terminate("error")
+        finally:
+            if shared:
+                pool.end()
         self.metrics.frames.delivered += sent
         return sent
 

@@ -128,6 +128,7 @@ class ChatSocket(WebSocketHandler):
         self._queued: list[bytes] = []
         self._replying = False
         self._writer = runtime.writer
+        self._pool = runtime.send_pool
         self._direct_pass = -1  # the writer's pass in which this socket last sent directly
         self._prebuilt = False  # decided in open(), once the stream is known
         # With prebuilt frames: the stream, until the close begins (no frame may follow it).
@@ -373,10 +374,11 @@ class ChatSocket(WebSocketHandler):
         if self._queued:
             self.flush_queued()
 
-    def flush_queued(self) -> None:
+    def flush_queued(self, *, pooled: bool = True) -> None:
         """Write the queued frames: straight to the socket while Tornado's stream has
         nothing buffered (no Future, no copy), the rest through the stream, which keeps
-        the order and applies the slow-consumer bound."""
+        the order and applies the slow-consumer bound. Within a large fan-out the send
+        pool sends them, unless `pooled` is false."""
         queued = self._queued
         if not queued:
             return
@@ -387,15 +389,36 @@ class ChatSocket(WebSocketHandler):
         out = self._out
         if out is None or out.closed():
             return
+        if not out.writing():
+            pool = self._pool
+            if pool.active and pooled:  # a large fan-out: the pool sends it, maybe on another thread
+                pool.send(self, out.socket, data)
+                return
+            try:
+                sent = out.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                out.close()
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        self._write_stream(out, data)
+
+    def send_unfinished(self, data: bytes | memoryview, sent: int, error: OSError | None) -> None:
+        """The send pool could not send `data[sent:]`: the stream takes the rest (or closes)."""
+        out = self._out
+        if out is None or out.closed():
+            return
+        if error is not None:
+            out.close()
+        else:
+            self._write_stream(out, memoryview(data)[sent:])
+
+    def _write_stream(self, out: IOStream, data: bytes | memoryview) -> None:
+        """Through Tornado's stream, which keeps the order and applies the slow-consumer bound."""
         try:
-            if not out.writing():
-                try:
-                    sent = out.socket.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = memoryview(data)[sent:]
             out.write(data)
         except StreamBufferFullError:
             self._slow_consumer()
@@ -409,7 +432,9 @@ class ChatSocket(WebSocketHandler):
             self.conn.terminate("slow_consumer")
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        self.flush_queued()  # frames queued before the close (a bye) go out before the close frame
+        # Frames queued before the close (a bye) go out before the close frame: not
+        # through the send pool, which would send them after it.
+        self.flush_queued(pooled=False)
         super().close(code, reason)
 
     def get_compression_options(self) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from .sendpool import SendPool
+
 
 class Flushable(Protocol):
     def flush_queued(self) -> None:
@@ -21,7 +23,8 @@ class Flushable(Protocol):
 class CoalescingWriter:
     """Calls `flush_queued()` on each connection that queued bytes, once, at the end of the loop pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: SendPool | None = None) -> None:
+        self.pool = pool or SendPool(0)
         self._dirty: list[Flushable] = []
         self._scheduled = False
         self.pass_number = 0  # counts the loop passes in which anything was written
@@ -46,5 +49,11 @@ class CoalescingWriter:
         self._scheduled = False
         self.pass_number += 1
         dirty, self._dirty = self._dirty, []
-        for target in dirty:
-            target.flush_queued()
+        pool = self.pool
+        shared = pool.begin(len(dirty))
+        try:
+            for target in dirty:
+                target.flush_queued()
+        finally:
+            if shared:
+                pool.end()

@@ -16,7 +16,7 @@
  */
 
 import {
-  connect, emit, join, log, nextCommand, now, pool, settings, sleep, summarize, tokensFor,
+  connect, connectLean, emit, join, log, nextCommand, now, pool, settings, sleep, summarize, tokensFor,
 } from './lib.mjs';
 
 const cfg = settings();
@@ -27,7 +27,7 @@ const started = now();
 const tokens = await tokensFor(cfg.base, `${cfg.prefix ?? 'rx'}`, N, cfg.per_user ?? 20);
 const [senderToken] = await tokensFor(cfg.base, `${cfg.prefix ?? 'rx'}sender`, 1, 1);
 const opened = await pool(N, cfg.concurrency ?? 50, async (i) => {
-  const ws = await connect(`${cfg.ws}/ws?token=${tokens[i]}`);
+  const ws = await (cfg.lean === false ? connect : connectLean)(`${cfg.ws}/ws?token=${tokens[i]}`);
   await join(ws, room);
   return ws;
 });

@@ -12,6 +12,8 @@ import { createInterface } from 'node:readline';
 
 import WebSocket from 'ws';
 
+import { openLean } from './lean.mjs';
+
 /** Epoch milliseconds, sub-millisecond resolution. */
 export function now() {
   return performance.timeOrigin + performance.now();
@@ -93,8 +95,16 @@ export const SOCKET_OPTIONS = {
  * has come, rejects when the upgrade fails or the socket closes first.
  */
 export function connect(url, options = {}) {
+  return welcomed(new WebSocket(url, { ...SOCKET_OPTIONS, ...options }));
+}
+
+/** The same with the lean client (lean.mjs): for receivers, where the load generator's CPU counts. */
+export async function connectLean(url) {
+  return welcomed(await openLean(url, { timeoutMs: SOCKET_OPTIONS.handshakeTimeout }));
+}
+
+function welcomed(ws) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { ...SOCKET_OPTIONS, ...options });
     const fail = (why) => {
       ws.removeAllListeners('message');
       ws.terminate();
