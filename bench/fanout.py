@@ -36,7 +36,7 @@ class FanoutRig:
     """Both servers, and a load generator with its receivers connected to each."""
 
     def __init__(self, workdir: Path, modes: tuple[str, ...], receivers: int, per_user: int,
-                 store: str = "file", client: str = "lean") -> None:
+                 store: str = "file", client: str = "lean", send_threads: int | None = None) -> None:
         self.modes = modes
         self.servers: dict[str, ServerProcess] = {}
         self.loadgens: dict[str, NodeLoadgen] = {}
@@ -44,7 +44,8 @@ class FanoutRig:
         try:
             for mode in modes:
                 storage = {"path": ":memory:"} if store == "memory" else {}
-                self.servers[mode] = start_server(workdir / mode, mode, storage=storage)
+                server = {} if send_threads is None else {"send_threads": send_threads}
+                self.servers[mode] = start_server(workdir / mode, mode, storage=storage, server=server)
             for mode in modes:
                 host = self.servers[mode].host
                 self.loadgens[mode] = NodeLoadgen("fanout.mjs", {
@@ -107,7 +108,8 @@ def run_burst(args: argparse.Namespace) -> None:
     modes = tuple(args.fanout)
     loads = [(mode, window) for window in args.window for mode in modes]
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store, args.client)
+        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store, args.client,
+                        args.send_threads)
         try:
             runs: dict[tuple[str, int], list[dict[str, Any]]] = {load: [] for load in loads}
             for _ in range(args.runs):  # alternate, so that both servers see the same machine
@@ -160,7 +162,8 @@ def run_burst(args: argparse.Namespace) -> None:
 def run_rate(args: argparse.Namespace) -> None:
     modes = tuple(args.fanout)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-rate-") as tmp:
-        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store, args.client)
+        rig = FanoutRig(Path(tmp), modes, args.receivers, args.per_user, args.store, args.client,
+                        args.send_threads)
         try:
             results = {mode: rig.measure(mode, "rate", rate=args.rate, seconds=args.seconds)
                        for mode in modes}
@@ -219,6 +222,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client", choices=("lean", "ws"), default="lean",
                         help="the receivers' WebSocket client: lean (bench/loadgen/lean.mjs, default) or "
                              "the ws library, which costs the load generator more CPU per delivery")
+    parser.add_argument("--send-threads", type=int, default=None,
+                        help="server.send_threads for both servers (default: config.yaml's default, 1)")
     parser.add_argument("--quick", action="store_true", help="a short run (a smoke test, not figures)")
 
 

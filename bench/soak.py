@@ -22,6 +22,7 @@ import urllib.request
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
@@ -246,11 +247,14 @@ def scrape(host: str) -> dict[str, float]:
     return values
 
 
-async def soak(clients: int, seconds: float, seed: int) -> None:
+async def soak(clients: int, seconds: float, seed: int, send_threads: int | None = None) -> None:
+    settings: dict[str, dict[str, Any]] = {
+        "limits": {"max_connections_per_address": clients * 2, "login_attempts_per_minute": 1e6},
+        "logging": {"level": "info"}}
+    if send_threads is not None:
+        settings["server"] = {"send_threads": send_threads}
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(Path(tmp), {
-            "limits": {"max_connections_per_address": clients * 2, "login_attempts_per_minute": 1e6},
-            "logging": {"level": "info"}}).start()
+        server = ServerProcess(Path(tmp), settings).start()
         assert server.proc is not None
         pid = server.proc.pid
         try:
@@ -350,5 +354,7 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--clients", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--send-threads", type=int, default=None,
+                        help="server.send_threads (default: config.yaml's default, 1)")
     args = parser.parse_args(argv)
-    asyncio.run(soak(args.clients, args.seconds, args.seed))
+    asyncio.run(soak(args.clients, args.seconds, args.seed, args.send_threads))

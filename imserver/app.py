@@ -19,7 +19,7 @@ from .hub import Hub
 from .metrics import Metrics
 from .ratelimit import KeyedLimiter
 from .registry import TERMINATION_REASONS, Connection, Registry
-from .sendpool import SendPool
+from .sendpool import SendPool, spare_cores
 from .stats import ClosedLog, Sample, Samples
 from .store import MessageStore
 from .web import (
@@ -53,7 +53,8 @@ class Runtime:
         self.auth = Authenticator(config.auth, secret)
         self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
                                   synchronous=config.storage.synchronous.upper())
-        self.send_pool = SendPool(config.server.send_threads)
+        # Helpers beyond the spare cores would only take turns with the loop's thread.
+        self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool)
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat

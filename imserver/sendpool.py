@@ -16,6 +16,7 @@ owner on the loop's thread, which hands it to its stream as before.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import socket
 import threading
@@ -51,6 +52,14 @@ def _send_all(chunk: list[_Send]) -> list[_Unfinished]:
     return unfinished
 
 
+def spare_cores() -> int:
+    """Cores this process may run on, less the event loop's."""
+    try:
+        return len(os.sched_getaffinity(0)) - 1
+    except AttributeError:  # not on Linux
+        return (os.cpu_count() or 1) - 1
+
+
 class SendPool:
     """`threads` helper threads; fan-outs to at least `min_receivers` sockets use them."""
 
@@ -84,7 +93,11 @@ class SendPool:
         return True
 
     def send(self, owner: SendOwner, sock: socket.socket, data: Data) -> None:
-        """Send `data` on `sock` within the open fan-out (the loop's thread only)."""
+        """Send `data` on `sock` within the open fan-out (the loop's thread only).
+
+        At most once per socket and fan-out: two sends to one socket could leave
+        from two threads in either order. A broadcast writes each connection
+        once, and the writer's pass flushes each connection once."""
         pending = self._pending
         pending.append((owner, sock, data))
         if len(pending) >= self._chunk:
