@@ -33,14 +33,14 @@ class Hub:
     """Turns parsed commands into store operations and outbound frames."""
 
     def __init__(self, store: MessageStore, registry: Registry, limits: LimitsConfig,
-                 metrics: Metrics, send_pool: SendPool | None = None) -> None:
+                 metrics: Metrics, send_pool: SendPool) -> None:
         self.store = store
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
         self.presence_interval = limits.presence_interval
-        self.send_pool = send_pool or SendPool(0)
+        self.send_pool = send_pool
 
     # --- sending ---
 
@@ -55,9 +55,7 @@ class Hub:
         out = Outbound(frame)
         targets = list(conns)
         sent = 0
-        pool = self.send_pool
-        shared = pool.begin(len(targets))
-        try:
+        with self.send_pool.fanout(len(targets)):
             for conn in targets:
                 if conn is not skip:
                     try:
@@ -65,9 +63,6 @@ class Hub:
                     except Exception:  # a broken connection must not stop the fan-out
                         log.exception("connection %s: send failed", conn.id)
                         conn.terminate("error")
-        finally:
-            if shared:
-                pool.end()
         self.metrics.frames.delivered += sent
         return sent
 

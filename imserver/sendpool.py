@@ -15,11 +15,13 @@ owner on the loop's thread, which hands it to its stream as before.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import socket
 import threading
+from types import TracebackType
 from typing import Protocol
 
 log = logging.getLogger("imserver.sendpool")
@@ -52,6 +54,23 @@ def _send_all(chunk: list[_Send]) -> list[_Unfinished]:
     return unfinished
 
 
+_NOT_SHARED = contextlib.nullcontext()
+
+
+class _Ending:
+    """Ends the pool's open fan-out on leaving the `with` block."""
+
+    def __init__(self, pool: SendPool) -> None:
+        self.pool = pool
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.pool.end()
+
+
 def spare_cores() -> int:
     """Cores this process may run on, less the event loop's."""
     try:
@@ -78,6 +97,12 @@ class SendPool:
         self.fanouts = 0  # fan-outs shared so far
         self.helper_chunks = 0  # chunks the helper threads sent
         self.handed_back = 0  # sends that came back unfinished to their owners
+        self._ending = _Ending(self)
+
+    def fanout(self, receivers: int) -> contextlib.AbstractContextManager[None]:
+        """`with pool.fanout(n):` around the writes of a fan-out to `n` sockets: shared
+        with the helpers when it is worth it (see begin), ended on leaving the block."""
+        return self._ending if self.begin(receivers) else _NOT_SHARED
 
     def begin(self, receivers: int) -> bool:
         """Open a fan-out to `receivers` sockets if it is worth the threads; returns whether it was."""

@@ -128,7 +128,6 @@ class ChatSocket(WebSocketHandler):
         self._queued: list[bytes] = []
         self._replying = False
         self._writer = runtime.writer
-        self._pool = runtime.send_pool
         self._direct_pass = -1  # the writer's pass in which this socket last sent directly
         self._prebuilt = False  # decided in open(), once the stream is known
         # With prebuilt frames: the stream, until the close begins (no frame may follow it).
@@ -390,7 +389,7 @@ class ChatSocket(WebSocketHandler):
         if out is None or out.closed():
             return
         if not out.writing():
-            pool = self._pool
+            pool = self._writer.pool
             if pool.active and pooled:  # a large fan-out: the pool sends it, maybe on another thread
                 pool.send(self, out.socket, data)
                 return

@@ -23,8 +23,8 @@ class Flushable(Protocol):
 class CoalescingWriter:
     """Calls `flush_queued()` on each connection that queued bytes, once, at the end of the loop pass."""
 
-    def __init__(self, pool: SendPool | None = None) -> None:
-        self.pool = pool or SendPool(0)
+    def __init__(self, pool: SendPool) -> None:
+        self.pool = pool
         self._dirty: list[Flushable] = []
         self._scheduled = False
         self.pass_number = 0  # counts the loop passes in which anything was written
@@ -49,11 +49,6 @@ class CoalescingWriter:
         self._scheduled = False
         self.pass_number += 1
         dirty, self._dirty = self._dirty, []
-        pool = self.pool
-        shared = pool.begin(len(dirty))
-        try:
+        with self.pool.fanout(len(dirty)):
             for target in dirty:
                 target.flush_queued()
-        finally:
-            if shared:
-                pool.end()
