@@ -58,7 +58,7 @@ class SoakClient:
     token: str = ""
     ws: WebSocketClientConnection | None = None
     rooms: set[str] = field(default_factory=set)
-    seen: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # room -> ids known
+    seen: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # room -> ids known
     # room -> ids in the order message frames brought them (live or in a backlog); an own
     # message known by its ack is left out: a resend's ack brings an old id late.
     delivered: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -68,7 +68,6 @@ class SoakClient:
     unacked: dict[str, tuple[str, str]] = field(default_factory=dict)  # cid -> (room, text)
     acked: dict[str, int] = field(default_factory=dict)
     own: set[int] = field(default_factory=set)  # ids of own messages seen
-    seen_set: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     pending_since: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     reading: asyncio.Future | None = None
     last_frame_at: float = 0.0
@@ -158,14 +157,13 @@ class SoakClient:
                 return  # the ack of a resend, or a backlog repeating what an ack showed
             self.own.add(m["id"])
         room = m["room"]
-        if m["id"] in self.seen_set[room]:
+        if m["id"] in self.seen[room]:
             if live:
                 self.totals.live_duplicates += 1
             else:
                 self.totals.asked_again += 1
             return
-        self.seen_set[room].add(m["id"])
-        self.seen[room].append(m["id"])
+        self.seen[room].add(m["id"])
         if not ack:
             self.delivered[room].append(m["id"])
         self.first_seen.setdefault(room, m["id"])
@@ -316,7 +314,7 @@ def report(swarm: list[SoakClient], totals: Totals, rows: list, metrics: dict[st
         for room, ids in c.seen.items():
             if room in c.rooms and room not in c.truncated:
                 expected = {i for i in room_ids[room] if i >= c.first_seen[room]}
-                missing += len(expected - set(ids))
+                missing += len(expected - ids)
     warm = [kib for t, kib in rss if t >= seconds * 0.25]
     growth = (warm[-1] - warm[0]) if len(warm) > 1 else 0
 
