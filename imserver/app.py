@@ -52,7 +52,8 @@ class Runtime:
         self.secret = secret
         self.auth = Authenticator(config.auth, secret)
         self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
-                                  synchronous=config.storage.synchronous.upper())
+                                  synchronous=config.storage.synchronous.upper(),
+                                  health_deadline=config.storage.health_deadline_seconds)
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool)

@@ -102,6 +102,7 @@ class StorageConfig:
     retention_interval_seconds: float = _setting(600.0, gt=0)
     batch_max: int = _setting(512, ge=1)
     synchronous: str = _setting("full", choices=("full", "normal"))
+    health_deadline_seconds: float = _setting(10.0, gt=0)
 
 
 @dataclass(frozen=True)

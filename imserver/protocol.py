@@ -24,6 +24,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 # Ids of users from host-issued JWTs may hold a few more characters than guest names.
 USER_ID_RE = re.compile(r"[A-Za-z0-9_.@|:+\-]{1,64}")
 CID_MAX = 128
+# Ids, `since`, `before` and `limit` are SQLite integers: signed 64-bit.
+ID_MAX = 2**63 - 1
 
 # Close codes (docs/PROTOCOL.md).
 CLOSE_NORMAL = 1000
@@ -135,8 +137,8 @@ class _Fields:
         value = self.data.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(f"{key} must be a non-negative integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
+            raise self.fail(f"{key} must be an integer from 0 to {ID_MAX}")
         return value
 
     def text(self, max_chars: int) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -269,18 +270,42 @@ class MessageStore:
     batch holding it committed; reads queued after a write see that write.
     """
 
-    def __init__(self, path: str, *, batch_max: int = 512, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, batch_max: int = 512, synchronous: str = "FULL",
+                 health_deadline: float = 10.0) -> None:
         self.path = path
         self._db = _Database(path, synchronous)
+        self._identity = _file_identity(path)
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="imserver-store", daemon=True)
         self._started = False
         self._closed = False
+        self._dead = False
+        self.health_deadline = health_deadline
+        self._busy_since: float | None = None  # monotonic start of the batch being run
+        self._file_problem: str | None = None  # once set, writes are refused for good
         self.batches = 0
         self.committed = 0
         self._known_users: dict[str, str] = {}  # user id -> name, written this run
+
+    def health(self) -> str | None:
+        """Why the store cannot be trusted now (for /healthz), or None when it can."""
+        if self._dead or (self._started and not self._closed and not self._thread.is_alive()):
+            return "the message store thread is not running"
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self.health_deadline:
+            return f"the message store has been stuck on one batch for over {self.health_deadline:g} s"
+        return self._file_problem or self._check_file()
+
+    def _check_file(self) -> str | None:
+        """Has the database file been deleted or replaced since it was opened? Writes
+        into an unlinked file would be acknowledged and then lost at the next start."""
+        if self._identity is not None and self._file_problem is None \
+                and _file_identity(self.path) != self._identity:
+            self._file_problem = f"message database {self.path} was deleted or replaced while open"
+            log.error("%s: refusing writes until restarted", self._file_problem)
+        return self._file_problem
 
     # --- public API ---
 
@@ -349,23 +374,54 @@ class MessageStore:
             self._started = True
             self._thread.start()
         future = loop.create_future()
-        self._queue.put(_Op(write, call, future))
+        if self._dead:
+            future.set_exception(StoreError("the message store thread is not running"))
+        else:
+            self._queue.put(_Op(write, call, future))
         return future
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch = [self._queue.get()]
-            while len(batch) < self._batch_max:
+        batch: list[_Op] = []
+        try:
+            stop = False
+            while not stop:
+                batch = [self._queue.get()]
+                while len(batch) < self._batch_max:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in batch:
+                    stop = True
+                    batch = [op for op in batch if op is not _STOP]
+                if batch:
+                    self._busy_since = time.monotonic()
+                    try:
+                        self._run_batch(batch)
+                    except Exception:  # the thread serves on: only this batch fails
+                        log.exception("message database %s: a batch failed", self.path)
+                        self._answer(self._failed(batch, StoreError("message store error")))
+                    finally:
+                        self._busy_since = None
+        except BaseException:  # the thread cannot go on: nobody may wait for it forever
+            self._dead = True
+            log.critical("message store thread stopped", exc_info=True)
+            while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if batch[-1] is _STOP or _STOP in batch:
-                stop = True
-                batch = [op for op in batch if op is not _STOP]
-            if batch:
-                self._run_batch(batch)
+            ops = [op for op in batch if op is not _STOP]
+            self._answer(self._failed(ops, StoreError("the message store thread is not running")))
+
+    @staticmethod
+    def _failed(batch: list[_Op], error: StoreError) -> list[_Result]:
+        return [(op.future, None, error) for op in batch]
+
+    def _answer(self, results: list[_Result]) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(_resolve_all, results)
 
     def _run_batch(self, batch: list[_Op]) -> None:
         # Everything runs in queue order, in one transaction when there are writes, and
@@ -374,8 +430,12 @@ class MessageStore:
         # stored before its join, and live (after the backlog) those stored after it:
         # each once. And a join queued before a say is answered before the say's ack.
         writes = sum(op.write for op in batch)
+        refused = self._check_file() if writes else None
         if not writes:
             results = [self._call(op) for op in batch]
+        elif refused is not None:
+            results = [self._failed([op], StoreError(refused))[0] if op.write else self._call(op)
+                       for op in batch]
         else:
             try:
                 self._db.db.execute("BEGIN IMMEDIATE")
@@ -388,28 +448,47 @@ class MessageStore:
                 if self._db.db.in_transaction:
                     self._db.db.execute("ROLLBACK")
                 # The reads saw writes that are now undone: they fail with them.
-                error = StoreError(f"message database {self.path}: {exc}")
-                results = [(op.future, None, error) for op in batch]
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(_resolve_all, results)
+                results = self._failed(batch, StoreError(f"message database {self.path}: {exc}"))
+        self._answer(results)
 
-    def _call(self, op: _Op) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+    def _call(self, op: _Op) -> _Result:
+        """Run one operation; its failure is its own, except for an error that breaks
+        the whole transaction (I/O, a lock, a corrupt file), which fails the batch."""
         try:
             return (op.future, op.call(self._db), None)
         except UnknownUser as exc:
             return (op.future, None, exc)
-        except sqlite3.IntegrityError as exc:
-            return (op.future, None, StoreError(str(exc)))
-        except sqlite3.Error as exc:
-            if op.write:
+        except sqlite3.DatabaseError as exc:
+            # SQLite undoes just the failing statement for these; the others break the
+            # transaction, and with it every write of the batch.
+            if op.write and not isinstance(exc, _STATEMENT_ERRORS):
                 raise
             return (op.future, None, StoreError(str(exc)))
+        except Exception as exc:  # e.g. a value SQLite cannot bind: this operation fails alone
+            log.error("message database %s: operation refused: %r", self.path, exc)
+            return (op.future, None, StoreError(f"{type(exc).__name__}: {exc}"))
 
 
-def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+_Result = tuple[asyncio.Future[Any], Any, BaseException | None]
+# Errors after which the transaction goes on (SQLite undid only the failing statement).
+_STATEMENT_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of a database file; None for an in-memory database, and
+    (-1, -1) when the file is missing."""
+    if path == ":memory:":
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
+
+
+def _resolve_all(results: list[_Result]) -> None:
     for future, value, error in results:
-        if future.cancelled():
+        if future.done():  # cancelled, or answered before the thread stopped
             continue
         if error is not None:
             future.set_exception(error)

@@ -142,4 +142,11 @@ class HealthHandler(tornado.web.RequestHandler):
         self.runtime = runtime
 
     def get(self) -> None:
+        """200 while the server can take and keep messages; 503 with the reason when not."""
+        self.set_header("Cache-Control", "no-store")
+        problem = self.runtime.store.health()
+        if problem is not None:
+            self.set_status(503)
+            self.finish({"status": "unavailable", "reason": problem})
+            return
         self.finish({"status": "ok", "connections": len(self.runtime.registry)})

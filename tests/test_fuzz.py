@@ -13,8 +13,11 @@ from imserver.errors import ProtocolError
 from imserver.testing import ServerProcess, SyncClient, login
 
 TYPES = ["join", "leave", "say", "dm", "history", "dm_sync", "ping", "", "JOIN"]
+# The edges of SQLite's signed 64-bit integers, and far beyond (json decodes any size).
+EDGE_INTEGERS = st.sampled_from([2**63 - 1, 2**63, -2**63, -2**63 - 1, 10**30, -1, 0])
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=80),
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | EDGE_INTEGERS | st.floats()
+    | st.text(max_size=80),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12)
 frame_dicts = st.fixed_dictionaries(
@@ -25,9 +28,9 @@ frame_dicts = st.fixed_dictionaries(
         "cid": st.text(max_size=140) | json_values,
         "to": st.sampled_from(["fuzzer", "nobody", ""]) | json_values,
         "with": st.sampled_from(["fuzzer", ""]) | json_values,
-        "since": st.integers(-5, 2**63) | json_values,
-        "before": st.integers(-5, 2**63) | json_values,
-        "limit": st.integers(-5, 10_000) | json_values,
+        "since": st.integers(-5, 2**63) | EDGE_INTEGERS | json_values,
+        "before": st.integers(-5, 2**63) | EDGE_INTEGERS | json_values,
+        "limit": st.integers(-5, 10_000) | EDGE_INTEGERS | json_values,
     })
 
 
@@ -92,6 +95,50 @@ def live(tmp_path_factory):
     yield server, client
     client.close()
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def bystander(live):
+    """A normal client of the same server, in a room of its own."""
+    server, _ = live
+    client = SyncClient(server.host, f"/ws?token={login(server.host, 'bystander')}")
+    assert json.loads(client.recv() or "{}")["type"] == "welcome"
+    client.send_json({"type": "join", "room": "calm"})
+    assert json.loads(client.recv() or "{}")["type"] == "joined"
+    client.said = []  # type: ignore[attr-defined]
+    yield client
+    client.close()
+
+
+def answer_to(client: SyncClient, cid: str) -> dict:
+    while True:
+        frame = json.loads(client.recv() or "null")
+        if frame.get("cid") == cid:
+            return frame
+
+
+every_command = st.sampled_from(TYPES[:6]).flatmap(lambda kind: st.fixed_dictionaries(
+    {"type": st.just(kind)},
+    optional={key: json_values for key in ("room", "text", "cid", "to", "with", "since", "before", "limit")}))
+
+
+@given(every_command)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_field_value_stops_the_server_for_a_normal_client(live, bystander, frame):
+    server, attacker = live
+    attacker.send_text(json.dumps(frame))
+    attacker.send_text("ping")
+    while attacker.recv() != "pong":
+        pass
+    cid = f"b{len(bystander.said)}"
+    bystander.send_json({"type": "say", "room": "calm", "text": cid, "cid": cid})
+    assert answer_to(bystander, cid)["type"] == "ack", frame
+    bystander.said.append(cid)
+    bystander.send_json({"type": "history", "room": "calm", "limit": 1})
+    while (page := json.loads(bystander.recv() or "null"))["type"] != "history":
+        pass
+    assert [m["text"] for m in page["messages"]] == [cid], frame
+    assert "Traceback" not in server.output()
 
 
 @given(frames)
