@@ -24,6 +24,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from .protocol import CLOSE_KICKED
 from .registry import Connection
 from .stats import Closed
+from .untrusted import same_secret
 from .web import JsonHandler, RevalidatedStaticHandler
 from .websocket import origin_allowed
 
@@ -50,7 +51,7 @@ class AdminAuth:
         self._sessions: dict[str, float] = {}  # session -> expiry (monotonic), oldest first
 
     def token_ok(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        return same_secret(given, self.token)
 
     def open_session(self) -> str:
         """A new session; the oldest is dropped past `max_sessions`."""
@@ -176,7 +177,7 @@ class AdminHandler(JsonHandler):
         self.via = "cookie"
         if self.request.method not in ("GET", "HEAD"):
             given = self.request.headers.get("X-CSRF-Token", "")
-            if not hmac.compare_digest(given.encode(), auth.csrf_token(session).encode()):
+            if not same_secret(given, auth.csrf_token(session)):
                 self.fail(403, "csrf", "missing or wrong X-CSRF-Token header")
 
     def admin_session(self) -> str | None:
@@ -253,7 +254,8 @@ def _reason(handler: AdminHandler) -> str | None:
     if not isinstance(reason, str) or not reason.strip():
         handler.fail(400, "bad_request", "reason must be a non-empty string")
         return None
-    return reason.strip().encode()[:MAX_REASON].decode(errors="ignore")
+    # "ignore" drops lone surrogates (JSON "\ud800"), which UTF-8 cannot carry.
+    return reason.strip().encode("utf-8", "ignore")[:MAX_REASON].decode(errors="ignore")
 
 
 class DisconnectClientHandler(AdminHandler):

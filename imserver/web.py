@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .errors import AuthError
+from .untrusted import parse_json_object, same_secret
 from .websocket import SESSION_COOKIE
 
 if TYPE_CHECKING:
@@ -22,6 +21,12 @@ class RevalidatedStaticHandler(tornado.web.StaticFileHandler):
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except ValueError:  # a NUL byte in the path: no file has that name
+            raise tornado.web.HTTPError(400, "bad path") from None
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -43,11 +48,8 @@ class JsonHandler(tornado.web.RequestHandler):
             # Also keeps cross-site HTML forms out: they cannot send JSON.
             self.fail(415, "bad_request", "send a JSON body with Content-Type: application/json")
             return None
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = parse_json_object(self.request.body)
+        if body is None:
             self.fail(400, "bad_request", "body must be a JSON object")
             return None
         return body
@@ -126,8 +128,7 @@ class MetricsHandler(tornado.web.RequestHandler):
 
     def get(self) -> None:
         token = self.runtime.config.metrics.token
-        given = self.request.headers.get("Authorization", "").encode()
-        if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        if token and not same_secret(self.request.headers.get("Authorization", ""), f"Bearer {token}"):
             self.set_status(401)
             self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
             self.finish("unauthorized\n")
