@@ -25,7 +25,7 @@ from .protocol import CLOSE_KICKED
 from .registry import Connection
 from .stats import Closed
 from .untrusted import same_secret
-from .web import JsonHandler, RevalidatedStaticHandler
+from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttled
 from .websocket import origin_allowed
 
 if TYPE_CHECKING:
@@ -167,9 +167,13 @@ class AdminHandler(JsonHandler):
     def prepare(self) -> None:
         auth = self.runtime.admin_auth
         header = self.request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and auth.token_ok(header[7:]):
-            self.via = "bearer"
-            return
+        if header.startswith("Bearer "):
+            if throttled(self, self.runtime.auth_failures):
+                return
+            if auth.token_ok(header[7:]):
+                self.via = "bearer"
+                return
+            failed_attempt(self, self.runtime.auth_failures)
         session = self.admin_session()
         if session is None:
             self.fail(401, "unauthorized", "admin login required")
@@ -192,12 +196,15 @@ class AdminHandler(JsonHandler):
 
 class AdminLoginHandler(JsonHandler):
     def post(self) -> None:
+        if throttled(self, self.runtime.auth_failures):
+            return
         body = self.json_body()
         if body is None:
             return
         token = body.get("token")
         auth = self.runtime.admin_auth
         if not isinstance(token, str) or not auth.token_ok(token):
+            failed_attempt(self, self.runtime.auth_failures)
             self.runtime.metrics.refused.labels("admin_login").inc()
             log.warning("admin login refused from %s", self.request.remote_ip)
             self.fail(401, "unauthorized", "wrong admin token")
@@ -293,19 +300,29 @@ class AdminSocket(WebSocketHandler):
         self.session: str | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado's own check passes any origin whose host:port is the request's Host.
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.set_status(403)
+            self.finish({"error": "forbidden_origin", "message": "cross-origin connection not allowed"})
+            return
         raw = self.get_signed_cookie(ADMIN_COOKIE)
         header = self.request.headers.get("Authorization", "")
         auth = self.runtime.admin_auth
         if raw is not None and auth.session_ok(raw.decode()):
             self.session = raw.decode()
+        elif header.startswith("Bearer ") and throttled(self, self.runtime.auth_failures):
+            return
         elif not (header.startswith("Bearer ") and auth.token_ok(header[7:])):
+            if header.startswith("Bearer "):
+                failed_attempt(self, self.runtime.auth_failures)
             self.set_status(401)
             self.finish({"error": "unauthorized", "message": "admin login required"})
             return
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
-        return origin_allowed(origin, self.request.host, ())  # same origin only
+        return origin_allowed(origin, self.request.host, (), self.request.protocol)  # same origin only
 
     def open(self, *args: str, **kwargs: str) -> None:
         ws = self.ws_connection
