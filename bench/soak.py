@@ -252,7 +252,10 @@ def scrape(host: str) -> dict[str, float]:
 
 async def soak(clients: int, seconds: float, seed: int, send_threads: int | None = None) -> None:
     settings: dict[str, dict[str, Any]] = {
-        "limits": {"max_connections_per_address": clients * 2, "login_attempts_per_minute": 1e6},
+        "limits": {"max_connections_per_address": clients * 2, "login_attempts_per_minute": 1e6,
+                   # all clients connect at once from one address
+                   "max_pending_per_address": max(100, clients * 2),
+                   "max_pending_connections": max(1000, clients * 2)},
         "logging": {"level": "info"}}
     if send_threads is not None:
         settings["server"] = {"send_threads": send_threads}

@@ -24,7 +24,8 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from .protocol import CLOSE_KICKED
 from .registry import Connection
 from .stats import Closed
-from .web import JsonHandler, RevalidatedStaticHandler
+from .untrusted import same_secret
+from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttled
 from .websocket import origin_allowed
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class AdminAuth:
         self._sessions: dict[str, float] = {}  # session -> expiry (monotonic), oldest first
 
     def token_ok(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        return same_secret(given, self.token)
 
     def open_session(self) -> str:
         """A new session; the oldest is dropped past `max_sessions`."""
@@ -166,9 +167,13 @@ class AdminHandler(JsonHandler):
     def prepare(self) -> None:
         auth = self.runtime.admin_auth
         header = self.request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and auth.token_ok(header[7:]):
-            self.via = "bearer"
-            return
+        if header.startswith("Bearer "):
+            if throttled(self, self.runtime.auth_failures):
+                return
+            if auth.token_ok(header[7:]):
+                self.via = "bearer"
+                return
+            failed_attempt(self, self.runtime.auth_failures)
         session = self.admin_session()
         if session is None:
             self.fail(401, "unauthorized", "admin login required")
@@ -176,7 +181,7 @@ class AdminHandler(JsonHandler):
         self.via = "cookie"
         if self.request.method not in ("GET", "HEAD"):
             given = self.request.headers.get("X-CSRF-Token", "")
-            if not hmac.compare_digest(given.encode(), auth.csrf_token(session).encode()):
+            if not same_secret(given, auth.csrf_token(session)):
                 self.fail(403, "csrf", "missing or wrong X-CSRF-Token header")
 
     def admin_session(self) -> str | None:
@@ -191,12 +196,15 @@ class AdminHandler(JsonHandler):
 
 class AdminLoginHandler(JsonHandler):
     def post(self) -> None:
+        if throttled(self, self.runtime.auth_failures):
+            return
         body = self.json_body()
         if body is None:
             return
         token = body.get("token")
         auth = self.runtime.admin_auth
         if not isinstance(token, str) or not auth.token_ok(token):
+            failed_attempt(self, self.runtime.auth_failures)
             self.runtime.metrics.refused.labels("admin_login").inc()
             log.warning("admin login refused from %s", self.request.remote_ip)
             self.fail(401, "unauthorized", "wrong admin token")
@@ -253,7 +261,8 @@ def _reason(handler: AdminHandler) -> str | None:
     if not isinstance(reason, str) or not reason.strip():
         handler.fail(400, "bad_request", "reason must be a non-empty string")
         return None
-    return reason.strip().encode()[:MAX_REASON].decode(errors="ignore")
+    # "ignore" drops lone surrogates (JSON "\ud800"), which UTF-8 cannot carry.
+    return reason.strip().encode("utf-8", "ignore")[:MAX_REASON].decode(errors="ignore")
 
 
 class DisconnectClientHandler(AdminHandler):
@@ -291,19 +300,29 @@ class AdminSocket(WebSocketHandler):
         self.session: str | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado's own check passes any origin whose host:port is the request's Host.
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.set_status(403)
+            self.finish({"error": "forbidden_origin", "message": "cross-origin connection not allowed"})
+            return
         raw = self.get_signed_cookie(ADMIN_COOKIE)
         header = self.request.headers.get("Authorization", "")
         auth = self.runtime.admin_auth
         if raw is not None and auth.session_ok(raw.decode()):
             self.session = raw.decode()
+        elif header.startswith("Bearer ") and throttled(self, self.runtime.auth_failures):
+            return
         elif not (header.startswith("Bearer ") and auth.token_ok(header[7:])):
+            if header.startswith("Bearer "):
+                failed_attempt(self, self.runtime.auth_failures)
             self.set_status(401)
             self.finish({"error": "unauthorized", "message": "admin login required"})
             return
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
-        return origin_allowed(origin, self.request.host, ())  # same origin only
+        return origin_allowed(origin, self.request.host, (), self.request.protocol)  # same origin only
 
     def open(self, *args: str, **kwargs: str) -> None:
         ws = self.ws_connection

@@ -17,6 +17,7 @@ from .config import Config
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
+from .private import secure_data_files
 from .ratelimit import KeyedLimiter
 from .registry import TERMINATION_REASONS, Connection, Registry
 from .sendpool import SendPool, spare_cores
@@ -30,6 +31,7 @@ from .web import (
     MeHandler,
     MetricsHandler,
     RevalidatedStaticHandler,
+    SecurityHeaders,
 )
 from .websocket import ChatSocket
 from .writer import CoalescingWriter
@@ -48,6 +50,7 @@ class Runtime:
         self.config = config
         self.metrics = Metrics(metrics_registry)
         self.registry = Registry()
+        secure_data_files(config)
         secret = config.auth.secret or load_or_create_secret(config.data_path)
         self.secret = secret
         self.auth = Authenticator(config.auth, secret)
@@ -66,6 +69,8 @@ class Runtime:
                                            config.storage.retention_interval_seconds * 1000)
         per_minute = config.limits.login_attempts_per_minute
         self.login_limiter = KeyedLimiter(rate=per_minute / 60, burst=per_minute)
+        # Wrong admin or metrics tokens, per address; past it even the right one gets 429.
+        self.auth_failures = KeyedLimiter(rate=per_minute / 60, burst=per_minute)
         self.admin_auth = AdminAuth(config.admin.token, secret)
         self.admin_view = AdminView(self)
         self.closed_log = ClosedLog()
@@ -182,5 +187,6 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> Im
         xsrf_cookies=False,
         log_function=log_request,
     )
+    app.add_transform(SecurityHeaders)
     app.runtime = runtime
     return app

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import __version__
 from .app import make_app
 from .config import Config, load_config, replace
+from .edge import check_fd_budget, make_server
 from .errors import ConfigError, StoreError
 from .shutdown import graceful_shutdown
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def serve(config: Config) -> None:
     app = make_app(config)
     runtime = app.runtime
-    server = HTTPServer(app, xheaders=config.server.xheaders)
+    server = make_server(app, config.limits, xheaders=config.server.xheaders)
     # A deep accept queue: after a restart thousands of clients come back within seconds.
     sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     server.add_sockets(sockets)
@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.logging.level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_file_limit()
+    try:
+        check_fd_budget(config.limits)
+    except ConfigError as exc:
+        print(f"imserver: config error: {exc}", file=sys.stderr)
+        return 2
     try:
         run_loop(serve(config), use_uvloop=config.server.uvloop)
     except (ConfigError, StoreError) as exc:

@@ -83,7 +83,7 @@ class LimitsConfig:
     presence_interval: float = _setting(0.2, ge=0, le=10)
     history_page: int = _setting(50, ge=1, le=1000)
     recovery_limit: int = _setting(500, ge=1, le=100_000)
-    max_connections: int = _setting(20_000, ge=1)
+    max_connections: int = _setting(10_000, ge=1)
     max_connections_per_user: int = _setting(20, ge=1)
     max_connections_per_address: int = _setting(500, ge=1)
     max_rooms_per_connection: int = _setting(100, ge=1)
@@ -92,6 +92,13 @@ class LimitsConfig:
     burst: int = _setting(40, ge=1)
     flood_strikes: int = _setting(50, ge=1)
     max_outbound_buffer_bytes: int = _setting(4 * 1024 * 1024, ge=65536)
+    # HTTP connections that have not (yet) become WebSockets: see edge.py.
+    header_timeout_seconds: float = _setting(10.0, gt=0)
+    idle_timeout_seconds: float = _setting(30.0, gt=0)
+    body_timeout_seconds: float = _setting(10.0, gt=0)
+    max_body_bytes: int = _setting(64 * 1024, ge=1024)
+    max_pending_per_address: int = _setting(100, ge=1)
+    max_pending_connections: int = _setting(1000, ge=1)
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,11 @@ class KeyedLimiter:
         else:
             self._buckets.move_to_end(key)
         return bucket.take()
+
+    def allows(self, key: str) -> bool:
+        """Whether take(key) would succeed now; spends nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return True
+        saved = bucket.tokens + (self.clock() - bucket.updated) * bucket.rate
+        return min(bucket.burst, saved) >= 1

@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado import httputil
 
 from .errors import AuthError
+from .ratelimit import KeyedLimiter
+from .untrusted import parse_json_object, same_secret
 from .websocket import SESSION_COOKIE
 
 if TYPE_CHECKING:
     from .app import Runtime
+
+# The pages load only their own scripts, styles and sockets (the icons are data: URIs),
+# and no other site may frame them.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SecurityHeaders(tornado.web.OutputTransform):
+    """Adds SECURITY_HEADERS to every response: pages, static files, the API, errors."""
+
+    def transform_first_chunk(self, status_code: int, headers: httputil.HTTPHeaders, chunk: bytes,
+                              finishing: bool) -> tuple[int, httputil.HTTPHeaders, bytes]:
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        return status_code, headers, chunk
+
+
+def throttled(handler: tornado.web.RequestHandler, limiter: KeyedLimiter) -> bool:
+    """True, after answering 429, when the client's address has used up its attempts."""
+    if limiter.allows(handler.request.remote_ip or ""):
+        return False
+    handler.set_status(429)
+    handler.set_header("Retry-After", "60")
+    handler.finish({"error": "too_many_attempts", "message": "too many failed attempts, try again later"})
+    return True
+
+
+def failed_attempt(handler: tornado.web.RequestHandler, limiter: KeyedLimiter) -> None:
+    limiter.take(handler.request.remote_ip or "")
 
 
 class RevalidatedStaticHandler(tornado.web.StaticFileHandler):
@@ -22,6 +59,12 @@ class RevalidatedStaticHandler(tornado.web.StaticFileHandler):
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except ValueError:  # a NUL byte in the path: no file has that name
+            raise tornado.web.HTTPError(400, "bad path") from None
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -43,11 +86,8 @@ class JsonHandler(tornado.web.RequestHandler):
             # Also keeps cross-site HTML forms out: they cannot send JSON.
             self.fail(415, "bad_request", "send a JSON body with Content-Type: application/json")
             return None
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = parse_json_object(self.request.body)
+        if body is None:
             self.fail(400, "bad_request", "body must be a JSON object")
             return None
         return body
@@ -126,8 +166,10 @@ class MetricsHandler(tornado.web.RequestHandler):
 
     def get(self) -> None:
         token = self.runtime.config.metrics.token
-        given = self.request.headers.get("Authorization", "").encode()
-        if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        if token and throttled(self, self.runtime.auth_failures):
+            return
+        if token and not same_secret(self.request.headers.get("Authorization", ""), f"Bearer {token}"):
+            failed_attempt(self, self.runtime.auth_failures)
             self.set_status(401)
             self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
             self.finish("unauthorized\n")

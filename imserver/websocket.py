@@ -36,11 +36,18 @@ SESSION_COOKIE = "imserver_session"
 PONG = Outbound(p.PONG)
 
 
-def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
-    """Same origin when nothing is configured; else the exact origins listed, or '*'."""
+def origin_allowed(origin: str, host: str, allowed: tuple[str, ...], scheme: str) -> bool:
+    """Same origin when nothing is configured: the page's scheme is the request's
+    (`scheme`: http or https, from X-Forwarded-Proto behind a proxy with
+    server.xheaders) and its host:port the request's Host. Else the exact origins
+    listed, or '*'."""
     if allowed:
         return "*" in allowed or origin.rstrip("/") in allowed
-    return urlsplit(origin).netloc.lower() == host.lower()
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme.lower() == scheme.lower() and parts.netloc.lower() == host.lower()
 
 
 class _Protocol(WebSocketProtocol13):
@@ -175,7 +182,8 @@ class ChatSocket(WebSocketHandler):
         self.finish({"error": error, "message": message})
 
     def check_origin(self, origin: str) -> bool:
-        return origin_allowed(origin, self.request.host, self.runtime.config.server.allowed_origins)
+        return origin_allowed(origin, self.request.host, self.runtime.config.server.allowed_origins,
+                              self.request.protocol)
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         proto = super().get_websocket_protocol()

@@ -67,3 +67,13 @@ def screenshot_path(name: str, tmp_path: Path) -> Path:
         IMAGES.mkdir(parents=True, exist_ok=True)
         return IMAGES / name
     return tmp_path / name
+
+
+def watch_csp(page: Any, violations: list[str]) -> None:
+    """Collect into `violations` what the page's Content-Security-Policy blocks: Chromium
+    reports each on the console ("Refused to ... Content Security Policy ...")."""
+    def console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    page.on("console", console)

@@ -32,7 +32,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
 from imserver.testing import ServerProcess, SyncClient, login
-from tests.browser import launch_chromium, screenshot_path
+from tests.browser import launch_chromium, screenshot_path, watch_csp
 
 pytestmark = pytest.mark.browser
 
@@ -140,6 +140,7 @@ class ChatPage:
         self.dialogs: list[str] = []
         self.sockets: list[str] = []  # the URL of every chat WebSocket the page opened
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        watch_csp(self.page, self.errors)  # a CSP violation counts as a page error
         self.page.on("dialog", self._on_dialog)
         self.page.on("websocket", self._on_websocket)
 

@@ -30,7 +30,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.testing import ServerProcess, login
-from tests.browser import launch_chromium, screenshot_path
+from tests.browser import launch_chromium, screenshot_path, watch_csp
 
 pytestmark = pytest.mark.browser
 
@@ -245,6 +245,7 @@ def page(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(5_000)  # expect() waits 5 s by default too
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    watch_csp(page, errors)  # a CSP violation counts as a page error
     yield page
     context.close()
     assert not errors, errors
