@@ -14,6 +14,7 @@ from tornado.ioloop import PeriodicCallback
 from .admin import AdminAuth, AdminView, admin_routes
 from .auth import Authenticator, load_or_create_secret
 from .config import Config
+from .edge import connection_limit
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .metrics import Metrics
@@ -50,6 +51,7 @@ class Runtime:
         self.config = config
         self.metrics = Metrics(metrics_registry)
         self.registry = Registry()
+        self.max_connections = connection_limit(config.limits)
         secure_data_files(config)
         secret = config.auth.secret or load_or_create_secret(config.data_path)
         self.secret = secret

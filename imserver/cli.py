@@ -48,8 +48,9 @@ async def serve(config: Config) -> None:
     tune_gc()
     port = sockets[0].getsockname()[1]
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    log.info("imserver %s listening on http://%s:%d (data in %s, %s loop)",
-             __version__, config.server.host, port, config.data_path, loop_name)
+    log.info("imserver %s listening on http://%s:%d (data in %s, %s loop, at most %d connections)",
+             __version__, config.server.host, port, config.data_path, loop_name,
+             runtime.max_connections)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

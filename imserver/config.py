@@ -83,7 +83,7 @@ class LimitsConfig:
     presence_interval: float = _setting(0.2, ge=0, le=10)
     history_page: int = _setting(50, ge=1, le=1000)
     recovery_limit: int = _setting(500, ge=1, le=100_000)
-    max_connections: int = _setting(10_000, ge=1)
+    max_connections: int = _setting(0, ge=0)  # 0: as many as the open file limit allows
     max_connections_per_user: int = _setting(20, ge=1)
     max_connections_per_address: int = _setting(500, ge=1)
     max_rooms_per_connection: int = _setting(100, ge=1)

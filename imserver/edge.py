@@ -55,6 +55,8 @@ ACCEPT_LOG_INTERVAL = 60.0
 # Errors of accept() that mean "no resources now", not "this connection failed".
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 ACCEPTS_PER_EVENT = 128
+# max_connections 0 under an unlimited RLIMIT_NOFILE.
+UNBOUNDED_CONNECTIONS = 1_000_000
 
 
 def fd_budget(limits: LimitsConfig) -> int:
@@ -68,6 +70,14 @@ def check_fd_budget(limits: LimitsConfig, fd_limit: int | None = None) -> None:
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if fd_limit == resource.RLIM_INFINITY:
         return
+    room = fd_limit - limits.max_pending_connections - FD_HEADROOM
+    if not limits.max_connections:
+        if room < 1:
+            raise ConfigError(
+                f"the open file limit (ulimit -n, RLIMIT_NOFILE) is {fd_limit}: too low for "
+                f"limits.max_pending_connections ({limits.max_pending_connections}) plus "
+                f"{FD_HEADROOM} for the server itself and any WebSocket; raise the limit")
+        return
     need = fd_budget(limits)
     if need > fd_limit:
         raise ConfigError(
@@ -75,9 +85,20 @@ def check_fd_budget(limits: LimitsConfig, fd_limit: int | None = None) -> None:
             f"limits.max_pending_connections ({limits.max_pending_connections}) plus "
             f"{FD_HEADROOM} for the server itself needs {need} file descriptors, but the "
             f"open file limit (ulimit -n, RLIMIT_NOFILE) is {fd_limit}: lower "
-            f"limits.max_connections to at most "
-            f"{max(0, fd_limit - limits.max_pending_connections - FD_HEADROOM)} "
+            f"limits.max_connections to at most {max(0, room)} (or 0: as many as fit) "
             f"or raise the limit")
+
+
+def connection_limit(limits: LimitsConfig, fd_limit: int | None = None) -> int:
+    """The most WebSockets the server takes: `limits.max_connections`, or when that
+    is 0, as many as the open file limit leaves room for."""
+    if limits.max_connections:
+        return limits.max_connections
+    if fd_limit is None:  # the hard limit: the server raises its own to it at start
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if fd_limit == resource.RLIM_INFINITY:
+        return UNBOUNDED_CONNECTIONS
+    return max(1, fd_limit - limits.max_pending_connections - FD_HEADROOM)
 
 
 class _Quiet:

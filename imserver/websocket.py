@@ -168,7 +168,7 @@ class ChatSocket(WebSocketHandler):
 
     def _over_limit(self, user: User) -> tuple[int, str, str] | None:
         limits, registry = self.runtime.config.limits, self.runtime.registry
-        if len(registry) >= limits.max_connections:
+        if len(registry) >= self.runtime.max_connections:
             return 503, "server_full", "the server is at its connection limit"
         if len(registry.of_user(user.id)) >= limits.max_connections_per_user:
             return 429, "too_many_connections", "too many connections for this user"

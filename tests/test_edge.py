@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from imserver.config import config_from_dict
-from imserver.edge import check_fd_budget
+from imserver.edge import check_fd_budget, connection_limit
 from imserver.errors import ConfigError
 from imserver.testing import ServerProcess, SyncClient, login
 
@@ -214,7 +214,7 @@ def _limit_files(n: int):  # type: ignore[no-untyped-def]
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
 
 
-@pytest.mark.parametrize(("max_connections", "starts"), [(1000, False), (100, True)])
+@pytest.mark.parametrize(("max_connections", "starts"), [(1000, False), (100, True), (0, True)])
 def test_max_connections_is_checked_against_the_file_limit(tmp_path, max_connections, starts):
     (tmp_path / "config.yaml").write_text(
         f"server: {{data_dir: data, port: 0}}\nlimits: {{max_connections: {max_connections}, "
@@ -229,6 +229,7 @@ def test_max_connections_is_checked_against_the_file_limit(tmp_path, max_connect
                 if "listening on" in line:
                     break
             assert proc.poll() is None
+            assert f"at most {max_connections or 348} connections" in line
         else:
             out = proc.communicate(timeout=30)[0]
             assert proc.returncode == 2
@@ -246,5 +247,12 @@ def test_fd_budget_counts_connections_pending_connections_and_headroom():
     with pytest.raises(ConfigError, match="needs 1024 file descriptors"):
         check_fd_budget(limits, 1023)
     check_fd_budget(limits, resource.RLIM_INFINITY)
-    # The defaults fit a limit of 20,000.
-    check_fd_budget(config_from_dict({}).limits, 20_000)
+    # The default (0) takes what the limit leaves room for, and fits any limit that
+    # holds the pending connections.
+    defaults = config_from_dict({}).limits
+    check_fd_budget(defaults, 1100)
+    assert connection_limit(defaults, 20_000) == 20_000 - 1000 - 64
+    assert connection_limit(defaults, 1100) == 36
+    assert connection_limit(limits, 20_000) == 900
+    with pytest.raises(ConfigError, match="too low"):
+        check_fd_budget(defaults, 1000)
