@@ -16,6 +16,7 @@ from .auth import Authenticator, load_or_create_secret
 from .config import Config
 from .heartbeat import Heartbeat
 from .hub import Hub
+from .identity import Identities
 from .metrics import Metrics
 from .ratelimit import KeyedLimiter
 from .registry import TERMINATION_REASONS, Connection, Registry
@@ -53,9 +54,12 @@ class Runtime:
         self.auth = Authenticator(config.auth, secret)
         self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
                                   synchronous=config.storage.synchronous.upper())
+        self.identities = Identities(self.auth, self.store, self.registry)
+        self.identities.load()
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
-        self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool)
+        self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool,
+                       resolve=self.identities.resolve)
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -109,6 +113,7 @@ class Runtime:
                 log.info("retention removed %d messages", future.result())
 
         future.add_done_callback(done)
+        self.identities.prune()
 
     def sample(self) -> None:
         """Once a second: a sample for the dashboard's totals and charts."""
