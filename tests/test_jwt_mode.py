@@ -92,3 +92,16 @@ async def test_host_name_claims_that_are_not_names_fall_back_to_the_sub(chat, na
 async def test_host_names_are_nfkc_normalised(chat):
     client = await chat.connect(token=host_token("auth0|5", fullwidth("Ann Lee")))
     assert client.welcome["user"] == {"id": "auth0|5", "name": "Ann Lee"}
+
+
+@pytest.mark.gen_test
+async def test_logout_leaves_host_tokens_alone(chat):
+    token = host_token("auth0|3", jti="host-jti-1")
+    client = await chat.connect(token=token)
+    response = await chat.http.fetch(f"{chat.url}/api/logout", method="POST", body=b"",
+                                     headers={"Authorization": f"Bearer {token}"})
+    assert response.code == 204
+    client.send("ping")
+    assert await client.recv_raw() == "pong"
+    again = await chat.connect(token=token)
+    assert again.welcome["user"]["id"] == "auth0|3"
