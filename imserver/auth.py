@@ -91,8 +91,10 @@ class Authenticator:
     def __init__(self, config: AuthConfig, secret: str) -> None:
         self.config = config
         self.secret = secret
-        # jti -> expiry of the revoked tokens not yet expired; filled by identity.Identities.
-        self.revoked: dict[str, float] = {}
+        # The guest tokens valid now, jti -> expiry: issue() adds, identity.Identities loads
+        # them at start and removes the logged-out ones. A guest token not here is refused:
+        # logged out, or issued before a restart that kept no database.
+        self.guest_tokens: dict[str, float] = {}
         self._jwt_key: str | None = None
         if config.mode == "jwt":
             jc = config.jwt
@@ -121,6 +123,7 @@ class Authenticator:
         expires = now + max(1, int(self.config.token_ttl_seconds))
         claims = {"sub": user.id, "name": user.name, "iss": GUEST_ISSUER, "iat": now,
                   "exp": expires, "jti": jti}
+        self.guest_tokens[jti] = expires
         return jwt.encode(claims, self.secret, algorithm="HS256"), Credential(user, expires, jti)
 
     def verify(self, token: str) -> User:
@@ -134,7 +137,7 @@ class Authenticator:
 
     def check(self, token: str) -> Credential:
         """A token's user, expiry and id; AuthError when it is not valid now (bad
-        signature, expired, revoked). Costs no I/O: revocations are in memory."""
+        signature, expired, logged out). Costs no I/O: the valid guest tokens are in memory."""
         if not token:
             raise AuthError("no token")
         if len(token) > 8192:
@@ -162,7 +165,7 @@ class Authenticator:
         jti = claims.get("jti")
         if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= 256):
             raise AuthError("invalid token: bad jti")
-        if jti is not None and jti in self.revoked:
+        if self.config.mode == "guest" and jti not in self.guest_tokens:
             raise AuthError("token revoked")
         exp = claims["exp"]
         if isinstance(exp, bool) or not isinstance(exp, (int, float)):

@@ -8,9 +8,10 @@ which case it gets a fresh token for the same id. Once every token of the
 holder has expired or been revoked, the name is free, and the next login with
 it is a new user: messages belong to ids, so it never sees the old ones.
 
-Name claims and revocations are kept in memory (the upgrade path looks them up
-without I/O), written through the store before a login or logout is
-answered, and read back from the database at start.
+Name claims and the valid guest tokens are kept in memory (the upgrade path
+looks a token up without I/O), written through the store before a login or
+logout is answered, and read back from the database at start: a logged-out
+token stays refused after a restart.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Claim:
 
 
 class Identities:
-    """Who holds which guest name, and which tokens are revoked."""
+    """Who holds which guest name, and which guest tokens are valid."""
 
     def __init__(self, auth: Authenticator, store: MessageStore, registry: Registry) -> None:
         self.auth = auth
@@ -64,7 +65,7 @@ class Identities:
         self.registry = registry
         self._claims: dict[str, Claim] = {}  # name key -> claim
         self._key_of: dict[str, str] = {}  # user id -> its name key
-        self.revoked = auth.revoked  # jti -> expiry; the Authenticator refuses these
+        self.tokens = auth.guest_tokens  # jti -> expiry; the Authenticator refuses the others
 
     def load(self) -> None:
         """Read the claims and revocations kept in the database (at start-up)."""
@@ -76,10 +77,10 @@ class Identities:
                 claim = self._claims[key] = Claim(user_id, name)
                 self._key_of[user_id] = key
             claim.tokens[jti] = expires
-        self.revoked.update(snapshot.revoked)
-        if snapshot.claims or snapshot.revoked:
-            log.info("%d guest names held, %d revoked tokens", len(self._claims),
-                     len(snapshot.revoked))
+            self.tokens[jti] = expires
+        if snapshot.claims:
+            log.info("%d guest names held, with %d valid tokens", len(self._claims),
+                     len(snapshot.claims))
 
     # --- reads (no I/O) ---
 
@@ -133,6 +134,7 @@ class Identities:
         try:
             await self.store.claim_name(key, claim.user_id, name, cred.jti, cred.expires)
         except Exception:
+            self.tokens.pop(cred.jti, None)
             claim.tokens.pop(cred.jti, None)
             if not claim.live(time.time()):
                 self._forget(key, claim)
@@ -149,9 +151,8 @@ class Identities:
         if jti is None or not self.auth.guest_login:
             return 0  # a host application's tokens are its own business (jwt mode)
         now = time.time()
-        if cred.expires <= now or jti in self.revoked:
-            return 0
-        self.revoked[jti] = cred.expires
+        if self.tokens.pop(jti, None) is None:
+            return 0  # logged out already
         key = self._key_of.get(cred.user.id)
         claim = self._claims.get(key) if key is not None else None
         if claim is not None and key is not None:
@@ -170,8 +171,8 @@ class Identities:
         """Drop what has expired from memory and from the database (on the retention
         timer)."""
         now = time.time()
-        for jti in [j for j, expires in self.revoked.items() if expires <= now]:
-            del self.revoked[jti]
+        for jti in [j for j, expires in self.tokens.items() if expires <= now]:
+            del self.tokens[jti]
         for key, claim in list(self._claims.items()):
             if not claim.live(now):
                 self._forget(key, claim)

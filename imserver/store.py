@@ -141,9 +141,8 @@ def _row(r: tuple[Any, ...]) -> Message:
 @dataclass(frozen=True, slots=True)
 class IdentitySnapshot:
     """What the identity side keeps in memory, as stored: the name claims with their
-    holders' live tokens, and the revoked tokens that have not expired."""
+    holders' valid tokens (not expired, not revoked)."""
     claims: list[tuple[str, str, str, str, float]]  # name key, user id, name, jti, expires
-    revoked: list[tuple[str, float]]  # jti, expires
 
 
 class _Database:
@@ -239,9 +238,7 @@ class _Database:
             "SELECT c.name_key, c.user_id, c.name, t.jti, t.expires FROM name_claims c"
             " JOIN tokens t ON t.user_id = c.user_id WHERE t.revoked = 0 AND t.expires > ?",
             (now,)).fetchall()
-        revoked = self.db.execute(
-            "SELECT jti, expires FROM tokens WHERE revoked = 1 AND expires > ?", (now,)).fetchall()
-        return IdentitySnapshot([tuple(r) for r in claims], [tuple(r) for r in revoked])
+        return IdentitySnapshot([tuple(r) for r in claims])
 
     def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
         removed = 0

@@ -281,3 +281,19 @@ async def test_wrong_kind_of_credentials_are_refused_not_crashed(chat):
     with pytest.raises(HTTPClientError):
         await chat.http.fetch(f"{chat.url}/api/me", headers={"Authorization": "Bearer \u00ff"})
     assert body["token"]
+
+
+def test_a_server_that_keeps_nothing_forgets_its_guests_at_a_restart(tmp_path):
+    """With storage.path ':memory:' no claim survives a restart, so neither may the tokens
+    that held them: a name would otherwise be claimable while its holder's token works."""
+    server = ServerProcess(tmp_path, {"storage": {"path": ":memory:"}}).start()
+    try:
+        _, alice = _login(server.host, "alice")
+        server.stop()
+        server.start()
+        with pytest.raises(ConnectionRefusedError, match="401"):
+            SyncClient(server.host, f"/ws?token={alice['token']}")
+        status, again = _login(server.host, "alice", {"Authorization": f"Bearer {alice['token']}"})
+        assert status == 200 and again["user"]["id"] != alice["user"]["id"]
+    finally:
+        server.stop()
