@@ -9,11 +9,18 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 
 async def login(host: str, name: str) -> str:
+    return (await login_user(host, name))[0]
+
+
+async def login_user(host: str, name: str) -> tuple[str, str]:
+    """A guest token and the user id it stands for (opaque: not the name)."""
     response = await AsyncHTTPClient().fetch(
         f"http://{host}/api/login", method="POST", body=json.dumps({"name": name}),
         headers={"Content-Type": "application/json"})
-    token: str = json.loads(response.body)["token"]
-    return token
+    body = json.loads(response.body)
+    token: str = body["token"]
+    user_id: str = body["user"]["id"]
+    return token, user_id
 
 
 async def connect(host: str, name: str) -> WebSocketClientConnection:

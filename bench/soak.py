@@ -28,7 +28,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from imserver.testing import ServerProcess
 
-from .loadgen import login
+from .loadgen import login_user
 from .report import print_table
 
 ROOMS = [f"soak-{i}" for i in range(12)]
@@ -56,6 +56,7 @@ class SoakClient:
     rng: random.Random
     totals: Totals
     token: str = ""
+    user_id: str = ""  # the opaque id the server gave this guest: what `from` carries
     ws: WebSocketClientConnection | None = None
     rooms: set[str] = field(default_factory=set)
     seen: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # room -> ids known
@@ -141,7 +142,8 @@ class SoakClient:
             self.acked[frame["cid"]] = frame["id"]
             if sent is not None and frame["id"] not in self.own:
                 # An own message is seen through its ack (unless a backlog had it already).
-                self.record({"room": sent[0], "id": frame["id"], "from": self.name}, live=False, ack=True)
+                self.record({"room": sent[0], "id": frame["id"], "from": self.user_id}, live=False,
+                            ack=True)
         elif kind == "error":
             self.totals.errors[frame["code"]] += 1
             if frame.get("cid") in self.unacked and frame["code"] != "rate_limited":
@@ -152,7 +154,7 @@ class SoakClient:
         """Keep a message once, as the browser client does (by id). A second copy is a
         server fault if it came live; in a backlog it was asked for by a `since` sent
         while the first copy was still on its way."""
-        if m["from"] == self.name:
+        if m["from"] == self.user_id:
             if m["id"] in self.own:
                 return  # the ack of a resend, or a backlog repeating what an ack showed
             self.own.add(m["id"])
@@ -175,7 +177,7 @@ class SoakClient:
                 await self.next_frame()
 
     async def run(self, until: float) -> None:
-        self.token = await login(self.host, self.name)
+        self.token, self.user_id = await login_user(self.host, self.name)
         self.rooms = set(self.rng.sample(ROOMS, 2))
         await self.connect()
         while time.monotonic() < until:
@@ -304,7 +306,7 @@ def report(swarm: list[SoakClient], totals: Totals, rows: list, metrics: dict[st
            rss: list[tuple[float, int]], live: int, clients: int, seconds: float) -> None:
     by_cid = Counter((sender, cid) for _, _, sender, cid in rows)
     stored_ids = {(sender, cid): msg_id for msg_id, _, sender, cid in rows}
-    acked = {(c.name, cid): msg_id for c in swarm for cid, msg_id in c.acked.items()}
+    acked = {(c.user_id, cid): msg_id for c in swarm for cid, msg_id in c.acked.items()}
     lost = sum(1 for key, msg_id in acked.items() if stored_ids.get(key) != msg_id)
     doubled_in_store = sum(1 for n in by_cid.values() if n > 1)
     room_ids: dict[str, list[int]] = defaultdict(list)

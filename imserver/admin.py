@@ -282,7 +282,9 @@ class DisconnectUserHandler(AdminHandler):
         reason = _reason(self)
         if reason is None:
             return
-        conns = self.runtime.registry.of_user(user_id)
+        registry = self.runtime.registry
+        # The user id; or, for a guest, the name it holds now.
+        conns = registry.of_user(user_id) or registry.of_user(self.runtime.identities.resolve(user_id))
         if not conns:
             self.fail(404, "not_found", f"user {user_id} has no live connection")
             return

@@ -17,6 +17,7 @@ from .config import Config
 from .edge import connection_limit
 from .heartbeat import Heartbeat
 from .hub import Hub
+from .identity import Identities
 from .metrics import Metrics
 from .private import secure_data_files
 from .ratelimit import KeyedLimiter
@@ -59,9 +60,12 @@ class Runtime:
         self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
                                   synchronous=config.storage.synchronous.upper(),
                                   health_deadline=config.storage.health_deadline_seconds)
+        self.identities = Identities(self.auth, self.store, self.registry)
+        self.identities.load()
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
-        self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool)
+        self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool,
+                       resolve=self.identities.resolve)
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -117,6 +121,7 @@ class Runtime:
                 log.info("retention removed %d messages", future.result())
 
         future.add_done_callback(done)
+        self.identities.prune()
 
     def sample(self) -> None:
         """Once a second: a sample for the dashboard's totals and charts."""

@@ -1,8 +1,9 @@
 """Who a client is: guest tokens issued at login, or JWTs from a host application.
 
-Both kinds are JWTs. Guest tokens are signed (HS256) with the server secret;
-in `jwt` mode tokens come from elsewhere and are checked against the
-configured key, issuer and audience.
+Both kinds are JWTs. Guest tokens are signed (HS256) with the server secret
+and carry a `jti`, by which a logout revokes them; in `jwt` mode tokens come
+from elsewhere and are checked against the configured key, issuer and
+audience. Which guest holds which name is identity.py's business.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -20,6 +23,42 @@ from .protocol import valid_name, valid_user_id
 from .registry import User
 
 GUEST_ISSUER = "imserver"
+NAME_INPUT_MAX = 256  # longer input is refused before it is normalised
+HOST_NAME_MAX = 64
+
+
+def guest_name(raw: object) -> str | None:
+    """A guest's display name: what was typed, stripped, in NFKC, if it passes the
+    guest-name rules (protocol.valid_name); else None."""
+    if not isinstance(raw, str) or len(raw) > NAME_INPUT_MAX:
+        return None
+    name = unicodedata.normalize("NFKC", raw).strip()
+    return name if valid_name(name) else None
+
+
+def host_name(raw: object) -> str | None:
+    """A display name from a host application's token: NFKC, printable (no control or
+    format characters, no lone surrogates), 1-64 characters; else None."""
+    if not isinstance(raw, str) or len(raw) > NAME_INPUT_MAX:
+        return None
+    name = unicodedata.normalize("NFKC", raw).strip()
+    if not 0 < len(name) <= HOST_NAME_MAX or not name.isprintable():
+        return None
+    return name
+
+
+def name_key(name: str) -> str:
+    """What names are compared by: `alice`, `Alice` and fullwidth `alice` are one name."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A verified token: who it stands for, until when, and its id (None when a host
+    application's token has none)."""
+    user: User
+    expires: float
+    jti: str | None
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -52,6 +91,10 @@ class Authenticator:
     def __init__(self, config: AuthConfig, secret: str) -> None:
         self.config = config
         self.secret = secret
+        # The guest tokens valid now, jti -> expiry: issue() adds, identity.Identities loads
+        # them at start and removes the logged-out ones. A guest token not here is refused:
+        # logged out, or issued before a restart that kept no database.
+        self.guest_tokens: dict[str, float] = {}
         self._jwt_key: str | None = None
         if config.mode == "jwt":
             jc = config.jwt
@@ -69,29 +112,41 @@ class Authenticator:
     def guest_login(self) -> bool:
         return self.config.mode == "guest"
 
-    def issue(self, name: str) -> tuple[str, User]:
-        """A guest token for a login name."""
+    def issue(self, user: User) -> tuple[str, Credential]:
+        """A new guest token for a user (identity.Identities decides which user)."""
         if not self.guest_login:
             raise AuthError("guest login is disabled: tokens come from the host application")
-        if not valid_name(name):
+        if not valid_name(user.name) or not valid_user_id(user.id):
             raise AuthError("name must be 1-32 letters, digits, '-', '_' or '.'")
         now = int(time.time())
-        claims = {"sub": name, "name": name, "iss": GUEST_ISSUER, "iat": now,
-                  "exp": now + int(self.config.token_ttl_seconds)}
-        return jwt.encode(claims, self.secret, algorithm="HS256"), User(name, name)
+        jti = secrets.token_urlsafe(16)
+        expires = now + max(1, int(self.config.token_ttl_seconds))
+        claims = {"sub": user.id, "name": user.name, "iss": GUEST_ISSUER, "iat": now,
+                  "exp": expires, "jti": jti}
+        self.guest_tokens[jti] = expires
+        return jwt.encode(claims, self.secret, algorithm="HS256"), Credential(user, expires, jti)
 
     def verify(self, token: str) -> User:
         """The user a token stands for; AuthError when it is not valid now."""
-        return self.verify_until(token)[0]
+        return self.check(token).user
 
     def verify_until(self, token: str) -> tuple[User, float]:
         """The user a token stands for and when the token expires (epoch seconds)."""
+        cred = self.check(token)
+        return cred.user, cred.expires
+
+    def check(self, token: str) -> Credential:
+        """A token's user, expiry and id; AuthError when it is not valid now (bad
+        signature, expired, logged out). Costs no I/O: the valid guest tokens are in memory."""
         if not token:
             raise AuthError("no token")
+        if len(token) > 8192:
+            raise AuthError("invalid token: too long")
         try:
             if self.config.mode == "guest":
+                # Guest tokens from before jtis existed named a user by its name: refused.
                 claims = jwt.decode(token, self.secret, algorithms=["HS256"], issuer=GUEST_ISSUER,
-                                    options={"require": ["exp", "sub"]})
+                                    options={"require": ["exp", "sub", "jti"]})
             else:
                 jc = self.config.jwt
                 assert self._jwt_key is not None
@@ -102,10 +157,18 @@ class Authenticator:
                     options={"require": ["exp", "sub"], "verify_aud": bool(jc.audience)})
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from None
+        except (ValueError, TypeError):  # what PyJWT lets through on odd input
+            raise AuthError("invalid token") from None
         sub = claims.get("sub")
         if not isinstance(sub, str) or not valid_user_id(sub):
             raise AuthError("invalid token: bad subject")
-        name = claims.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 64:
-            name = sub
-        return User(sub, name), float(claims["exp"])
+        jti = claims.get("jti")
+        if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= 256):
+            raise AuthError("invalid token: bad jti")
+        if self.config.mode == "guest" and jti not in self.guest_tokens:
+            raise AuthError("token revoked")
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise AuthError("invalid token: bad exp")
+        name = (guest_name if self.config.mode == "guest" else host_name)(claims.get("name"))
+        return Credential(User(sub, name or sub), float(exp), jti)

@@ -33,8 +33,11 @@ class Hub:
     """Turns parsed commands into store operations and outbound frames."""
 
     def __init__(self, store: MessageStore, registry: Registry, limits: LimitsConfig,
-                 metrics: Metrics, send_pool: SendPool) -> None:
+                 metrics: Metrics, send_pool: SendPool,
+                 resolve: Callable[[str], str] = str) -> None:
         self.store = store
+        # A dm's `to` or a history's `with` -> a user id (a claimed guest name -> its holder).
+        self.resolve = resolve
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
@@ -117,6 +120,7 @@ class Hub:
             self._presence_changed(room)
         self.send(conn, {
             "type": "joined", "room": name, "members": sorted(room.members),
+            "names": {user_id: room.names[user_id] for user_id in room.members},
             "messages": [m.to_frame() for m in found.messages], "truncated": found.truncated,
         })
         room.snapshot_sent(conn)
@@ -162,7 +166,7 @@ class Hub:
             self.error(conn, "not_in_room", f"join {cmd.room} before sending to it", cmd.cid)
             return
         started = time.monotonic()
-        write = self.store.append_room(conn.user.id, cmd.room, cmd.text, cmd.cid)
+        write = self.store.append_room(conn.user.id, cmd.room, cmd.text, cmd.cid, conn.user.name)
         self._when_done(write, conn, cmd.cid, lambda done: self._said(conn, done, started),
                         write=True)
 
@@ -177,7 +181,8 @@ class Hub:
 
     def direct(self, conn: Connection, cmd: p.DirectMessage) -> None:
         started = time.monotonic()
-        write = self.store.append_direct(conn.user.id, cmd.to, cmd.text, cmd.cid)
+        write = self.store.append_direct(conn.user.id, self.resolve(cmd.to), cmd.text, cmd.cid,
+                                         conn.user.name)
         self._when_done(write, conn, cmd.cid, lambda done: self._sent_direct(conn, done, started),
                         write=True)
 
@@ -200,7 +205,7 @@ class Hub:
     def history(self, conn: Connection, cmd: p.History) -> None:
         limit = min(cmd.limit or self.limits.history_page, self.limits.history_page)
         if cmd.with_user is not None:
-            read = self.store.dm_before(conn.user.id, cmd.with_user, cmd.before, limit)
+            read = self.store.dm_before(conn.user.id, self.resolve(cmd.with_user), cmd.before, limit)
             key: dict[str, Any] = {"with": cmd.with_user}
         else:
             assert cmd.room is not None

@@ -45,7 +45,7 @@ class Transport(Protocol):
 
 # Why a connection ended: the `reason` label of the closed/terminations metrics.
 CLOSE_REASONS = ("client_close", "heartbeat_timeout", "kicked", "shutdown",
-                 "rate_limited", "too_big", "slow_consumer", "token_expired", "error")
+                 "rate_limited", "too_big", "slow_consumer", "token_expired", "logged_out", "error")
 # The reasons for which the server itself ended the connection.
 TERMINATION_REASONS = ("heartbeat_timeout", "kicked", "shutdown", "rate_limited",
                        "too_big", "slow_consumer", "token_expired")
@@ -72,6 +72,7 @@ class Connection:
     close_code: int | None = None
     closed: bool = False
     expires_at: float = float("inf")  # when its token expires (epoch seconds)
+    token_id: str | None = None  # its token's jti: a logout closes the connections it opened
 
     def send(self, frame: Outbound) -> bool:
         """Queue a frame; False when the connection is closed or closing (nothing sent)."""

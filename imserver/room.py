@@ -17,13 +17,14 @@ from .registry import Connection
 
 class Room:
     __slots__ = ("_changes", "_joined", "_left", "_snapshots", "_suspended", "conns",
-                 "flush_scheduled", "members", "name")
+                 "flush_scheduled", "members", "name", "names")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.conns: set[Connection] = set()  # who gets the room's messages now
         self._suspended: set[Connection] = set()  # members re-joining: paused until their backlog
         self.members: Counter[str] = Counter()  # user id -> connections in the room
+        self.names: dict[str, str] = {}  # user id -> display name, for the members
         self.flush_scheduled = False
         self._joined: set[str] = set()
         self._left: set[str] = set()
@@ -40,6 +41,7 @@ class Room:
             return False
         self.conns.add(conn)
         self.members[conn.user.id] += 1
+        self.names[conn.user.id] = conn.user.name
         if self.members[conn.user.id] > 1:
             return False
         self._joined.add(conn.user.id)
@@ -72,6 +74,7 @@ class Room:
         if self.members[user] > 0:
             return False
         del self.members[user]
+        self.names.pop(user, None)
         self._left.add(user)
         self._joined.discard(user)
         self._changes += 1
@@ -94,4 +97,6 @@ class Room:
             return None, []
         skip = set(up_to_date)
         receivers = [c for c in self.conns if c not in skip] if skip else list(self.conns)
-        return {"type": "presence", "room": self.name, "joined": joined, "left": left}, receivers
+        names = {user: self.names[user] for user in joined}
+        return {"type": "presence", "room": self.name, "joined": joined, "left": left,
+                "names": names}, receivers

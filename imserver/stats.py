@@ -20,6 +20,7 @@ from .registry import TERMINATION_REASONS, Connection
 class Closed:
     id: str
     user: str
+    name: str
     remote: str
     user_agent: str
     connected_at: float
@@ -33,7 +34,8 @@ class Closed:
     @classmethod
     def of(cls, conn: Connection, now: float) -> Closed:
         reason = conn.close_reason or "client_close"
-        return cls(id=conn.id, user=conn.user.id, remote=conn.remote, user_agent=conn.user_agent,
+        return cls(id=conn.id, user=conn.user.id, name=conn.user.name, remote=conn.remote,
+                   user_agent=conn.user_agent,
                    connected_at=conn.connected_at, closed_at=round(now, 3),
                    lived=round(now - conn.connected_at, 3), reason=reason,
                    closed_by="server" if reason in TERMINATION_REASONS or reason == "error" else "client",

@@ -41,13 +41,17 @@ class Message:
     cid: str | None
     room: str | None = None
     recipient: str | None = None
+    name: str | None = None  # the sender's display name when it sent the message
+    to_name: str | None = None  # a direct message's recipient's display name then
 
     def to_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "message", "id": self.id, "from": self.sender}
+        frame: dict[str, Any] = {"type": "message", "id": self.id, "from": self.sender,
+                                 "name": self.name if self.name is not None else self.sender}
         if self.room is not None:
             frame["room"] = self.room
         else:
             frame["to"] = self.recipient
+            frame["to_name"] = self.to_name if self.to_name is not None else self.recipient
         frame["text"] = self.text
         frame["ts"] = self.ts
         if self.cid is not None:
@@ -79,7 +83,9 @@ def _dm_key(a: str, b: str) -> str:
     return f"{a}\x00{b}" if a <= b else f"{b}\x00{a}"
 
 
-_COLUMNS = "id, sender, text, ts, cid, room, recipient"
+# Rows from before schema version 2 have no names: the sender's id was its name then.
+_COLUMNS = ("id, sender, text, ts, cid, room, recipient, coalesce(sender_name, sender),"
+            " coalesce(recipient_name, recipient)")
 
 # Each entry moves the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: list[str] = [
@@ -106,12 +112,38 @@ MIGRATIONS: list[str] = [
         last_seen REAL NOT NULL
     );
     """,
+    # 2: display names apart from user ids; guest name claims and issued guest tokens.
+    """
+    ALTER TABLE messages ADD COLUMN sender_name TEXT;
+    ALTER TABLE messages ADD COLUMN recipient_name TEXT;
+    CREATE TABLE name_claims (
+        name_key  TEXT PRIMARY KEY,
+        user_id   TEXT NOT NULL,
+        name      TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        jti       TEXT PRIMARY KEY,
+        user_id   TEXT NOT NULL,
+        expires   REAL NOT NULL,
+        revoked   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tokens_user ON tokens(user_id, expires);
+    CREATE INDEX tokens_expires ON tokens(expires);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _row(r: tuple[Any, ...]) -> Message:
-    return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6])
+    return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6],
+                   name=r[7], to_name=r[8] if r[6] is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySnapshot:
+    """What the identity side keeps in memory, as stored: the name claims with their
+    holders' valid tokens (not expired, not revoked)."""
+    claims: list[tuple[str, str, str, str, float]]  # name key, user id, name, jti, expires
 
 
 class _Database:
@@ -151,29 +183,63 @@ class _Database:
     # --- writes (inside a transaction) ---
 
     def append(self, sender: str, text: str, cid: str | None,
-               room: str | None, recipient: str | None) -> Appended:
+               room: str | None, recipient: str | None, name: str | None = None) -> Appended:
         if cid is not None:
             found = self.db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND cid = ?",
                 (sender, cid)).fetchone()
             if found is not None:
                 return Appended(_row(found), duplicate=True)
-        if recipient is not None and self.db.execute(
-                "SELECT 1 FROM users WHERE id = ?", (recipient,)).fetchone() is None:
-            raise UnknownUser(f"no user {recipient!r}")
+        to_name = None
+        if recipient is not None:
+            known = self.db.execute("SELECT name FROM users WHERE id = ?", (recipient,)).fetchone()
+            if known is None:
+                raise UnknownUser(f"no user {recipient!r}")
+            to_name = known[0]
         ts = round(time.time(), 3)
         dm_key = _dm_key(sender, recipient) if recipient is not None else None
         cursor = self.db.execute(
-            "INSERT INTO messages (sender, text, ts, cid, room, recipient, dm_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (sender, text, ts, cid, room, recipient, dm_key))
+            "INSERT INTO messages (sender, text, ts, cid, room, recipient, dm_key, sender_name,"
+            " recipient_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sender, text, ts, cid, room, recipient, dm_key, name, to_name))
         assert cursor.lastrowid is not None
-        return Appended(Message(cursor.lastrowid, sender, text, ts, cid, room, recipient), False)
+        return Appended(Message(cursor.lastrowid, sender, text, ts, cid, room, recipient,
+                                name if name is not None else sender, to_name), False)
 
     def touch_user(self, user_id: str, name: str) -> None:
         self.db.execute(
             "INSERT INTO users (id, name, last_seen) VALUES (?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen",
             (user_id, name, time.time()))
+
+    def claim_name(self, key: str, user_id: str, name: str, jti: str, expires: float) -> None:
+        """A guest login: the name is `user_id`'s, and one more token of it is valid."""
+        self.db.execute(
+            "INSERT INTO name_claims (name_key, user_id, name) VALUES (?, ?, ?) ON CONFLICT(name_key)"
+            " DO UPDATE SET user_id = excluded.user_id, name = excluded.name", (key, user_id, name))
+        self.db.execute("INSERT OR REPLACE INTO tokens (jti, user_id, expires, revoked)"
+                        " VALUES (?, ?, ?, 0)", (jti, user_id, expires))
+        self.touch_user(user_id, name)
+
+    def revoke_token(self, jti: str, user_id: str, expires: float) -> None:
+        self.db.execute(
+            "INSERT INTO tokens (jti, user_id, expires, revoked) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT(jti) DO UPDATE SET revoked = 1", (jti, user_id, expires))
+
+    def prune_identities(self, now: float) -> int:
+        """Forget expired tokens, and the name claims that no valid token holds."""
+        removed = self.db.execute("DELETE FROM tokens WHERE expires <= ?", (now,)).rowcount
+        removed += self.db.execute(
+            "DELETE FROM name_claims WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE"
+            " t.user_id = name_claims.user_id AND t.revoked = 0 AND t.expires > ?)", (now,)).rowcount
+        return removed
+
+    def identities(self, now: float) -> IdentitySnapshot:
+        claims = self.db.execute(
+            "SELECT c.name_key, c.user_id, c.name, t.jti, t.expires FROM name_claims c"
+            " JOIN tokens t ON t.user_id = c.user_id WHERE t.revoked = 0 AND t.expires > ?",
+            (now,)).fetchall()
+        return IdentitySnapshot([tuple(r) for r in claims])
 
     def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
         removed = 0
@@ -309,12 +375,33 @@ class MessageStore:
 
     # --- public API ---
 
-    def append_room(self, sender: str, room: str, text: str, cid: str | None) -> asyncio.Future[Appended]:
-        return self._submit(True, lambda db: db.append(sender, text, cid, room, None))
+    def append_room(self, sender: str, room: str, text: str, cid: str | None,
+                    name: str | None = None) -> asyncio.Future[Appended]:
+        return self._submit(True, lambda db: db.append(sender, text, cid, room, None, name))
 
     def append_direct(self, sender: str, recipient: str, text: str,
-                      cid: str | None) -> asyncio.Future[Appended]:
-        return self._submit(True, lambda db: db.append(sender, text, cid, None, recipient))
+                      cid: str | None, name: str | None = None) -> asyncio.Future[Appended]:
+        return self._submit(True, lambda db: db.append(sender, text, cid, None, recipient, name))
+
+    def claim_name(self, key: str, user_id: str, name: str, jti: str,
+                   expires: float) -> asyncio.Future[None]:
+        self._known_users[user_id] = name
+        return self._submit(True, lambda db: db.claim_name(key, user_id, name, jti, expires))
+
+    def revoke_token(self, jti: str, user_id: str, expires: float) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.revoke_token(jti, user_id, expires))
+
+    def prune_identities(self, now: float) -> asyncio.Future[int]:
+        return self._submit(True, lambda db: db.prune_identities(now))
+
+    def load_identities(self, now: float) -> IdentitySnapshot:
+        """A synchronous read, for start-up only: before the store thread owns the database."""
+        if self._started:
+            raise RuntimeError("load_identities is for start-up, before the store thread runs")
+        try:
+            return self._db.identities(now)
+        except sqlite3.Error as exc:
+            raise StoreError(f"message database {self.path}: {exc}") from None
 
     def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
         """Remember a user (direct messages may be sent only to known users). Written

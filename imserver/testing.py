@@ -204,11 +204,22 @@ class SyncClient:
         self.sock.close()
 
 
-def login(host: str, name: str) -> str:
-    """A guest token from POST /api/login."""
+def login(host: str, name: str, *, token: str | None = None) -> str:
+    """A guest token from POST /api/login (`token`: one of the same user's, which a
+    login for a name held by that user needs)."""
+    return login_user(host, name, token=token)[0]
+
+
+def login_user(host: str, name: str, *, token: str | None = None) -> tuple[str, dict[str, str]]:
+    """A guest token and its user ({"id", "name"}: the id is opaque, not the name)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         f"http://{host}/api/login", data=json.dumps({"name": name}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+        headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
-        token: str = json.loads(response.read())["token"]
-    return token
+        body = json.loads(response.read())
+    new_token: str = body["token"]
+    user: dict[str, str] = body["user"]
+    return new_token, user

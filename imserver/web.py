@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import httputil
 
-from .errors import AuthError
+from .auth import Credential
+from .errors import AuthError, StoreError
+from .identity import NameTaken
 from .ratelimit import KeyedLimiter
 from .untrusted import parse_json_object, same_secret
 from .websocket import SESSION_COOKIE
@@ -96,11 +99,38 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish({"error": "http_error", "message": self._reason})
 
     def session_token(self) -> str:
-        return (self.get_signed_cookie(SESSION_COOKIE) or b"").decode()
+        """The token of the request: `Authorization: Bearer`, else the session cookie."""
+        header = self.request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip()
+        return self.cookie_token()
+
+    def cookie_token(self) -> str:
+        raw = self.get_signed_cookie(SESSION_COOKIE) or b""
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            return ""
+
+    def credentials(self) -> list[Credential]:
+        """The valid credentials the request carries: its bearer token and its cookie."""
+        found = []
+        for token in {self.session_token(), self.cookie_token()}:
+            with contextlib.suppress(AuthError):
+                found.append(self.runtime.auth.check(token))
+        return found
+
+    def set_session(self, token: str) -> None:
+        days = self.runtime.config.auth.token_ttl_seconds / 86400
+        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=days, httponly=True,
+                               samesite="Lax", secure=self.runtime.config.auth.cookie_secure)
 
 
 class LoginHandler(JsonHandler):
-    def post(self) -> None:
+    """A guest login. A name held by another user (one of whose tokens is valid) is
+    refused with 409; its holder, with its own cookie or token, gets a fresh token."""
+
+    async def post(self) -> None:
         auth = self.runtime.auth
         if not auth.guest_login:
             self.fail(403, "login_disabled", "this server takes tokens from its host application")
@@ -112,17 +142,22 @@ class LoginHandler(JsonHandler):
         body = self.json_body()
         if body is None:
             return
-        name = body.get("name")
         try:
-            token, user = auth.issue(name.strip() if isinstance(name, str) else "")
+            token, cred = await self.runtime.identities.guest_login(
+                body.get("name"), self.credentials())
         except AuthError as exc:
             self.runtime.metrics.refused.labels("bad_name").inc()
             self.fail(400, "bad_name", str(exc))
             return
-        days = self.runtime.config.auth.token_ttl_seconds / 86400
-        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=days, httponly=True,
-                               samesite="Lax", secure=self.runtime.config.auth.cookie_secure)
-        self.finish({"token": token, "user": user.to_json()})
+        except NameTaken as exc:
+            self.runtime.metrics.refused.labels("name_taken").inc()
+            self.fail(409, "name_taken", str(exc))
+            return
+        except StoreError:
+            self.fail(503, "unavailable", "the server cannot record logins now, try again")
+            return
+        self.set_session(token)
+        self.finish({"token": token, "user": cred.user.to_json()})
 
 
 class MeHandler(JsonHandler):
@@ -137,8 +172,17 @@ class MeHandler(JsonHandler):
 
 
 class LogoutHandler(JsonHandler):
-    def post(self) -> None:
+    """Revokes the request's token (bearer and cookie) on the server, closes the
+    sockets opened with it, and clears the cookie."""
+
+    async def post(self) -> None:
         self.clear_cookie(SESSION_COOKIE)
+        try:
+            for cred in self.credentials():
+                await self.runtime.identities.logout(cred)
+        except StoreError:
+            self.fail(503, "unavailable", "logged out until the server restarts: try again")
+            return
         self.set_status(204)
         self.finish()
 

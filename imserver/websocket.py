@@ -128,6 +128,7 @@ class ChatSocket(WebSocketHandler):
         self.runtime = runtime
         self.user: User | None = None
         self.token_expires = 0.0
+        self.token_id: str | None = None
         self.conn: Connection | None = None
         limits = runtime.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
@@ -151,7 +152,8 @@ class ChatSocket(WebSocketHandler):
         token = self.get_query_argument("token", "") or (
             (self.get_signed_cookie(SESSION_COOKIE) or b"").decode())
         try:
-            self.user, self.token_expires = self.runtime.auth.verify_until(token)
+            cred = self.runtime.auth.check(token)
+            self.user, self.token_expires, self.token_id = cred.user, cred.expires, cred.jti
         except AuthError as exc:
             self.runtime.metrics.refused.labels("unauthenticated").inc()
             self._refuse(401, "unauthenticated", str(exc))
@@ -216,6 +218,7 @@ class ChatSocket(WebSocketHandler):
         conn = Connection(
             id=rt.registry.new_id(), user=self.user, transport=self,
             remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
+            token_id=self.token_id,
             user_agent=self.request.headers.get("User-Agent", "")[:256])
         self.conn = conn
         rt.registry.add(conn)

@@ -116,17 +116,31 @@ class ChatServer:
         self.host = host
         self.http = http_client
         self.clients: list[Client] = []
+        # A name logged in again within a test is the same person: the login carries
+        # that user's last token, and keeps its (opaque) user id.
+        self.tokens: dict[str, str] = {}
+        self.ids: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return f"http://{self.host}"
 
     async def login(self, name: str) -> str:
+        headers = {"Content-Type": "application/json"}
+        if name in self.tokens:
+            headers["Authorization"] = f"Bearer {self.tokens[name]}"
         response = await self.http.fetch(
             f"{self.url}/api/login", method="POST", body=json.dumps({"name": name}),
-            headers={"Content-Type": "application/json"})
-        token: str = json.loads(response.body)["token"]
+            headers=headers)
+        body = json.loads(response.body)
+        token: str = body["token"]
+        self.tokens[name] = token
+        self.ids[name] = body["user"]["id"]
         return token
+
+    def id(self, name: str) -> str:
+        """The user id of a name logged in through this helper."""
+        return self.ids[name]
 
     async def connect(self, name: str | None = None, *, token: str | None = None,
                       query: str = "", headers: dict[str, str] | None = None) -> Client:

@@ -71,7 +71,8 @@ async def test_cookie_login_needs_csrf_for_actions_and_logout_ends_it(chat):
     csrf = json.loads(login.body)["csrf"]
     assert json.loads((await api(chat, "GET", "/admin/api/session", headers=cookie)).body)["csrf"] == csrf
     clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=cookie)).body)
-    assert [c["user"] for c in clients] == ["victim"]
+    assert [c["user"] for c in clients] == [chat.id("victim")]
+    assert [c["name"] for c in clients] == ["victim"]
     path = f"/admin/api/clients/{clients[0]['id']}/disconnect"
     await api(chat, "POST", path, headers=cookie, body={"reason": "x"}, expect=403)
     await api(chat, "POST", path, headers={**cookie, "X-CSRF-Token": "forged"}, body={"reason": "x"},
@@ -96,8 +97,9 @@ async def test_client_list_matches_connections_field_by_field(chat, app):
     alice.send("ping")
     assert await alice.recv_raw() == "pong"
     clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=BEARER)).body)
-    by_user = {c["user"]: c for c in clients}
+    by_user = {c["name"]: c for c in clients}
     assert set(by_user) == {"alice", "bob"}
+    assert by_user["alice"]["user"] == chat.id("alice")
     a, b = by_user["alice"], by_user["bob"]
     assert a["id"] == alice.welcome["conn"] and b["id"] == bob.welcome["conn"]
     assert a["rooms"] == ["general", "random"] and b["rooms"] == ["general"]
@@ -132,7 +134,8 @@ async def test_disconnect_client_and_user_close_with_4003_and_count(chat, metric
     assert metric("imserver_connections") == 0
     closed = json.loads((await api(chat, "GET", "/admin/api/closed", headers=BEARER)).body)
     assert [c["reason"] for c in closed] == ["kicked"] * 3
-    assert {c["user"] for c in closed} == {"alice", "bob"}
+    assert {c["name"] for c in closed} == {"alice", "bob"}
+    assert {c["user"] for c in closed} == {chat.id("alice"), chat.id("bob")}
     assert all(c["closed_by"] == "server" and c["code"] == 4003 and c["lived"] >= 0 for c in closed)
     await api(chat, "POST", f"/admin/api/clients/{alice1.welcome['conn']}/disconnect",
               headers=BEARER, body={"reason": "   "}, expect=400)
@@ -175,7 +178,7 @@ async def test_push_channel_sends_snapshot_then_changes(chat, app):
     try:
         snapshot = json.loads(await ws.read_message())
         assert snapshot["type"] == "snapshot"
-        assert [c["user"] for c in snapshot["clients"]] == ["alice"]
+        assert [c["user"] for c in snapshot["clients"]] == [chat.id("alice")]
         bob = await chat.connect("bob")
 
         async def next_of(kind):
@@ -184,12 +187,13 @@ async def test_push_channel_sends_snapshot_then_changes(chat, app):
                 if event["type"] == kind:
                     return event
 
-        assert (await next_of("opened"))["client"]["user"] == "bob"
+        assert (await next_of("opened"))["client"]["user"] == chat.id("bob")
         bob.close()
         closed = (await next_of("closed"))["closed"]
-        assert closed["user"] == "bob" and closed["reason"] == "client_close"
+        assert closed["user"] == chat.id("bob") and closed["name"] == "bob"
+        assert closed["reason"] == "client_close"
         tick = await next_of("tick")
-        assert [c["user"] for c in tick["clients"]] == ["alice"]
+        assert [c["user"] for c in tick["clients"]] == [chat.id("alice")]
     finally:
         ws.close()
 
@@ -229,3 +233,16 @@ async def test_pages_and_modules_are_revalidated(chat):
     for path in ("/", "/static/js/app.js", "/admin", "/admin/static/js/app.js"):
         response = await chat.http.fetch(f"{chat.url}{path}")
         assert response.headers["Cache-Control"] == "no-cache", path
+
+
+@pytest.mark.gen_test
+async def test_disconnect_user_takes_the_user_id_or_a_guest_name_held_now(chat):
+    alice, bob = await chat.connect("alice"), await chat.connect("bob")
+    response = await api(chat, "POST", f"/admin/api/users/{chat.id('alice')}/disconnect",
+                         headers=BEARER, body={"reason": "by id"})
+    assert json.loads(response.body)["disconnected"] == [alice.welcome["conn"]]
+    assert await alice.closed() == 4003
+    response = await api(chat, "POST", "/admin/api/users/BOB/disconnect", headers=BEARER,
+                         body={"reason": "by name"})
+    assert json.loads(response.body)["disconnected"] == [bob.welcome["conn"]]
+    assert await bob.closed() == 4003

@@ -11,16 +11,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from imserver.auth import Authenticator, load_or_create_secret
+from imserver.auth import Authenticator, guest_name, host_name, load_or_create_secret, name_key
 from imserver.config import AuthConfig, JwtConfig
 from imserver.errors import AuthError
 from imserver.registry import User
 
 
+def fullwidth(text: str) -> str:
+    """The same letters in their fullwidth forms (NFKC folds them back)."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in text)
+
+
 def test_guest_token_round_trip_and_tampering():
     auth = Authenticator(AuthConfig(), "s" * 64)
-    token, user = auth.issue("alice")
-    assert user == User("alice", "alice")
+    user = User("g:abc", "alice")
+    token, cred = auth.issue(user)
+    assert cred.user == user and cred.jti
+    assert auth.check(token) == cred
     assert auth.verify(token) == user
     with pytest.raises(AuthError):
         auth.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
@@ -28,19 +35,57 @@ def test_guest_token_round_trip_and_tampering():
         Authenticator(AuthConfig(), "other" * 13).verify(token)
     with pytest.raises(AuthError):
         auth.verify("")
+    # a guest token is valid only while the server knows it (a logout forgets it)
+    del auth.guest_tokens[cred.jti]
+    with pytest.raises(AuthError, match="revoked"):
+        auth.verify(token)
 
 
 def test_guest_token_expires():
     auth = Authenticator(AuthConfig(token_ttl_seconds=1), "s" * 64)
-    expired = jwt.encode({"sub": "a", "iss": "imserver", "exp": int(time.time()) - 5}, "s" * 64)
+    expired = jwt.encode({"sub": "a", "iss": "imserver", "jti": "j", "exp": int(time.time()) - 5},
+                         "s" * 64)
     with pytest.raises(AuthError, match="expired"):
         auth.verify(expired)
 
 
-@pytest.mark.parametrize("name", ["", "a b", "x" * 33, "é", "<b>"])
-def test_guest_names_are_validated(name):
+def test_guest_token_without_jti_is_refused():
+    """Guest tokens from before ids were opaque named the user by its name."""
+    old = jwt.encode({"sub": "alice", "name": "alice", "iss": "imserver",
+                      "exp": int(time.time()) + 60}, "s" * 64)
     with pytest.raises(AuthError):
-        Authenticator(AuthConfig(), "s" * 64).issue(name)
+        Authenticator(AuthConfig(), "s" * 64).verify(old)
+
+
+def test_a_well_signed_guest_token_the_server_does_not_know_is_refused():
+    """Signed with the secret but never issued, or issued before a restart that kept
+    nothing: refused, or it would hold a name that nobody has claimed."""
+    forged = jwt.encode({"sub": "g:x", "name": "alice", "iss": "imserver", "jti": "j",
+                         "exp": int(time.time()) + 60}, "s" * 64)
+    with pytest.raises(AuthError):
+        Authenticator(AuthConfig(), "s" * 64).verify(forged)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 33, "é", "<b>", "a:b", "\ud800", None])
+def test_guest_names_are_validated(name):
+    assert guest_name(name) is None
+
+
+@pytest.mark.parametrize(("typed", "name"), [
+    ("alice", "alice"), (" Alice ", "Alice"), (fullwidth("alice"), "alice"), ("x" * 32, "x" * 32)])
+def test_guest_names_keep_what_was_typed_after_nfkc(typed, name):
+    assert guest_name(typed) == name
+
+
+def test_names_compare_after_nfkc_and_case_folding():
+    assert name_key("alice") == name_key("Alice") == name_key(fullwidth("ALICE")) == "alice"
+    assert name_key("alice") != name_key("alice2")
+
+
+@pytest.mark.parametrize("name", ["\ud800", "a\x00b", "a\u202eb", "", " ", "x" * 65])
+def test_host_names_must_be_printable(name):
+    assert host_name(name) is None
+    assert host_name("Ann Lee") == "Ann Lee"
 
 
 SHARED = "a-shared-secret-of-at-least-32-bytes"
@@ -64,7 +109,7 @@ def test_jwt_hs256_checks_exp_issuer_and_audience():
         auth.verify(jwt.encode(good, "wrong-secret-" * 4))
     # a guest token of the same server is not a host token
     with pytest.raises(AuthError):
-        auth.issue("alice")
+        auth.issue(User("g:x", "alice"))
 
 
 def test_jwt_rs256_with_public_key_file(tmp_path):

@@ -16,7 +16,7 @@ async def test_login_returns_token_user_and_httponly_cookie(chat):
         f"{chat.url}/api/login", method="POST", body=json.dumps({"name": "alice"}),
         headers={"Content-Type": "application/json"})
     body = json.loads(response.body)
-    assert body["user"] == {"id": "alice", "name": "alice"}
+    assert body["user"]["name"] == "alice" and body["user"]["id"].startswith("g:")
     assert body["token"]
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("imserver_session=") and "HttpOnly" in cookie
@@ -48,9 +48,10 @@ async def test_session_cookie_authenticates_me_and_websocket(chat):
         headers={"Content-Type": "application/json"})
     cookie = response.headers["Set-Cookie"].split(";")[0]
     me = await chat.http.fetch(f"{chat.url}/api/me", headers={"Cookie": cookie})
-    assert json.loads(me.body)["user"]["id"] == "carol"
+    user = json.loads(response.body)["user"]
+    assert json.loads(me.body)["user"] == user
     client = await chat.connect(token="", headers={"Cookie": cookie})
-    assert client.welcome["user"] == {"id": "carol", "name": "carol"}
+    assert client.welcome["user"] == user
 
 
 @pytest.mark.gen_test
@@ -67,14 +68,14 @@ async def test_cross_origin_upgrade_is_refused_403(chat):
     status = await chat.refused(f"?token={token}", headers={"Origin": "http://evil.example"})
     assert status == 403
     same = await chat.connect(token=token, headers={"Origin": f"http://{chat.host}"})
-    assert same.welcome["user"]["id"] == "alice"
+    assert same.welcome["user"]["id"] == chat.id("alice")
 
 
 @pytest.mark.gen_test
 async def test_welcome_frame(chat, config):
     client = await chat.connect("alice")
     w = client.welcome
-    assert w["user"] == {"id": "alice", "name": "alice"}
+    assert w["user"] == {"id": chat.id("alice"), "name": "alice"}
     assert w["heartbeat"] == {"interval": config.heartbeat.client_interval,
                               "timeout": config.heartbeat.client_timeout}
     assert isinstance(w["conn"], str) and w["conn"]
@@ -84,29 +85,31 @@ async def test_welcome_frame(chat, config):
 @pytest.mark.gen_test
 async def test_room_chat_presence_and_leave_between_three_clients(chat):
     alice, bob, carol = [await chat.connect(n) for n in ("alice", "bob", "carol")]
+    a, b, c_ = chat.id("alice"), chat.id("bob"), chat.id("carol")
     joined = await alice.join("general")
-    assert joined["members"] == ["alice"] and joined["messages"] == [] and joined["truncated"] is False
+    assert joined["members"] == [a] and joined["messages"] == [] and joined["truncated"] is False
     joined = await bob.join("general")
-    assert joined["members"] == ["alice", "bob"]
+    assert joined["members"] == sorted([a, b])
+    assert joined["names"] == {a: "alice", b: "bob"}
     assert await alice.expect("presence") == {"type": "presence", "room": "general",
-                                              "joined": ["bob"], "left": []}
+                                              "joined": [b], "left": [], "names": {b: "bob"}}
     await carol.join("general")
     for c in (alice, bob):
-        assert (await c.expect("presence"))["joined"] == ["carol"]
+        assert (await c.expect("presence"))["joined"] == [c_]
 
     alice.send({"type": "say", "room": "general", "text": "hello all", "cid": "a1"})
     ack = await alice.expect("ack")
     assert ack["cid"] == "a1" and isinstance(ack["id"], int)
     for c in (bob, carol):
         msg = await c.expect("message")
-        assert msg == {"type": "message", "id": ack["id"], "room": "general", "from": "alice",
-                       "text": "hello all", "ts": ack["ts"], "cid": "a1"}
+        assert msg == {"type": "message", "id": ack["id"], "room": "general", "from": a,
+                       "name": "alice", "text": "hello all", "ts": ack["ts"], "cid": "a1"}
     await alice.nothing()  # the sender gets the ack, not its own message
 
     carol.send({"type": "leave", "room": "general"})
     assert await carol.expect("left") == {"type": "left", "room": "general"}
     for c in (alice, bob):
-        assert (await c.expect("presence"))["left"] == ["carol"]
+        assert (await c.expect("presence"))["left"] == [c_]
     bob.send({"type": "say", "room": "general", "text": "carol is gone", "cid": "b1"})
     await bob.expect("ack")
     await alice.expect("message")
@@ -131,7 +134,8 @@ async def test_direct_message_reaches_recipient_and_senders_other_tabs(chat):
     ack = await alice.expect("ack")
     for c in (bob, alice2):
         msg = await c.expect("message")
-        assert msg == {"type": "message", "id": ack["id"], "from": "alice", "to": "bob",
+        assert msg == {"type": "message", "id": ack["id"], "from": chat.id("alice"),
+                       "name": "alice", "to": chat.id("bob"), "to_name": "bob",
                        "text": "psst", "ts": ack["ts"], "cid": "d1"}
     await carol.nothing()
     await alice.nothing(0.1)

@@ -76,9 +76,9 @@ def admin(server: ServerProcess, path: str, body: dict[str, Any] | None = None) 
         return json.load(response)
 
 
-def connections_of(server: ServerProcess, user: str) -> list[str]:
-    """The ids of `user`'s live connections, from the admin API."""
-    return [c["id"] for c in admin(server, "clients") if c["user"] == user]
+def connections_of(server: ServerProcess, name: str) -> list[str]:
+    """The ids of the live connections of the user named `name`, from the admin API."""
+    return [c["id"] for c in admin(server, "clients") if c["name"] == name]
 
 
 def wait_until(page: Page, condition: Callable[[], Any], message: str, timeout: float = 5.0) -> Any:
@@ -97,6 +97,15 @@ def wait_until(page: Page, condition: Callable[[], Any], message: str, timeout: 
 
 
 _cids = itertools.count()
+_tokens: dict[tuple[str, str], str] = {}  # (host, name) -> the last token: the same user again
+
+
+def login_again(server: ServerProcess, name: str) -> str:
+    """A token for guest `name`, the same user on every call (a name is held while its
+    token is valid: a second login needs the first one's token)."""
+    key = (server.host, name)
+    _tokens[key] = login(server.host, name, token=_tokens.get(key))
+    return _tokens[key]
 
 
 def say_from_outside(server: ServerProcess, name: str, room: str, texts: list[str]) -> list[int]:
@@ -105,7 +114,7 @@ def say_from_outside(server: ServerProcess, name: str, room: str, texts: list[st
     Connects for just this, so that the client never sits unread past the
     server's ping timeout.
     """
-    client = SyncClient(server.host, f"/ws?token={login(server.host, name)}")
+    client = SyncClient(server.host, f"/ws?token={login_again(server, name)}")
     try:
         assert client.recv_json()["type"] == "welcome"
         client.send_json({"type": "join", "room": room})
@@ -316,6 +325,52 @@ def test_two_users_chat_in_a_room_and_by_direct_message(chat: Callable[..., Chat
     alice.page.locator('[data-testid="room-item"][data-name="general"] .conv-open').click()
     expect(alice.by("conversation-title")).to_have_text("#general")
     assert [text for _, text in alice.shown()] == ["Hi Bob, are you there?", "Yes! Hi Alice."]
+
+
+def test_pages_show_display_names_and_a_name_in_use_cannot_be_taken(
+        browser: Browser, server: ServerProcess, chat: Callable[..., ChatPage]) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    expect(alice.by("whoami")).to_have_text("alice")
+    bob_member = alice.member("bob")
+    expect(bob_member).to_have_attribute("data-user", re.compile(r"^g:"))
+    expect(bob_member.locator(".member-name")).to_have_text("bob")
+    bob_member.get_by_role("button").click()
+    alice.send("only for bob")
+    bob_dm = bob.page.locator('[data-testid="dm-item"][data-name="alice"]')
+    expect(bob_dm.locator(".conv-name")).to_have_text("alice")
+    bob_dm.locator(".conv-open").click()
+    expect(bob.by("conversation-title")).to_have_text("@alice")
+    bob.expect_once("only for bob", sender="alice")
+    for page in (alice, bob):  # user ids are keys, never text on the page
+        assert "g:" not in page.page.inner_text("body")
+
+    # Another browser cannot log in as alice while alice's session is valid.
+    impostor = ChatPage(browser, server, "ALICE")
+    try:
+        impostor.page.goto(f"http://{server.host}/")
+        impostor.by("login-name").fill("ALICE")
+        impostor.by("login-submit").click()
+        expect(impostor.by("login-error")).to_contain_text("in use")
+        expect(impostor.by("chat-view")).to_be_hidden()
+
+        # alice's own second tab is alice, by its cookie.
+        tab = alice.context.new_page()
+        tab.goto(f"http://{server.host}/")
+        expect(tab.get_by_test_id("whoami")).to_have_text("alice")
+        tab.close()
+
+        # Once alice logs out the name is free, and whoever takes it is someone new.
+        alice.by("logout").click()
+        expect(alice.by("login-view")).to_be_visible()
+        impostor.by("login-submit").click()
+        expect(impostor.by("chat-view")).to_be_visible()
+        expect(impostor.by("whoami")).to_have_text("ALICE")
+        impostor.expect_connected()
+        expect(impostor.page.locator('[data-testid="dm-item"]')).to_have_count(0)
+        assert not impostor.errors
+    finally:
+        impostor.close()
 
 
 def test_message_typed_while_the_server_is_down_arrives_once_after_a_restart(

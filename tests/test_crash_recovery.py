@@ -24,6 +24,7 @@ class CrashClient:
     name: str
     host: str
     token: str = ""
+    user_id: str = ""
     next_number: int = 0
     unacked: dict[str, str] = field(default_factory=dict)  # cid -> text, in send order
     acked: dict[str, int] = field(default_factory=dict)  # cid -> id
@@ -36,7 +37,8 @@ class CrashClient:
         r = await AsyncHTTPClient().fetch(
             f"http://{self.host}/api/login", method="POST", body=json.dumps({"name": self.name}),
             headers={"Content-Type": "application/json"})
-        self.token = json.loads(r.body)["token"]
+        body = json.loads(r.body)
+        self.token, self.user_id = body["token"], body["user"]["id"]
 
     def _send_new(self) -> None:
         assert self.ws is not None
@@ -104,7 +106,7 @@ class CrashClient:
                 raise AssertionError(f"{self.name} got {frame}")
 
     def _receive(self, m: dict) -> None:
-        if m["from"] == self.name:  # own message, known from its ack (or recovered after a crash)
+        if m["from"] == self.user_id:  # own message, known from its ack (or recovered after a crash)
             self._seen(m["id"])
             return
         self.received.append(m["id"])
@@ -168,5 +170,5 @@ async def test_sigkill_mid_stream_loses_nothing_acked_and_doubles_nothing(server
         await drain_remaining(c)
         assert c.received == sorted(c.received), f"{c.name} saw messages out of order"
         assert len(c.received) == len(set(c.received)), f"{c.name} saw a message twice"
-        others = [msg_id for msg_id, sender, _ in rows if sender != c.name]
+        others = [msg_id for msg_id, sender, _ in rows if sender != c.user_id]
         assert c.received == others

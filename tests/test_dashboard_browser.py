@@ -98,6 +98,10 @@ class ChatClient:
     def conn_id(self) -> str:
         return str(self.wait_for("welcome")["conn"])
 
+    @property
+    def user_id(self) -> str:
+        return str(self.wait_for("welcome")["user"]["id"])
+
     def send(self, frame: dict[str, Any]) -> None:
         assert self.ws is not None
         self.pool.call(self.ws.write_message, json.dumps(frame))
@@ -117,6 +121,7 @@ class ChatClients:
     def __init__(self, host: str) -> None:
         self.host = host
         self.clients: list[ChatClient] = []
+        self.tokens: dict[str, str] = {}  # name -> its last token: a second login is the same user
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="chat-clients", daemon=True)
         self.thread.start()
@@ -129,7 +134,8 @@ class ChatClients:
         """Logs in, connects, waits for the welcome and for each room's `joined`."""
         client = ChatClient(self, name)
         query = f"&reconnect={reconnect}&cause=network" if reconnect else ""
-        request = HTTPRequest(f"ws://{self.host}/ws?token={login(self.host, name)}{query}",
+        self.tokens[name] = login(self.host, name, token=self.tokens.get(name))
+        request = HTTPRequest(f"ws://{self.host}/ws?token={self.tokens[name]}{query}",
                               user_agent=user_agent)
 
         async def open_it() -> WebSocketClientConnection:
@@ -261,7 +267,7 @@ def row_of(page: Page, conn_id: str, testid: str = "client-row") -> Locator:
 
 def users_shown(page: Page) -> list[str]:
     users: list[str] = page.eval_on_selector_all(
-        '[data-testid="client-row"]', "rows => rows.map(r => r.dataset.user)")
+        '[data-testid="client-row"]', "rows => rows.map(r => r.dataset.name)")
     return users
 
 
@@ -292,7 +298,9 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
     expect(rows(page)).to_have_count(3)
     assert sorted(users_shown(page)) == ["alice", "bob", "carol"]
     for client in (alice, bob, carol):
-        expect(row_of(page, client.conn_id)).to_have_attribute("data-user", client.name)
+        expect(row_of(page, client.conn_id)).to_have_attribute("data-name", client.name)
+        expect(row_of(page, client.conn_id)).to_have_attribute("data-user", client.user_id)
+        expect(row_of(page, client.conn_id).locator('[data-col="user"] .main')).to_have_text(client.name)
     alice_row = row_of(page, alice.conn_id)
     expect(alice_row.locator('[data-col="rooms"]')).to_have_text("general, random")
     expect(alice_row.locator('[data-col="remote"]')).to_have_text("127.0.0.1")
@@ -308,7 +316,7 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
     dave = SilentClient(server.host, "dave", "general", CHROME_ANDROID)
     try:
         expect(rows(page)).to_have_count(4, timeout=LIVE_UPDATE)
-        expect(page.locator('[data-testid="client-row"][data-user="dave"]')).to_be_visible()
+        expect(page.locator('[data-testid="client-row"][data-name="dave"]')).to_be_visible()
         expect(page.get_by_test_id("total-connections")).to_have_text("4", timeout=LIVE_UPDATE)
 
         # One leaves by itself: its row goes, a closed row says the client closed it.
@@ -356,7 +364,7 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
         alice2 = chat.connect("alice", rooms=("general",), user_agent=EDGE)
         speakers += [(erin, "support"), (frank, "random"), (grace, "design")]
         expect(rows(page)).to_have_count(6)
-        expect(page.locator('[data-testid="client-row"][data-user="dave"]')).to_have_attribute(
+        expect(page.locator('[data-testid="client-row"][data-name="dave"]')).to_have_attribute(
             "data-health", "amber", timeout=8_000)
         expect(page.get_by_test_id("total-mps")).not_to_have_text("0.00")
         page.get_by_role("button", name="User", exact=True).click()
@@ -372,7 +380,7 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
     page.get_by_test_id("confirm").click()
     for client in (alice, alice2):
         assert client.wait_closed() == (4003, "Account suspended")
-    alice_rows = page.locator('[data-testid="client-row"][data-user="alice"]')
+    alice_rows = page.locator('[data-testid="client-row"][data-name="alice"]')
     expect(alice_rows).to_have_count(0, timeout=LIVE_UPDATE)
 
     # Logging out ends the session.

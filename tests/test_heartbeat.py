@@ -163,4 +163,4 @@ async def test_round_trip_recorded_in_registry(chat, app):
     await client.nothing(app.runtime.config.heartbeat.ping_interval * 2)
     (conn,) = list(app.runtime.registry)
     assert conn.rtt is not None and 0 < conn.rtt < 0.5
-    assert conn.frames_out >= 1 and conn.user.id == "alice"
+    assert conn.frames_out >= 1 and conn.user.id == chat.id("alice")

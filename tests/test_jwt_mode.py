@@ -14,6 +14,11 @@ from tests.conftest import make_config
 SECRET = "host-application-shared-secret-0123456789"
 
 
+def fullwidth(text: str) -> str:
+    """The same letters in their fullwidth forms (NFKC folds them back)."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in text)
+
+
 @pytest.fixture
 def config(tmp_path):
     return make_config(tmp_path, auth={"mode": "jwt", "jwt": {
@@ -63,3 +68,40 @@ async def test_connection_is_closed_with_4001_when_its_token_expires(chat, metri
     later.send("ping")
     assert await later.recv_raw() == "pong"
     assert metric("imserver_terminations_total", reason="token_expired") == 1
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("name", ["\ud800", "Ann\ud83d", "a\x00b", "tab\there", "\u202e", " ", "x" * 65])
+async def test_host_name_claims_that_are_not_names_fall_back_to_the_sub(chat, name):
+    odd = await chat.connect(token=host_token("auth0|7", name))
+    assert odd.welcome["user"] == {"id": "auth0|7", "name": "auth0|7"}
+    other = await chat.connect(token=host_token("auth0|8", "Ben"))
+    await odd.join("lobby")
+    await other.join("lobby")
+    await odd.expect("presence")
+    odd.send({"type": "say", "room": "lobby", "text": "stored", "cid": "s1"})
+    ack = await odd.expect("ack")
+    msg = await other.expect("message")
+    assert msg["id"] == ack["id"] and msg["from"] == "auth0|7" and msg["name"] == "auth0|7"
+    other.send({"type": "dm", "to": "auth0|7", "text": "back", "cid": "d1"})
+    await other.expect("ack")
+    assert (await odd.expect("message"))["name"] == "Ben"
+
+
+@pytest.mark.gen_test
+async def test_host_names_are_nfkc_normalised(chat):
+    client = await chat.connect(token=host_token("auth0|5", fullwidth("Ann Lee")))
+    assert client.welcome["user"] == {"id": "auth0|5", "name": "Ann Lee"}
+
+
+@pytest.mark.gen_test
+async def test_logout_leaves_host_tokens_alone(chat):
+    token = host_token("auth0|3", jti="host-jti-1")
+    client = await chat.connect(token=token)
+    response = await chat.http.fetch(f"{chat.url}/api/logout", method="POST", body=b"",
+                                     headers={"Authorization": f"Bearer {token}"})
+    assert response.code == 204
+    client.send("ping")
+    assert await client.recv_raw() == "pong"
+    again = await chat.connect(token=token)
+    assert again.welcome["user"]["id"] == "auth0|3"

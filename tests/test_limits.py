@@ -90,7 +90,7 @@ async def test_flooder_is_closed_with_4008_while_others_chat(chat, metric):
     alice.send({"type": "say", "room": "r", "text": "still here", "cid": "a"})
     while True:
         frame = await bob.recv()
-        if frame["type"] == "message" and frame["from"] == "alice":
+        if frame["type"] == "message" and frame["from"] == chat.id("alice"):
             assert frame["text"] == "still here"
             break
 
@@ -157,7 +157,7 @@ async def test_unexpected_error_closes_only_that_connection_and_is_counted(chat,
     handle = app.runtime.hub.handle
 
     def failing(conn, command):
-        if conn.user.id == "bob":
+        if conn.user.name == "bob":
             raise RuntimeError("injected")
         handle(conn, command)
 

@@ -44,9 +44,9 @@ async def test_many_joins_in_one_window_cost_one_frame_each(chat):
     joined = [await c.expect("joined") for c in clients]
     frames = await collect_presence(observer, WINDOW * 3)
     assert 1 <= len(frames) <= 2  # one per window, not one per join
-    assert apply({"observer"}, frames) == {"observer"} | {f"u{i}" for i in range(20)}
+    final = {chat.id("observer")} | {chat.id(f"u{i}") for i in range(20)}
+    assert apply({chat.id("observer")}, frames) == final
     # Each joiner's view (its member list, then the frames it got) ends at the room as it is.
-    final = {"observer"} | {f"u{i}" for i in range(20)}
     for c, j in zip(clients, joined, strict=True):
         assert apply(set(j["members"]), await collect_presence(c, 0.05)) == final
 
@@ -63,6 +63,7 @@ async def test_join_then_leave_within_a_window_is_sent_as_left(chat):
     ghost.send({"type": "leave", "room": "r"})
     await ghost.expect("left")
     frames = await collect_presence(observer, WINDOW * 3)
-    assert apply({"observer"}, frames) == {"observer", "early"}
-    early_view = apply({"observer", "early", "ghost"}, await collect_presence(early, 0.05))
-    assert early_view == {"observer", "early"}
+    observer_id, early_id, ghost_id = chat.id("observer"), chat.id("early"), chat.id("ghost")
+    assert apply({observer_id}, frames) == {observer_id, early_id}
+    early_view = apply({observer_id, early_id, ghost_id}, await collect_presence(early, 0.05))
+    assert early_view == {observer_id, early_id}

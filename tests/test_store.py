@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
 from imserver.errors import StoreError, UnknownUser
-from imserver.store import SCHEMA_VERSION, MessageStore
+from imserver.store import MIGRATIONS, SCHEMA_VERSION, MessageStore
 
 
 @pytest.fixture
@@ -146,8 +147,8 @@ async def test_direct_messages_belong_to_their_two_participants(db_path):
     ca = (await store.append_direct("carol", "alice", "hi alice", "2")).message
     bc = (await store.append_direct("bob", "carol", "hi carol", "3")).message
     await fill(store, "r", 2)
-    assert ab.to_frame() == {"type": "message", "id": ab.id, "from": "alice", "to": "bob",
-                             "text": "hi bob", "ts": ab.ts, "cid": "1"}
+    assert ab.to_frame() == {"type": "message", "id": ab.id, "from": "alice", "name": "alice",
+                             "to": "bob", "to_name": "bob", "text": "hi bob", "ts": ab.ts, "cid": "1"}
     assert [m.id for m in (await store.dm_after("alice", 0, 10)).messages] == [ab.id, ca.id]
     assert [m.id for m in (await store.dm_after("bob", ab.id, 10)).messages] == [bc.id]
     assert [m.id for m in (await store.dm_after("carol", None, 10)).messages] == [ca.id, bc.id]
@@ -223,3 +224,52 @@ async def test_recover_gives_what_was_missed_or_the_latest_page_truncated(db_pat
     first = await store.room_recover("r", None, limit=5, page=3)
     assert [m.id for m in first.messages] == ids[-3:] and not first.truncated
     await store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_version_1_database_is_migrated_and_its_messages_keep_their_sender(db_path):
+    Path(db_path).parent.mkdir(parents=True)
+    db = sqlite3.connect(db_path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO users (id, name, last_seen) VALUES ('bob', 'bob', 0)")
+    db.execute("INSERT INTO messages (sender, text, ts, cid, room) VALUES ('alice', 'old', 1.0, 'c1', 'r')")
+    db.execute("INSERT INTO messages (sender, text, ts, cid, recipient, dm_key)"
+               " VALUES ('alice', 'dm', 2.0, 'c2', 'bob', 'alice' || char(0) || 'bob')")
+    db.commit()
+    db.close()
+    store = MessageStore(db_path)
+    try:
+        (old,) = (await store.room_before("r", None, 10)).messages
+        assert old.to_frame()["from"] == old.to_frame()["name"] == "alice"
+        (dm,) = (await store.dm_before("bob", "alice", None, 10)).messages
+        assert dm.to_frame()["to_name"] == "bob"
+        new = (await store.append_room("g:x1", "r", "new", "c3", "Alice")).message
+        assert new.to_frame()["from"] == "g:x1" and new.to_frame()["name"] == "Alice"
+        assert [m.name for m in (await store.room_before("r", None, 10)).messages] == ["alice", "Alice"]
+    finally:
+        await store.close()
+    db = sqlite3.connect(db_path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+
+
+@pytest.mark.gen_test
+async def test_name_claims_and_revocations_are_read_back_at_start(db_path):
+    now = time.time()
+    store = MessageStore(db_path)
+    await store.claim_name("alice", "g:a", "Alice", "j1", now + 60)
+    await store.claim_name("alice", "g:a", "Alice", "j2", now + 60)
+    await store.claim_name("bob", "g:b", "bob", "j3", now + 60)
+    await store.claim_name("carol", "g:c", "carol", "j4", now + 0.5)
+    await store.revoke_token("j2", "g:a", now + 60)
+    await store.revoke_token("j3", "g:b", now + 60)
+    await store.close()
+    store = MessageStore(db_path)
+    try:
+        snapshot = store.load_identities(now + 1)
+        assert snapshot.claims == [("alice", "g:a", "Alice", "j1", now + 60)]
+        assert await store.prune_identities(now + 1) == 3  # carol's token, bob's and carol's names
+        assert await store.prune_identities(now + 120) == 4
+    finally:
+        await store.close()

@@ -248,7 +248,7 @@ class Dashboard {
 
   _askDisconnect(client) {
     this.dialog.open({
-      title: `Disconnect ${client.user}?`,
+      title: `Disconnect ${client.name || client.user}?`,
       detail: `Connection ${client.id} from ${client.remote || 'an unknown address'} will be closed `
         + '(code 4003). The user sees the reason below; their client does not reconnect by itself.',
       confirmLabel: 'Disconnect',
@@ -260,7 +260,7 @@ class Dashboard {
   _askDisconnectUser(client) {
     const count = this.state.clients.filter((c) => c.user === client.user).length;
     this.dialog.open({
-      title: `Disconnect every connection of ${client.user}?`,
+      title: `Disconnect every connection of ${client.name || client.user}?`,
       detail: `${count === 1 ? 'Their only connection' : `All ${count} of their connections`} will be closed `
         + '(code 4003). The user sees the reason below.',
       confirmLabel: count === 1 ? 'Disconnect user' : `Disconnect ${count} connections`,

@@ -12,7 +12,8 @@ import { COLUMNS, DEFAULT_SORT, nextSort, visibleClients } from './table.js';
 /** What each cell shows: {text, sub?, title?} for a client (`now` in Unix seconds). */
 const CELLS = {
   id: (c) => ({ text: c.id }),
-  user: (c) => ({ text: c.user, sub: c.name && c.name !== c.user ? c.name : '' }),
+  // The display name first; the user id under it when it differs (a guest's is opaque).
+  user: (c) => ({ text: c.name || c.user, sub: c.name && c.name !== c.user ? c.user : '' }),
   rooms: (c) => ({ text: c.rooms.length ? c.rooms.join(', ') : '—', title: c.rooms.join(', ') }),
   remote: (c) => ({ text: c.remote || '—', title: c.remote }),
   user_agent: (c) => ({ text: describeUserAgent(c.user_agent) || '—', title: c.user_agent }),
@@ -116,7 +117,9 @@ export class ClientsTable {
   }
 
   _newRow(client) {
-    const tr = el('tr', { 'data-testid': 'client-row', 'data-conn-id': client.id, 'data-user': client.user });
+    const tr = el('tr', {
+      'data-testid': 'client-row', 'data-conn-id': client.id, 'data-user': client.user, 'data-name': client.name || client.user,
+    });
     const cells = {};
     for (const col of COLUMNS) {
       const main = el('span', { class: 'main' });

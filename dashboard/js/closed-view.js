@@ -49,9 +49,11 @@ export class ClosedTable {
 
   _row(e) {
     const by = e.closed_by === 'server' ? 'server' : 'client';
-    return el('tr', { 'data-testid': 'closed-row', 'data-conn-id': e.id, 'data-user': e.user },
+    return el('tr', {
+      'data-testid': 'closed-row', 'data-conn-id': e.id, 'data-user': e.user, 'data-name': e.name || e.user,
+    },
       el('td', { 'data-col': 'closed_at', title: formatDateTime(e.closed_at) }, formatClock(e.closed_at)),
-      el('td', { 'data-col': 'user' }, e.user),
+      el('td', { 'data-col': 'user', title: e.name && e.name !== e.user ? e.user : null }, e.name || e.user),
       el('td', { 'data-col': 'remote' }, e.remote || '—'),
       el('td', { 'data-col': 'lived', class: 'num', title: `connected ${formatDateTime(e.connected_at)}` },
         formatDuration(e.lived)),

@@ -11,7 +11,7 @@
  */
 export const COLUMNS = Object.freeze([
   { key: 'id', label: 'Connection', value: (c) => c.id },
-  { key: 'user', label: 'User', value: (c) => c.user },
+  { key: 'user', label: 'User', value: (c) => c.name || c.user },
   { key: 'rooms', label: 'Rooms', value: (c) => c.rooms.join(', ') },
   { key: 'remote', label: 'Address', value: (c) => c.remote },
   { key: 'user_agent', label: 'User agent', value: (c) => c.user_agent },

@@ -4,11 +4,16 @@
  * logic lives in ChatConnection; this module turns its events into DOM and
  * the user's actions into its method calls. Text from the network is only
  * ever set with textContent.
+ *
+ * Users are keyed by their id (opaque for guests) and shown by display name:
+ * the names come with the frames (`names` of joined and presence, `name` and
+ * `to_name` of messages) and are kept in session.names.
  */
 import * as api from './api.js';
 import { ChatConnection, StopReason } from './connection.js';
 import { Conversation, conversationKeyOf, dmKey, roomKey } from './conversation.js';
 import { renderMessages } from './message-view.js';
+import { Names } from './names.js';
 import { STATUS_LABELS, countdownText, statusOf } from './status.js';
 
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -110,6 +115,8 @@ function startSession(user, token) {
   session = {
     user,
     conn,
+    /** Display names of user ids, from the frames. */
+    names: new Names(user),
     /** key -> {key, kind, name, conv, unread, members, loaded, loadingOlder} */
     conversations: new Map(),
     current: null,
@@ -132,11 +139,12 @@ function startSession(user, token) {
   // Messages still unsent from before a reload are shown as pending.
   for (const { frame, queuedAt } of conn.pending()) {
     const entry = frame.type === 'say' ? ensureRoom(frame.room, { join: true }) : ensureDm(frame.to);
-    entry.conv.addPending({ ...frame, from: user.id, ts: queuedAt / 1000 });
+    entry.conv.addPending({ ...frame, from: user.id, name: user.name, ts: queuedAt / 1000 });
   }
   session.current = rooms.length ? roomKey(rooms[0]) : null;
 
   ui.whoami.textContent = user.name ?? user.id;
+  ui.whoami.title = user.name && user.name !== user.id ? `user id ${user.id}` : '';
   showChat();
   renderAll();
   conn.connect();
@@ -153,6 +161,13 @@ function endSession() {
   ui.messageList.replaceChildren();
   ui.title.textContent = '';
   ui.whoami.textContent = '';
+}
+
+// ---- names -----------------------------------------------------------------
+
+/** The display name of a user id (the id itself until a frame has named it). */
+function nameOf(userId) {
+  return session ? session.names.of(userId) : userId;
 }
 
 // ---- conversations ---------------------------------------------------------
@@ -268,7 +283,9 @@ function sendMessage(text) {
     return;
   }
   const target = entry.kind === 'room' ? { room: entry.name } : { to: entry.name };
-  entry.conv.addPending({ cid, from: session.user.id, text, ts: Date.now() / 1000, ...target });
+  entry.conv.addPending({
+    cid, from: session.user.id, name: session.user.name, text, ts: Date.now() / 1000, ...target,
+  });
   ui.composerInput.value = '';
   autosizeComposer();
   renderConversation({ toBottom: true });
@@ -284,6 +301,7 @@ function noteUnread(entry, message) {
 }
 
 function onFrame(frame) {
+  session.names.learn(frame);
   switch (frame.type) {
     case 'welcome': {
       const entry = currentEntry();
@@ -317,8 +335,8 @@ function onFrame(frame) {
     case 'presence': {
       const entry = session.conversations.get(roomKey(frame.room));
       if (!entry) break;
-      for (const name of frame.joined ?? []) entry.members.add(name);
-      for (const name of frame.left ?? []) entry.members.delete(name);
+      for (const id of frame.joined ?? []) entry.members.add(id);
+      for (const id of frame.left ?? []) entry.members.delete(id);
       if (entry.key === session.current) renderMembers();
       break;
     }
@@ -345,6 +363,7 @@ function onFrame(frame) {
       entry.conv.more = Boolean(frame.more);
       entry.loaded = true;
       entry.loadingOlder = false;
+      if (entry.kind === 'dm') renderSidebar(); // the partner's name may be known now
       if (key === session.current) renderConversation({ keepPosition: true });
       break;
     }
@@ -463,12 +482,19 @@ function stopCountdown() {
   }
 }
 
+/** What a conversation is called: a room's name, a direct partner's display name. */
+function labelOf(entry) {
+  return entry.kind === 'room' ? entry.name : nameOf(entry.name);
+}
+
 function conversationItem(entry, { onLeave, leaveLabel }) {
+  const label = labelOf(entry);
   const li = document.createElement('li');
   li.className = 'conv-item';
   li.dataset.key = entry.key;
   li.dataset.testid = entry.kind === 'room' ? 'room-item' : 'dm-item';
-  li.dataset.name = entry.name;
+  li.dataset.name = label;
+  if (entry.kind === 'dm') li.dataset.user = entry.name;
   const open = document.createElement('button');
   open.type = 'button';
   open.className = 'conv-open';
@@ -481,7 +507,7 @@ function conversationItem(entry, { onLeave, leaveLabel }) {
   prefix.textContent = entry.kind === 'room' ? '#' : '@';
   const name = document.createElement('span');
   name.className = 'conv-name';
-  name.textContent = entry.name;
+  name.textContent = label;
   open.append(prefix, name);
   if (entry.unread > 0) {
     const badge = document.createElement('span');
@@ -496,8 +522,8 @@ function conversationItem(entry, { onLeave, leaveLabel }) {
   close.type = 'button';
   close.className = 'conv-close';
   close.dataset.testid = entry.kind === 'room' ? 'room-leave' : 'dm-close';
-  close.setAttribute('aria-label', `${leaveLabel} ${entry.name}`);
-  close.title = `${leaveLabel} ${entry.name}`;
+  close.setAttribute('aria-label', `${leaveLabel} ${label}`);
+  close.title = `${leaveLabel} ${label}`;
   close.textContent = '×';
   close.addEventListener('click', onLeave);
   li.append(open, close);
@@ -525,13 +551,15 @@ function renderSidebar() {
 function renderMembers() {
   if (!session) return;
   const entry = currentEntry();
-  let names = [];
-  if (entry && entry.kind === 'room') names = [...entry.members].sort((a, b) => a.localeCompare(b));
-  else if (entry) names = [session.user.id, entry.name];
-  const items = names.map((name) => {
+  let ids = [];
+  if (entry && entry.kind === 'room') ids = [...entry.members].sort((a, b) => session.names.compare(a, b));
+  else if (entry) ids = [session.user.id, entry.name];
+  const items = ids.map((id) => {
+    const name = nameOf(id);
     const li = document.createElement('li');
     li.dataset.testid = 'member';
     li.dataset.name = name;
+    li.dataset.user = id;
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'member';
@@ -543,7 +571,7 @@ function renderMembers() {
     label.className = 'member-name';
     label.textContent = name;
     button.append(avatar, label);
-    if (name === session.user.id) {
+    if (id === session.user.id) {
       const you = document.createElement('span');
       you.className = 'muted small';
       you.textContent = '(you)';
@@ -551,7 +579,7 @@ function renderMembers() {
       button.disabled = true;
     } else {
       button.title = `Message ${name}`;
-      button.addEventListener('click', () => openDm(name));
+      button.addEventListener('click', () => openDm(id));
     }
     li.append(button);
     return li;
@@ -575,7 +603,7 @@ function renderConversation({ toBottom = false, keepPosition = false } = {}) {
 
   if (!entry) {
     ui.title.textContent = 'No conversation';
-    renderMessages(ui.messageList, [], { me: session.user.id });
+    renderMessages(ui.messageList, [], { me: session.user.id, nameOf });
     ui.empty.hidden = false;
     ui.empty.textContent = 'Join a room to start chatting.';
     ui.composer.hidden = true;
@@ -583,10 +611,12 @@ function renderConversation({ toBottom = false, keepPosition = false } = {}) {
     return;
   }
   ui.composer.hidden = false;
-  ui.title.textContent = entry.kind === 'room' ? `#${entry.name}` : `@${entry.name}`;
-  ui.composerInput.placeholder = entry.kind === 'room' ? `Message #${entry.name}` : `Message @${entry.name}`;
+  const label = labelOf(entry);
+  ui.title.textContent = entry.kind === 'room' ? `#${label}` : `@${label}`;
+  ui.title.title = entry.kind === 'dm' && label !== entry.name ? `user id ${entry.name}` : '';
+  ui.composerInput.placeholder = entry.kind === 'room' ? `Message #${label}` : `Message @${label}`;
   const messages = entry.conv.messages();
-  renderMessages(ui.messageList, messages, { me: session.user.id });
+  renderMessages(ui.messageList, messages, { me: session.user.id, nameOf });
   ui.empty.hidden = messages.length > 0;
   ui.empty.textContent = entry.loaded ? 'No messages yet. Say hi!' : 'Loading…';
   renderLoadOlder();
@@ -629,7 +659,7 @@ function showLogin(info = '') {
   ui.loginInfo.hidden = !info;
   ui.loginError.hidden = true;
   ui.loginSubmit.disabled = false;
-  if (session) ui.loginName.value = session.user.id;
+  if (session) ui.loginName.value = session.user.name ?? '';
   renderStatus();
   ui.loginName.focus();
 }

@@ -49,7 +49,13 @@ function createDismissButton(doc) {
   return button;
 }
 
-function updateRow(row, message, { me, continued }) {
+/** Who sent a message, as shown: its display name (the id when none is known). */
+export function senderName(message, nameOf) {
+  if (typeof message.name === 'string' && message.name) return message.name;
+  return nameOf ? nameOf(message.from) : message.from;
+}
+
+function updateRow(row, message, { me, continued, nameOf }) {
   const [meta, text] = row.children;
   const [from, time, marker, dismiss] = meta.children;
   row.dataset.key = rowKey(message);
@@ -60,7 +66,9 @@ function updateRow(row, message, { me, continued }) {
   row.classList.toggle('pending', Boolean(message.pending) && !message.failed);
   row.classList.toggle('failed', Boolean(message.failed));
   row.classList.toggle('continued', continued);
-  if (from.textContent !== message.from) from.textContent = message.from;
+  const sender = senderName(message, nameOf);
+  if (from.textContent !== sender) from.textContent = sender;
+  row.dataset.from = message.from ?? '';
   const stamp = Number.isFinite(message.ts) ? formatTime(message.ts) : '';
   if (time.textContent !== stamp) time.textContent = stamp;
   if (Number.isFinite(message.ts)) time.dateTime = new Date(message.ts * 1000).toISOString();
@@ -80,9 +88,10 @@ function updateRow(row, message, { me, continued }) {
  * Makes `list` (an <ol>) show `messages` in order, reusing existing rows.
  * @param {HTMLElement} list
  * @param {Array<object>} messages from Conversation.messages()
- * @param {{me: string}} context
+ * @param {{me: string, nameOf?: (userId: string) => string}} context: my user id, and
+ *   the display name of a user id for messages that carry no name
  */
-export function renderMessages(list, messages, { me }) {
+export function renderMessages(list, messages, { me, nameOf }) {
   const doc = list.ownerDocument;
   const existing = new Map();
   for (const child of list.children) existing.set(child.dataset.key, child);
@@ -97,7 +106,7 @@ export function renderMessages(list, messages, { me }) {
       && !previous.failed && !message.failed
       && Number.isFinite(message.ts) && Number.isFinite(previous.ts)
       && message.ts - previous.ts < GROUP_SECONDS;
-    updateRow(row, message, { me, continued });
+    updateRow(row, message, { me, continued, nameOf });
     keep.add(row);
     if (row === cursor) {
       cursor = cursor.nextElementSibling;
