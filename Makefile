@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck test-js test-py system-deps bench screenshots clean
+.PHONY: run test lint typecheck test-js test-py system-deps autobahn-env bench screenshots clean
 
 run: $(STAMP)
 	$(PY) -m imserver --config config.yaml
@@ -19,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 system-deps:
 	@bash .ci/system-deps
 
+# Autobahn|Testsuite (Python 2.7) for tests/test_autobahn.py, installed once outside the repo.
+autobahn-env:
+	@bash .ci/autobahn-env >/dev/null
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --config .ci/ruff.toml imserver tests bench
 
@@ -28,7 +32,7 @@ typecheck: $(STAMP)
 test-js:
 	node --test tests/js/
 
-test-py: $(STAMP) system-deps
+test-py: $(STAMP) system-deps autobahn-env
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint typecheck test-js test-py

@@ -14,6 +14,7 @@ from tornado.ioloop import PeriodicCallback
 from .admin import AdminAuth, AdminView, admin_routes
 from .auth import Authenticator, load_or_create_secret
 from .config import Config
+from .echo import EchoSocket
 from .edge import connection_limit
 from .heartbeat import Heartbeat
 from .hub import Hub
@@ -187,6 +188,8 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> Im
     routes += admin_routes(runtime, str(DASHBOARD_DIR))
     if config.metrics.enabled:
         routes.append((r"/metrics", MetricsHandler, deps))
+    if config.server.echo_endpoint:
+        routes.append((r"/echo", EchoSocket, deps))
     app = ImServerApp(
         routes,
         cookie_secret=runtime.secret,

@@ -39,6 +39,7 @@ class ServerConfig:
     compression: bool = _setting(False)
     uvloop: bool = _setting(True)
     send_threads: int = _setting(1, ge=0, le=64)
+    echo_endpoint: bool = _setting(False)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import struct
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -21,7 +23,7 @@ from tornado.websocket import (
 
 from . import protocol as p
 from .errors import AuthError, ProtocolError
-from .frames import FrameParser, MessageTooBig, Outbound, ping_frame
+from .frames import FrameParser, Outbound, ping_frame, pong_frame
 from .heartbeat import Heartbeat
 from .ratelimit import FloodGuard, TokenBucket
 from .registry import Connection, User
@@ -50,14 +52,31 @@ def origin_allowed(origin: str, host: str, allowed: tuple[str, ...], scheme: str
     return parts.scheme.lower() == scheme.lower() and parts.netloc.lower() == host.lower()
 
 
+# Once the server has begun to close, what the peer may still send (frames that were on
+# their way) before its close frame; past either, the TCP connection is dropped.
+CLOSING_FRAMES = 16
+CLOSING_BYTES = 65536
+
+
+def valid_close_code(code: int) -> bool:
+    """A code a peer may send in a close frame (RFC 6455 7.4): the defined ones that
+    are not reserved for local use, and those for libraries and applications."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999
+
+
 class _Protocol(WebSocketProtocol13):
-    """Tornado's RFC 6455 codec with three changes: frames are read in push mode
-    (see stream.py) on plain TCP without compression, a close for a too-big frame
-    is noted, and a text frame of invalid UTF-8 gets an error frame instead of a
-    dropped socket."""
+    """Tornado's RFC 6455 codec, with frames read in push mode (see stream.py) on
+    plain TCP without compression, and stricter where RFC 6455 says MUST: invalid
+    UTF-8 fails the connection with 1007 (a fragmented message at its first bad
+    fragment), a broken frame or an invalid close frame with 1002, and what the
+    frames before either queued is sent before the close frame. Once the close has
+    begun only the peer's close frame is taken, and a peer that keeps sending is
+    dropped. Pings are answered through the handler's writer, in order with the rest."""
 
     _parser: FrameParser
     _chat: ChatSocket
+    _closing_frames = 0  # frames ignored since the close began
+    _closing_bytes = 0
 
     async def _receive_frame_loop(self) -> None:
         stream = self.stream
@@ -74,12 +93,17 @@ class _Protocol(WebSocketProtocol13):
         PushStream.adopt(stream, self._received)
 
     def _received(self, data: bytes) -> None:
+        if self.server_terminated:
+            self._received_closing(data)
+            return
         parser, handler = self._parser, self._chat
         messages = parser.feed(data)
         handler.hold_replies()
         try:
-            for opcode, payload in messages:
-                if self.client_terminated:
+            frames = iter(messages)
+            for opcode, payload in frames:
+                if self.server_terminated:  # a frame before this one began the close
+                    self._closing(opcode, payload, frames)
                     return
                 # The two heartbeat frames, most of what an idle client sends, go straight
                 # to the handler; everything else through Tornado's dispatch.
@@ -89,15 +113,80 @@ class _Protocol(WebSocketProtocol13):
                     handler.on_message(p.PING)
                 else:
                     self._handle_message(opcode, payload)
-            if parser.error is not None:
-                if isinstance(parser.error, MessageTooBig):
-                    self.close(p.CLOSE_TOO_BIG, "message too big")
-                self._abort()
+            error = parser.error
+            if error is not None and not self.server_terminated:
+                self._fail(error.close_code, str(error))
         except Exception:
             handler.log_exception(*sys.exc_info())
             self._abort()
         finally:
             handler.release_replies()
+
+    def _received_closing(self, data: bytes) -> None:
+        """A read after the close began: only a close frame is looked for."""
+        if self.client_terminated or self.stream.closed():
+            return
+        self._closing_bytes += len(data)
+        frames = iter(self._parser.feed(data))
+        for opcode, payload in frames:
+            self._closing(opcode, payload, frames)
+            return
+        if self._closing_bytes > CLOSING_BYTES:
+            self._abort()
+
+    def _closing(self, opcode: int, payload: bytes, rest: Iterator[tuple[int, bytes]]) -> None:
+        """Frames that came after the close began: the peer's close frame ends the
+        connection; anything else is ignored, up to CLOSING_FRAMES of it."""
+        while opcode != 0x8:
+            self._closing_frames += 1
+            if self._closing_frames > CLOSING_FRAMES:
+                self._abort()
+                return
+            following = next(rest, None)
+            if following is None:
+                if self._closing_bytes > CLOSING_BYTES:
+                    self._abort()
+                return
+            opcode, payload = following
+        self._close_received(payload)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): a close frame with `code`, after what
+        is already queued, then the TCP connection is dropped once that is sent."""
+        self.close(code, reason)
+        stream = self.stream
+        if stream.closed():
+            return
+        if stream.writing():
+            stream.write(b"").add_done_callback(lambda _: self._abort())
+        else:
+            self._abort()
+
+    def _close_received(self, data: bytes) -> None:
+        """The peer's close frame: echoed if valid; an invalid one fails the connection."""
+        handler = cast("ChatSocket", self.handler)
+        handler.on_close_frame()
+        if self.server_terminated:  # the answer to our own close: the end
+            self.client_terminated = True
+            self.close()
+            return
+        code = reason = None
+        if len(data) >= 2:
+            code = struct.unpack("!H", data[:2])[0]
+            if not valid_close_code(code):
+                self._fail(p.CLOSE_PROTOCOL_ERROR, "invalid close code")
+                return
+            try:
+                reason = data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(p.CLOSE_INVALID_DATA, "close reason is not valid UTF-8")
+                return
+        elif data:
+            self._fail(p.CLOSE_PROTOCOL_ERROR, "close frame of one byte")
+            return
+        self.client_terminated = True
+        self.close_code, self.close_reason = code, reason
+        self.close(code)  # echoed (RFC 6455 5.5.1)
 
     def _stream_closed(self) -> None:
         self._abort()
@@ -105,19 +194,37 @@ class _Protocol(WebSocketProtocol13):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         handler = cast("ChatSocket", self.handler)
+        if not self.server_terminated:
+            # Replies to the frames before the close go out before the close frame.
+            handler.flush_queued(pooled=False)
         handler.output_closed()
         if code == p.CLOSE_TOO_BIG:
             handler.too_big()
         super().close(code, reason)
 
     def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode == 0x1 and not self.client_terminated and not self._frame_compressed:
+        if self.server_terminated:  # Tornado's own reader (compression, TLS) after a close
+            if opcode == 0x8:
+                self._close_received(data)
+            else:
+                self._closing_frames += 1
+                if self._closing_frames > CLOSING_FRAMES:
+                    self._abort()
+            return None
+        if opcode == 0x1 and not self._frame_compressed:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
                 cast("ChatSocket", self.handler).bad_utf8()
+                self._fail(p.CLOSE_INVALID_DATA, "text message is not valid UTF-8")
                 return None
             return self._run_callback(self.handler.on_message, text)
+        if opcode == 0x8:
+            self._close_received(data)
+            return None
+        if opcode == 0x9:
+            cast("ChatSocket", self.handler).on_ping(data)
+            return None
         return super()._handle_message(opcode, data)
 
 
@@ -228,8 +335,12 @@ class ChatSocket(WebSocketHandler):
         log.info("connection %s opened: user=%s remote=%s reconnect=%d",
                  conn.id, conn.user.id, conn.remote, reconnect)
         self._forget_request()
-        hb = rt.config.heartbeat
-        rt.hub.send(conn, {
+        self.welcome(conn)
+
+    def welcome(self, conn: Connection) -> None:
+        hb = self.runtime.config.heartbeat
+        assert self.user is not None
+        self.runtime.hub.send(conn, {
             "type": "welcome", "conn": conn.id, "user": self.user.to_json(),
             "heartbeat": {"interval": hb.client_interval, "timeout": hb.client_timeout},
             "server_time": round(time.time(), 3),
@@ -265,23 +376,40 @@ class ChatSocket(WebSocketHandler):
             self.conn.close_reason, self.conn.close_code = "too_big", p.CLOSE_TOO_BIG
 
     def bad_utf8(self) -> None:
-        if self.conn is not None and self._admit(self.conn, b""):
-            self.runtime.metrics.frames.received["invalid"] += 1
-            self.runtime.hub.error(self.conn, "bad_request", "text frame is not valid UTF-8")
+        """A text frame of invalid UTF-8 (the connection fails with 1007)."""
+        self.runtime.metrics.frames.received["invalid"] += 1
+
+    def on_close_frame(self) -> None:
+        """The client's close frame takes a token too (the connection ends anyway)."""
+        conn = self.conn
+        if conn is not None:
+            conn.last_seen = now = time.monotonic()
+            self.bucket.take(now)
 
     def _admit(self, conn: Connection, message: str | bytes) -> bool:
-        """Count a frame against the rate limit. Over it, the frame is answered with a
-        rate_limited error (or, for a connection that keeps flooding, a 4008 close)."""
+        """Count a message against the rate limit. Over it, the message is answered with
+        a rate_limited error (or, for a connection that keeps flooding, a 4008 close)."""
         now = conn.last_seen = time.monotonic()
         conn.frames_in += 1
         if self.bucket.take(now):
             return True
+        return self._over_rate(conn, message)
+
+    def _admit_control(self, conn: Connection) -> bool:
+        """Count a ping or a pong against the same rate limit: over it, it goes without
+        an answer, and a connection that keeps flooding is closed with 4008."""
+        now = conn.last_seen = time.monotonic()
+        if self.bucket.take(now):
+            return True
+        return self._over_rate(conn, None)
+
+    def _over_rate(self, conn: Connection, message: str | bytes | None) -> bool:
         rt = self.runtime
         rt.metrics.refused.labels("rate_limited").inc()
         if self.flood.strike():
             log.warning("connection %s (%s) keeps flooding, closing", conn.id, conn.user.id)
             conn.end("rate_limited", p.CLOSE_RATE_LIMITED, "rate limit exceeded")
-        else:
+        elif message is not None:
             rt.hub.error(conn, "rate_limited", "slow down: too many messages", _cid_of(message))
         return False
 
@@ -319,14 +447,26 @@ class ChatSocket(WebSocketHandler):
             conn.end("error", p.CLOSE_INTERNAL_ERROR, "internal error")
 
     def on_pong(self, data: bytes) -> None:
-        if self.conn is not None:
-            rtt = Heartbeat.pong_received(self.conn, data, time.monotonic())
+        conn = self.conn
+        if conn is not None and self._admit_control(conn):
+            rtt = Heartbeat.pong_received(conn, data, conn.last_seen)
             if rtt is not None:
                 self.runtime.metrics.frames.observe_rtt(rtt)
 
     def on_ping(self, data: bytes) -> None:
-        if self.conn is not None:
-            self.conn.last_seen = time.monotonic()
+        """A ping frame: answered with a pong in order with the other replies, if the
+        rate limit lets it through."""
+        conn = self.conn
+        if conn is None or not self._admit_control(conn):
+            return
+        out = self._out
+        if out is not None:
+            if not out.closed():
+                self._put(out, pong_frame(data))
+            return
+        ws = self.ws_connection
+        if isinstance(ws, WebSocketProtocol13) and not self._prebuilt and not ws.is_closing():
+            ws._send_pong(data)
 
     # --- Transport ---
 

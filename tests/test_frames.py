@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imserver.frames import FrameError, FrameParser, MessageTooBig, ping_frame, text_frame
+from imserver.frames import (
+    FrameError,
+    FrameParser,
+    InvalidUTF8,
+    MessageTooBig,
+    binary_frame,
+    ping_frame,
+    pong_frame,
+    text_frame,
+)
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
@@ -111,22 +120,97 @@ def test_messages_before_a_violation_still_come_out_and_nothing_after():
     assert parser.feed(client_frame(TEXT, b"later")) == []
 
 
-@given(st.lists(st.tuples(st.sampled_from([TEXT, BINARY, PING, PONG]), st.binary(max_size=300)), max_size=12),
-       st.lists(st.integers(1, 400), max_size=30))
-def test_any_chunking_of_a_stream_gives_the_same_messages(sent, cuts):
-    sent = [(op, payload[:125] if op & 0x8 else payload) for op, payload in sent]
-    stream = b"".join(client_frame(op, payload) for op, payload in sent)
+def chopped(stream: bytes, cuts: list[int]) -> list[bytes]:
     chunks, at = [], 0
     for size in cuts:
         chunks.append(stream[at:at + size])
         at += size
     chunks.append(stream[at:])
-    assert messages(FrameParser(1024), *chunks) == sent
+    return chunks
+
+
+@given(st.lists(st.tuples(st.sampled_from([TEXT, BINARY, PING, PONG]), st.binary(max_size=300)), max_size=12),
+       st.lists(st.integers(1, 400), max_size=30))
+def test_any_chunking_of_a_stream_gives_the_same_messages(sent, cuts):
+    sent = [(op, payload[:125] if op & 0x8 else payload.decode("utf-8", "replace").encode()
+             if op == TEXT else payload) for op, payload in sent]
+    stream = b"".join(client_frame(op, payload) for op, payload in sent)
+    assert messages(FrameParser(1024), *chopped(stream, cuts)) == sent
+
+
+def test_invalid_utf8_in_a_fragment_fails_at_that_fragment():
+    parser = FrameParser(1024)
+    assert parser.feed(client_frame(TEXT, "κόσμε".encode(), final=False)) == []
+    assert parser.error is None
+    parser.feed(client_frame(CONTINUATION, b"\xf4\x90\x80\x80", final=False))  # beyond U+10FFFF
+    assert isinstance(parser.error, InvalidUTF8) and parser.error.close_code == 1007
+
+
+def test_a_character_cut_between_fragments_is_fine_and_an_unfinished_one_at_the_end_is_not():
+    euro = "€".encode()
+    assert messages(FrameParser(1024), client_frame(TEXT, euro[:1], final=False),
+                    client_frame(CONTINUATION, euro[1:], final=False), client_frame(CONTINUATION, b"!")) == [
+        (TEXT, "€!".encode())]
+    with pytest.raises(InvalidUTF8):
+        messages(FrameParser(1024), client_frame(TEXT, b"ok", final=False),
+                 client_frame(CONTINUATION, euro[:2]))
+
+
+def test_invalid_utf8_in_a_text_frame_that_spans_reads_fails_before_its_end():
+    parser = FrameParser(1 << 20)
+    frame = client_frame(TEXT, b"fine so far " * 10 + b"\xc0\xaf" + b"x" * 5000)
+    assert parser.feed(frame[:100]) == [] and parser.error is None
+    parser.feed(frame[100:200])
+    assert isinstance(parser.error, InvalidUTF8)
+
+
+def test_a_whole_text_frame_is_left_to_its_reader_and_binary_is_never_checked():
+    assert messages(FrameParser(1024), client_frame(TEXT, b"\xff")) == [(TEXT, b"\xff")]
+    frame = client_frame(BINARY, b"\xff" * 300)
+    assert messages(FrameParser(1024), frame[:100], frame[100:]) == [(BINARY, b"\xff" * 300)]
+
+
+@given(st.text(max_size=60), st.binary(max_size=4), st.text(max_size=60),
+       st.lists(st.integers(1, 40), max_size=6), st.lists(st.integers(1, 30), max_size=12))
+def test_utf8_is_checked_however_a_text_message_is_fragmented_and_read(head, middle, tail, sizes, cuts):
+    """A valid text message comes out whole, whatever the cuts; an invalid one in
+    fragments is refused as InvalidUTF8, and in one frame it is refused or, if it came
+    whole in one read, left to its reader."""
+    payload = head.encode() + middle + tail.encode()
+    try:
+        payload.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    pieces, at = [], 0
+    for size in sizes:
+        pieces.append(payload[at:at + size])
+        at += size
+    pieces.append(payload[at:])
+    stream = b"".join(client_frame(TEXT if i == 0 else CONTINUATION, piece, final=i == len(pieces) - 1)
+                      for i, piece in enumerate(pieces))
+    chunks = chopped(stream, cuts)
+    parser = FrameParser(1 << 16)
+    try:
+        out = messages(parser, *chunks)
+    except InvalidUTF8:
+        assert not valid
+    else:
+        assert valid or len(pieces) == 1, (pieces, chunks)
+        assert out == [(TEXT, payload)]
+
+
+def test_framing_errors_carry_their_close_code():
+    assert FrameError("x").close_code == 1002
+    assert MessageTooBig("x").close_code == 1009
+    assert InvalidUTF8("x").close_code == 1007
 
 
 def test_outbound_frames_parse_back():
     """What the server sends is what a parser on the other side reads."""
     payload = os.urandom(70_000)
-    stream = text_frame(b"hello") + text_frame(payload) + ping_frame(b"\x00\x00\x00\x01")
+    stream = (text_frame(b"hello") + text_frame(payload) + ping_frame(b"\x00\x00\x00\x01")
+              + binary_frame(payload[:300]) + pong_frame(b"p"))
     assert messages(FrameParser(1 << 20), stream) == [
-        (TEXT, b"hello"), (TEXT, payload), (PING, b"\x00\x00\x00\x01")]
+        (TEXT, b"hello"), (TEXT, payload), (PING, b"\x00\x00\x00\x01"), (BINARY, payload[:300]),
+        (PONG, b"p")]
