@@ -2,18 +2,24 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# `make run` installs only what the server needs (and uvloop, orjson); tests add the rest.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint typecheck test-js test-py system-deps autobahn-env bench screenshots clean
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m imserver --config config.yaml
 
-$(STAMP): setup.cfg pyproject.toml
+$(RUN_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools<82" wheel
+	$(PY) -m pip install --quiet -e ".[fast]"
+	touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	touch $@
 
 # Debian's chromium and prometheus for the browser and Prometheus tests.
 system-deps:
@@ -23,25 +29,25 @@ system-deps:
 autobahn-env:
 	@bash .ci/autobahn-env >/dev/null
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check --config .ci/ruff.toml imserver tests bench
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(VENV)/bin/mypy
 
 test-js:
 	node --test tests/js/
 
-test-py: $(STAMP) system-deps autobahn-env
+test-py: $(TEST_STAMP) system-deps autobahn-env
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint typecheck test-js test-py
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m bench all
 
 # Refresh docs/images/ (the README's pictures) from the browser tests.
-screenshots: $(STAMP) system-deps
+screenshots: $(TEST_STAMP) system-deps
 	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider -k screenshot_of_the_chat tests/test_chat_browser.py
 	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider -k operator_watches tests/test_dashboard_browser.py
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,11 @@ from .writer import CoalescingWriter
 
 log = logging.getLogger("imserver")
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT / "static"
-DASHBOARD_DIR = ROOT / "dashboard"
+# The pages, inside the package wherever it is installed (in a checkout, links to
+# the top-level static/ and dashboard/).
+PAGES = Path(str(resources.files("imserver") / "_pages"))
+STATIC_DIR = PAGES / "static"
+DASHBOARD_DIR = PAGES / "dashboard"
 
 
 class Runtime:

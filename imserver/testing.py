@@ -26,8 +26,13 @@ LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
 class ServerProcess:
     """An imserver child process on an OS-chosen port, writing its log to a file."""
 
-    def __init__(self, workdir: Path, settings: dict[str, Any] | None = None) -> None:
+    def __init__(self, workdir: Path, settings: dict[str, Any] | None = None, *,
+                 python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+        """`python` and `env` run another installation (the default: this one, in
+        this process's environment)."""
         self.workdir = workdir
+        self.python = python
+        self.env = dict(os.environ) if env is None else env
         self.config_path = workdir / "config.yaml"
         data: dict[str, Any] = {"server": {"host": "127.0.0.1", "port": 0, "data_dir": "data"}}
         for section, values in (settings or {}).items():
@@ -45,7 +50,7 @@ class ServerProcess:
 
     def start(self, *, port: int | None = None, timeout: float = 20.0) -> ServerProcess:
         """Start (again) and wait until it listens; reuses the last port on a restart."""
-        args = [sys.executable, "-m", "imserver", "--config", str(self.config_path)]
+        args = [self.python, "-m", "imserver", "--config", str(self.config_path)]
         if port is not None or self.port:
             args += ["--port", str(port if port is not None else self.port)]
         self._join_pump()
@@ -53,7 +58,7 @@ class ServerProcess:
         self.lines = lines
         proc = self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=self.workdir, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            cwd=self.workdir, env={**self.env, "PYTHONUNBUFFERED": "1"})
         listening = threading.Event()
 
         def pump() -> None:  # this process's output only, even after a restart
