@@ -346,6 +346,10 @@ def admin_routes(runtime: Runtime, dashboard_dir: str) -> list[Any]:
     deps = {"runtime": runtime}
     return [
         (r"/admin/?", PageHandler, {"path": f"{dashboard_dir}/index.html"}),
+        # The page's modules at a URL that mirrors the repository (dashboard/ next to
+        # static/), so that their relative imports of static/shared/ resolve alike in
+        # the browser and in node; /admin/static/ is the former address.
+        (r"/dashboard/(.*)", RevalidatedStaticHandler, {"path": dashboard_dir}),
         (r"/admin/static/(.*)", RevalidatedStaticHandler, {"path": dashboard_dir}),
         (r"/admin/ws", AdminSocket, deps),
         (r"/admin/api/login", AdminLoginHandler, deps),

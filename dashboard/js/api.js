@@ -4,15 +4,9 @@
  * X-CSRF-Token with every POST (with Content-Type: application/json).
  */
 
-/** An HTTP error answer: status, the server's error code and message. */
-export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || `HTTP ${status}`);
-    this.name = 'ApiError';
-    this.status = status;
-    this.code = code || null;
-  }
-}
+import { ApiError } from '../../static/shared/api-error.js';
+
+export { ApiError };
 
 /** The admin API of one page; holds the CSRF token of the current session. */
 export class AdminApi {

@@ -4,15 +4,9 @@
  * URL.
  */
 
-/** An HTTP error answer: status, the server's error code and message. */
-export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || `HTTP ${status}`);
-    this.name = 'ApiError';
-    this.status = status;
-    this.code = code || null;
-  }
-}
+import { ApiError } from '../shared/api-error.js';
+
+export { ApiError };
 
 async function request(method, path, body) {
   const init = { method, credentials: 'same-origin', headers: {} };

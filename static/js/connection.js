@@ -3,6 +3,14 @@
  * network failures, server restarts and background tabs. It knows nothing of
  * the DOM; the page listens to its events.
  *
+ * The socket, its backoff and its states are the shared ReconnectingSocket
+ * (static/shared/socket.js), which the dashboard uses too. What is the chat's
+ * own is here: open means welcomed; recovery after each (re)connect (join with
+ * `since`, dm_sync); the heartbeat watchdog; the outbox; what the close codes
+ * and `bye` ask for; the browser's online, offline and visibility signals.
+ * The reconnect policy and the outbox limit are options, with no default
+ * here: the page passes what GET /api/client-config serves.
+ *
  * State (changed only by `_setState`, which emits `statechange`):
  *
  *     stopped    --connect(), retryNow()-->               connecting
@@ -29,17 +37,12 @@
  *   the operator's reason as message), `gave_up`, `server_closed` (1000 from
  *   the server) or `closed` (close() was called)
  */
-import { backoffDelay } from './backoff.js';
+import { ReconnectingSocket, SocketState, SocketStopReason, checkPolicy } from '../shared/socket.js';
 import { createClientId } from './client-id.js';
 import { Outbox } from './outbox.js';
 import { Watchdog } from './watchdog.js';
 
-export const State = Object.freeze({
-  CONNECTING: 'connecting',
-  OPEN: 'open',
-  WAITING: 'waiting',
-  STOPPED: 'stopped',
-});
+export const State = SocketState;
 
 /** Why a reconnect attempt is made; sent to the server as `cause`. */
 export const Cause = Object.freeze({
@@ -54,9 +57,9 @@ export const Cause = Object.freeze({
 export const StopReason = Object.freeze({
   AUTH: 'auth',
   KICKED: 'kicked',
-  GAVE_UP: 'gave_up',
+  GAVE_UP: SocketStopReason.GAVE_UP,
   SERVER_CLOSED: 'server_closed',
-  CLOSED: 'closed',
+  CLOSED: SocketStopReason.CLOSED,
 });
 
 /** WebSocket close codes of the protocol. */
@@ -71,23 +74,13 @@ export const CloseCode = Object.freeze({
 /** Error codes after which re-sending the same frame cannot succeed. */
 const FINAL_ERROR_CODES = new Set(['bad_request', 'too_long', 'not_in_room', 'unknown_user']);
 
-const WS_OPEN = 1;
-
 /**
- * Defaults, equal to what GET /api/client-config serves (times in seconds).
- * Server-provided keys keep the server's snake_case spelling so that the
- * config can be passed through as it comes.
+ * Defaults of the options that are the client's own. The reconnect policy
+ * (`reconnect`) and `outbox_limit` have none here: they come from the
+ * server, GET /api/client-config (config.yaml, defaults in imserver/config.py),
+ * and are passed as they come, in the server's snake_case spelling.
  */
 export const DEFAULTS = Object.freeze({
-  reconnect: Object.freeze({
-    base: 1.0,
-    factor: 2.0,
-    cap: 30.0,
-    attempts: 10,
-    stable_after: 10.0,
-    connect_timeout: 10.0,
-  }),
-  outbox_limit: 200,
   /** Used only if the welcome frame has no heartbeat. */
   heartbeat: Object.freeze({ interval: 10, timeout: 20 }),
   /** Seconds before re-sending a frame refused with a passing error (rate_limited, unavailable). */
@@ -115,13 +108,29 @@ export function mergeOptions(defaults, options) {
   return merged;
 }
 
-function checkNumber(name, value, { min = 0, integer = false } = {}) {
-  const ok = typeof value === 'number' && Number.isFinite(value) && value >= min
-    && (!integer || Number.isInteger(value));
-  if (!ok) {
-    const kind = integer ? 'an integer' : 'a number';
-    throw new RangeError(`option ${name} must be ${kind} >= ${min}, got ${JSON.stringify(value)}`);
+/**
+ * The shared socket's policy from the server's `reconnect` settings
+ * ({base, factor, cap, attempts, stable_after, connect_timeout}, seconds).
+ */
+export function reconnectPolicy(reconnect) {
+  if (!isPlainObject(reconnect)) {
+    throw new TypeError('option reconnect is required (the settings of GET /api/client-config)');
   }
+  return checkPolicy({
+    base: reconnect.base,
+    factor: reconnect.factor,
+    cap: reconnect.cap,
+    attempts: reconnect.attempts,
+    stableAfter: reconnect.stable_after,
+    connectTimeout: reconnect.connect_timeout,
+  }, {
+    base: 'reconnect.base',
+    factor: 'reconnect.factor',
+    cap: 'reconnect.cap',
+    attempts: 'reconnect.attempts',
+    stableAfter: 'reconnect.stable_after',
+    connectTimeout: 'reconnect.connect_timeout',
+  });
 }
 
 function defaultUrl() {
@@ -132,7 +141,10 @@ function defaultUrl() {
 
 export class ChatConnection extends EventTarget {
   /**
-   * @param {object} [options] merged over DEFAULTS; besides those keys:
+   * @param {object} options merged over DEFAULTS; besides those keys:
+   * @param {object} options.reconnect {base, factor, cap, attempts,
+   *   stable_after, connect_timeout}: the `reconnect` of /api/client-config
+   * @param {number} options.outbox_limit the `outbox_limit` of /api/client-config
    * @param {Function} [options.WebSocket] WebSocket constructor
    * @param {() => number} [options.now] wall-clock ms
    * @param {Function} [options.setTimeout]
@@ -150,23 +162,18 @@ export class ChatConnection extends EventTarget {
   constructor(options = {}) {
     super();
     const o = mergeOptions(DEFAULTS, options);
-    const r = o.reconnect;
-    checkNumber('reconnect.base', r.base, { min: Number.MIN_VALUE });
-    checkNumber('reconnect.factor', r.factor, { min: 1 });
-    checkNumber('reconnect.cap', r.cap);
-    checkNumber('reconnect.attempts', r.attempts, { integer: true });
-    checkNumber('reconnect.stable_after', r.stable_after);
-    checkNumber('reconnect.connect_timeout', r.connect_timeout, { min: Number.MIN_VALUE });
-    checkNumber('outbox_limit', o.outbox_limit, { min: 1, integer: true });
+    const policy = reconnectPolicy(o.reconnect);
+    const limit = o.outbox_limit;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new RangeError(`option outbox_limit must be an integer >= 1, got ${JSON.stringify(limit)}`);
+    }
     this.options = o;
     this.token = o.token;
 
     const g = globalThis;
-    this._WebSocket = o.WebSocket ?? g.WebSocket;
     this._now = o.now ?? (() => Date.now());
     this._setTimeout = o.setTimeout ?? g.setTimeout.bind(g);
     this._clearTimeout = o.clearTimeout ?? g.clearTimeout.bind(g);
-    this._random = o.random ?? Math.random;
     this._createId = o.createId ?? (() => createClientId());
     this._window = o.window !== undefined ? o.window : (g.window ?? null);
     this._document = o.document !== undefined ? o.document : (g.document ?? null);
@@ -179,29 +186,34 @@ export class ChatConnection extends EventTarget {
         storage = null; // blocked by privacy settings
       }
     }
-    this._outbox = new Outbox({ limit: o.outbox_limit, storage, key: o.storage_key, now: this._now });
+    this._outbox = new Outbox({ limit, storage, key: o.storage_key, now: this._now });
 
-    this._state = State.STOPPED;
-    this._stopReason = null;
-    /** The number of the current or next reconnect attempt (0: first connect). */
-    this._attempt = 0;
-    this._cause = null;
-    this._reconnectAt = null;
+    this._socket = new ReconnectingSocket({
+      url: (attempt, cause) => this._buildUrl(attempt, cause),
+      policy,
+      awaitReady: true, // open means welcomed
+      onClose: (info) => this._handleClose(info),
+      WebSocket: o.WebSocket ?? g.WebSocket,
+      now: this._now,
+      setTimeout: this._setTimeout,
+      clearTimeout: this._clearTimeout,
+      random: o.random ?? Math.random,
+    });
+    this._socket.addEventListener('statechange', (e) => this._socketStateChanged(e.detail));
+    this._socket.addEventListener('message', (e) => this._handleData(e.detail.data));
+    this._socket.addEventListener('drop', () => this._dropSocket());
+
     this._hasTried = false;
     this._user = null;
 
     // Per socket.
-    this._ws = null;
-    this._sawSocketError = false;
-    this._socketOpened = false;
     this._welcomed = false;
-    this._openedAt = null;
     this._byeRetryAfter = null;
     this._watchdog = null;
     /** Streams whose recovery answer arrived on this socket: `room:x`, `dm`. */
     this._synced = new Set();
 
-    this._timers = { reconnect: null, connect: null, stable: null, resend: null };
+    this._resendTimer = null;
     this._toResend = new Set();
 
     /** Rooms to be in; each is re-joined after every reconnect. */
@@ -222,17 +234,27 @@ export class ChatConnection extends EventTarget {
   // ---- public state -------------------------------------------------------
 
   get state() {
-    return this._state;
+    return this._socket.state;
   }
 
   /** The current or upcoming reconnect attempt number (0: first connect). */
   get attempt() {
-    return this._attempt;
+    return this._socket.attempt;
   }
 
   /** Why the connection stopped, while state is `stopped`. */
   get stopReason() {
-    return this._stopReason;
+    return this._socket.stopReason;
+  }
+
+  /** The reconnect policy in use (see ReconnectingSocket; seconds). */
+  get policy() {
+    return this._socket.policy;
+  }
+
+  /** The most unacknowledged messages kept. */
+  get outboxLimit() {
+    return this._outbox.limit;
   }
 
   /** The user from the last welcome frame. */
@@ -267,14 +289,13 @@ export class ChatConnection extends EventTarget {
    * 4003, 4001 or giving up). Does nothing while connecting, open or waiting.
    */
   connect() {
-    if (this._state !== State.STOPPED) return;
+    if (this.state !== State.STOPPED) return;
     this._listen();
     if (this._hasTried) {
-      this._attempt = 1;
-      this._openSocket(this._cause ?? Cause.CLOSE);
+      this._socket.start({ attempt: 1, cause: this._socket.cause ?? Cause.CLOSE });
     } else {
-      this._attempt = 0;
-      this._openSocket(null);
+      this._hasTried = true;
+      this._socket.start({ attempt: 0, cause: null });
     }
   }
 
@@ -283,10 +304,14 @@ export class ChatConnection extends EventTarget {
    * `stopped` it is connect(). Does nothing while connecting or open.
    */
   retryNow(cause = null) {
-    if (this._state === State.WAITING) {
-      this._openSocket(cause ?? this._cause ?? Cause.CLOSE);
-    } else if (this._state === State.STOPPED) {
-      if (cause) this._cause = cause;
+    if (this.state === State.WAITING) {
+      this._socket.retryNow(cause ?? this._socket.cause ?? Cause.CLOSE);
+    } else if (this.state === State.STOPPED) {
+      if (cause && this._hasTried) {
+        this._listen();
+        this._socket.start({ attempt: 1, cause });
+        return;
+      }
       this.connect();
     }
   }
@@ -294,19 +319,10 @@ export class ChatConnection extends EventTarget {
   /** Closes for good (logout): code 1000, no reconnect. The outbox is kept. */
   close() {
     this._unlisten();
-    const ws = this._ws;
-    this._dropSocket();
-    if (ws) {
-      try {
-        ws.close(CloseCode.NORMAL);
-      } catch {
-        // already closing
-      }
-    }
-    this._stop(StopReason.CLOSED);
+    this._socket.stop({ reason: StopReason.CLOSED, code: CloseCode.NORMAL });
   }
 
-  // ---- chat ---------------------------------------------------------------
+// ---- chat ---------------------------------------------------------------
 
   /**
    * Joins `room` now and after every reconnect. `since` is sent when the
@@ -357,13 +373,12 @@ export class ChatConnection extends EventTarget {
 
   /** True once the server welcomed the current socket (frames may be sent). */
   _isReady() {
-    return this._welcomed && this._ws !== null && this._ws.readyState === WS_OPEN;
+    return this._welcomed && this._socket.sendable;
   }
 
   _send(frame) {
     if (!this._isReady()) return false;
-    this._ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
-    return true;
+    return this._socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
 
   _buildUrl(attempt, cause) {
@@ -376,150 +391,54 @@ export class ChatConnection extends EventTarget {
     return url.toString();
   }
 
-  /** Opens a socket for attempt `this._attempt`; never two at once. */
-  _openSocket(cause) {
-    this._clearTimer('reconnect');
-    if (this._ws !== null) return;
-    this._hasTried = true;
-    this._cause = cause;
-    this._reconnectAt = null;
-    const url = this._buildUrl(this._attempt, cause);
-    let ws;
-    try {
-      ws = new this._WebSocket(url);
-    } catch (err) {
-      // A malformed URL or a blocked port: treat like a failed attempt.
-      this._setState(State.CONNECTING);
-      this._scheduleReconnect(Cause.ERROR);
-      return;
+  /** The shared socket changed state: start a socket's session, or pass it on. */
+  _socketStateChanged(detail) {
+    if (detail.state === State.CONNECTING) {
+      this._welcomed = false;
+      this._byeRetryAfter = null;
+      this._synced.clear();
     }
-    this._ws = ws;
-    this._sawSocketError = false;
-    this._socketOpened = false;
-    this._welcomed = false;
-    this._byeRetryAfter = null;
-    this._synced.clear();
-    ws.onopen = () => {
-      this._socketOpened = true;
-    };
-    ws.onmessage = (event) => this._handleData(event.data);
-    ws.onerror = () => {
-      this._sawSocketError = true;
-    };
-    ws.onclose = (event) => this._handleClose(event);
-    this._timers.connect = this._setTimeout(() => {
-      this._timers.connect = null;
-      this._abandonSocket(Cause.ERROR);
-    }, this.options.reconnect.connect_timeout * 1000);
-    this._setState(State.CONNECTING);
+    const { retryAt, ...rest } = detail;
+    this._emit('statechange', {
+      ...rest,
+      attempts: this._socket.policy.attempts,
+      reconnectAt: retryAt,
+    });
+    if (detail.state === State.STOPPED) {
+      this._emit('stopped', { reason: detail.reason, message: detail.message });
+    }
   }
 
-  /** Detaches the current socket (without closing it) and its timers. */
+  /** The current socket is gone (closed, failed, abandoned): its watchdog and timers too. */
   _dropSocket() {
-    const ws = this._ws;
-    if (ws) {
-      ws.onopen = null;
-      ws.onmessage = null;
-      ws.onerror = null;
-      ws.onclose = null;
-    }
-    this._ws = null;
     if (this._watchdog) {
       this._watchdog.stop();
       this._watchdog = null;
     }
-    this._clearTimer('connect');
-    this._clearTimer('stable');
-    this._clearTimer('resend');
+    if (this._resendTimer !== null) {
+      this._clearTimeout(this._resendTimer);
+      this._resendTimer = null;
+    }
     this._toResend.clear();
   }
 
-  /**
-   * Gives up on the current socket without waiting for its close event (on a
-   * dead network the closing handshake can take minutes) and schedules the
-   * next attempt.
-   */
-  _abandonSocket(cause, code = undefined) {
-    const ws = this._ws;
-    this._dropSocket();
-    if (ws) {
-      try {
-        if (code === undefined) ws.close();
-        else ws.close(code);
-      } catch {
-        // already closed
-      }
-    }
-    this._scheduleReconnect(cause);
-  }
-
-  _handleClose(event) {
-    const welcomed = this._welcomed;
-    const opened = this._socketOpened;
-    const bye = this._byeRetryAfter;
-    const sawError = this._sawSocketError;
-    this._dropSocket();
-    switch (event.code) {
+  /** What a close of the socket means in this protocol (the socket's onClose). */
+  _handleClose({ code, reason, opened, ready }) {
+    switch (code) {
       case CloseCode.UNAUTHENTICATED:
-        this._stop(StopReason.AUTH, event.reason || '');
-        return;
+        return { stop: StopReason.AUTH, message: reason };
       case CloseCode.KICKED:
-        this._stop(StopReason.KICKED, event.reason || '');
-        return;
+        return { stop: StopReason.KICKED, message: reason };
       case CloseCode.NORMAL:
-        if (welcomed) {
-          // The protocol says: a normal close from the server asks for nothing.
-          this._stop(StopReason.SERVER_CLOSED, event.reason || '');
-          return;
-        }
+        // The protocol says: a normal close from the server asks for nothing.
+        if (ready) return { stop: StopReason.SERVER_CLOSED, message: reason };
         break;
       default:
         break;
     }
     if (!opened) this._checkAuth();
-    if (bye !== null) {
-      this._scheduleReconnect(Cause.SHUTDOWN, bye * 1000);
-    } else {
-      this._scheduleReconnect(sawError ? Cause.ERROR : Cause.CLOSE);
-    }
-  }
-
-  /**
-   * Schedules reconnect attempt n+1 after the backoff delay (or the server's
-   * retry_after), or stops after the last attempt.
-   */
-  _scheduleReconnect(cause, fixedDelayMs = null) {
-    const r = this.options.reconnect;
-    if (this._openedAt !== null && this._now() - this._openedAt >= r.stable_after * 1000) {
-      // The stable timer may not have run (throttled tab); the wall clock decides.
-      this._attempt = 0;
-    }
-    this._openedAt = null;
-    const next = this._attempt + 1;
-    this._cause = cause;
-    if (next > r.attempts) {
-      this._stop(StopReason.GAVE_UP);
-      return;
-    }
-    this._attempt = next;
-    const delay = fixedDelayMs ?? backoffDelay(next, r, this._random) * 1000;
-    this._reconnectAt = this._now() + delay;
-    this._clearTimer('reconnect');
-    this._timers.reconnect = this._setTimeout(() => {
-      this._timers.reconnect = null;
-      this._openSocket(this._cause);
-    }, delay);
-    this._setState(State.WAITING, { delay });
-  }
-
-  _stop(reason, message = '') {
-    this._dropSocket();
-    this._clearTimer('reconnect');
-    this._openedAt = null;
-    this._reconnectAt = null;
-    this._stopReason = reason;
-    this._setState(State.STOPPED, { reason, message });
-    this._emit('stopped', { reason, message });
+    if (this._byeRetryAfter !== null) return { cause: Cause.SHUTDOWN, delay: this._byeRetryAfter * 1000 };
+    return undefined; // the backoff, cause error or close
   }
 
   /** Asks the page whether the session is still valid (see refreshToken). */
@@ -532,18 +451,9 @@ export class ChatConnection extends EventTarget {
       return;
     }
     Promise.resolve(result).then((token) => {
-      if (this._state === State.STOPPED || this._state === State.OPEN) return;
+      if (this.state === State.STOPPED || this.state === State.OPEN) return;
       if (token === null) {
-        const ws = this._ws;
-        this._dropSocket();
-        if (ws) {
-          try {
-            ws.close();
-          } catch {
-            // already closed
-          }
-        }
-        this._stop(StopReason.AUTH);
+        this._socket.stop({ reason: StopReason.AUTH });
       } else if (typeof token === 'string' && token) {
         this.token = token;
       }
@@ -597,25 +507,16 @@ export class ChatConnection extends EventTarget {
   }
 
   _handleWelcome(frame) {
-    this._clearTimer('connect');
     this._welcomed = true;
     this._user = frame.user ?? null;
-    this._openedAt = this._now();
-    const r = this.options.reconnect;
-    this._timers.stable = this._setTimeout(() => {
-      this._timers.stable = null;
-      this._attempt = 0;
-    }, r.stable_after * 1000);
 
     const hb = { ...this.options.heartbeat, ...(frame.heartbeat ?? {}) };
-    const ws = this._ws;
+    const socket = this._socket;
     this._watchdog = new Watchdog({
       interval: hb.interval * 1000,
       timeout: hb.timeout * 1000,
-      sendPing: () => {
-        if (ws.readyState === WS_OPEN) ws.send('ping');
-      },
-      onDead: () => this._abandonSocket(Cause.WATCHDOG, CloseCode.WATCHDOG),
+      sendPing: () => socket.send('ping'),
+      onDead: () => socket.reconnect(Cause.WATCHDOG, CloseCode.WATCHDOG),
       now: this._now,
       setTimeout: this._setTimeout,
       clearTimeout: this._clearTimeout,
@@ -632,7 +533,7 @@ export class ChatConnection extends EventTarget {
     this._send(sync);
     for (const { frame: queued } of this._outbox.entries()) this._send(queued);
 
-    this._setState(State.OPEN);
+    socket.markOpen(); // emits the open state
     this._emit('welcome', frame);
     this._emit('message', frame);
   }
@@ -660,8 +561,8 @@ export class ChatConnection extends EventTarget {
     } else if (entry) {
       // rate_limited, unavailable (store trouble) or unknown: try again later.
       this._toResend.add(frame.cid);
-      if (this._timers.resend === null) {
-        this._timers.resend = this._setTimeout(() => this._resendRefused(),
+      if (this._resendTimer === null) {
+        this._resendTimer = this._setTimeout(() => this._resendRefused(),
           this.options.resend_delay * 1000);
       }
     }
@@ -669,7 +570,7 @@ export class ChatConnection extends EventTarget {
   }
 
   _resendRefused() {
-    this._timers.resend = null;
+    this._resendTimer = null;
     const cids = [...this._toResend];
     this._toResend.clear();
     for (const cid of cids) {
@@ -745,14 +646,13 @@ export class ChatConnection extends EventTarget {
 
   /** The network is back: reconnect at once, or check a connection we have. */
   _handleOnline() {
-    switch (this._state) {
+    switch (this.state) {
       case State.WAITING:
         this.retryNow(Cause.NETWORK);
         break;
       case State.STOPPED:
-        if (this._stopReason === StopReason.GAVE_UP) {
-          this._attempt = 1;
-          this._openSocket(Cause.NETWORK);
+        if (this.stopReason === StopReason.GAVE_UP) {
+          this._socket.start({ attempt: 1, cause: Cause.NETWORK });
         }
         break;
       case State.OPEN:
@@ -765,39 +665,19 @@ export class ChatConnection extends EventTarget {
 
   /** The browser lost its network: the socket is dead, reconnect with backoff. */
   _handleOffline() {
-    if (this._state === State.OPEN || this._state === State.CONNECTING) {
-      this._abandonSocket(Cause.NETWORK, CloseCode.NORMAL);
-    }
+    this._socket.reconnect(Cause.NETWORK, CloseCode.NORMAL);
   }
 
   /** The page is visible again: probe an open socket, skip a pending wait. */
   _handleResume() {
-    if (this._state === State.OPEN) {
+    if (this.state === State.OPEN) {
       if (this._watchdog) this._watchdog.probe();
-    } else if (this._state === State.WAITING) {
+    } else if (this.state === State.WAITING) {
       this.retryNow();
     }
   }
 
   // ---- internals: plumbing ------------------------------------------------
-
-  _setState(state, extra = {}) {
-    const previous = this._state;
-    this._state = state;
-    if (state !== State.STOPPED) this._stopReason = null;
-    this._emit('statechange', {
-      state,
-      previous,
-      attempt: this._attempt,
-      attempts: this.options.reconnect.attempts,
-      cause: this._cause,
-      delay: null,
-      reconnectAt: this._reconnectAt,
-      reason: null,
-      message: '',
-      ...extra,
-    });
-  }
 
   _emitOutbox() {
     this._emit('outbox', { size: this._outbox.size, limit: this._outbox.limit });
@@ -805,12 +685,5 @@ export class ChatConnection extends EventTarget {
 
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
-  }
-
-  _clearTimer(name) {
-    if (this._timers[name] !== null) {
-      this._clearTimeout(this._timers[name]);
-      this._timers[name] = null;
-    }
   }
 }

@@ -67,6 +67,24 @@ export class Conversation {
     return this._byId.has(id);
   }
 
+  /** Whether `cid` is one of my messages still waiting for its ack (or failed). */
+  isPending(cid) {
+    return this._pending.has(cid);
+  }
+
+  /**
+   * A copy to change, leaving this one as it is: the chat page's state
+   * (model.js) never changes a conversation it has already shown.
+   */
+  clone() {
+    const copy = new Conversation(this.key);
+    copy._byId = new Map(this._byId);
+    copy._ordered = [...this._ordered];
+    copy._pending = new Map(this._pending);
+    copy.more = this.more;
+    return copy;
+  }
+
   /** The messages to show: confirmed ones by id, then pending ones. */
   messages() {
     return [...this._ordered, ...this._pending.values()];

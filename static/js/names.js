@@ -25,24 +25,45 @@ export class Names {
 
   /** Learns the names a server frame carries (any type; unknown shapes are ignored). */
   learn(frame) {
-    if (!frame || typeof frame !== 'object') return;
-    if (frame.names && typeof frame.names === 'object') {
-      for (const [id, name] of Object.entries(frame.names)) this.set(id, name);
-    }
-    if (frame.type === 'message') this._learnMessage(frame);
-    if (Array.isArray(frame.messages)) {
-      for (const message of frame.messages) this._learnMessage(message);
-    }
+    for (const [id, name] of namesIn(frame)) this.set(id, name);
   }
 
-  _learnMessage(message) {
-    if (!message || typeof message !== 'object') return;
-    this.set(message.from, message.name);
-    this.set(message.to, message.to_name);
+  /**
+   * The names after `frame`, leaving this one as it is: itself when the
+   * frame teaches nothing new, else a copy that knows more.
+   */
+  learned(frame) {
+    let copy = null;
+    for (const [id, name] of namesIn(frame)) {
+      if (typeof id !== 'string' || !id || typeof name !== 'string' || !name) continue;
+      if ((copy ?? this)._names.get(id) === name) continue;
+      if (copy === null) {
+        copy = new Names(null);
+        copy._names = new Map(this._names);
+      }
+      copy.set(id, name);
+    }
+    return copy ?? this;
   }
 
   /** Compares two ids by display name (case-insensitively), then by id: a stable order. */
   compare(a, b) {
     return this.of(a).localeCompare(this.of(b), undefined, { sensitivity: 'base' }) || (a < b ? -1 : a > b ? 1 : 0);
   }
+}
+
+/** The [id, name] pairs a server frame carries. */
+function* namesIn(frame) {
+  if (!frame || typeof frame !== 'object') return;
+  if (frame.names && typeof frame.names === 'object') yield* Object.entries(frame.names);
+  if (frame.type === 'message') yield* namesOfMessage(frame);
+  if (Array.isArray(frame.messages)) {
+    for (const message of frame.messages) yield* namesOfMessage(message);
+  }
+}
+
+function* namesOfMessage(message) {
+  if (!message || typeof message !== 'object') return;
+  yield [message.from, message.name];
+  yield [message.to, message.to_name];
 }

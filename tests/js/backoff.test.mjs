@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { backoffCeiling, backoffDelay } from '../../static/js/backoff.js';
-import { DEFAULTS } from '../../static/js/connection.js';
+import { backoffCeiling, backoffDelay } from '../../static/shared/backoff.js';
 
-const policy = DEFAULTS.reconnect; // base 1, factor 2, cap 30
+const policy = { base: 1, factor: 2, cap: 30 };
 
 /** A small seeded PRNG (mulberry32), so failures are reproducible. */
 function seeded(seed) {

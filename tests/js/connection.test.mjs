@@ -1,11 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ChatConnection, DEFAULTS, State } from '../../static/js/connection.js';
+import { ChatConnection, State } from '../../static/js/connection.js';
 import { OutboxFullError } from '../../static/js/outbox.js';
 import { createFakeBrowser, createFakeStorage, createFakeTime, createFakeWebSocket } from './fakes.mjs';
 
 const SECOND = 1000;
+
+/**
+ * The settings the tests run with, in the shape of GET /api/client-config
+ * (the server's defaults at the time of writing; the page always passes what
+ * the server serves, see tests/test_client_config.py).
+ */
+const CLIENT_CONFIG = {
+  reconnect: { base: 1.0, factor: 2.0, cap: 30.0, attempts: 10, stable_after: 10.0, connect_timeout: 10.0 },
+  outbox_limit: 200,
+};
 
 /** A connection wired to fakes; `random` is fixed at 0.5 unless given. */
 function setup(options = {}) {
@@ -15,6 +25,7 @@ function setup(options = {}) {
   const storage = options.storage ?? createFakeStorage();
   let n = 0;
   const conn = new ChatConnection({
+    ...CLIENT_CONFIG,
     url: 'ws://chat.test/ws',
     token: 'tok',
     WebSocket: WS,
@@ -46,18 +57,19 @@ function connectOpen(ctx, heartbeat) {
 
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
-test('DEFAULTS equal the values served by /api/client-config', () => {
-  assert.deepEqual({ reconnect: { ...DEFAULTS.reconnect }, outbox_limit: DEFAULTS.outbox_limit }, {
-    reconnect: { base: 1.0, factor: 2.0, cap: 30.0, attempts: 10, stable_after: 10.0, connect_timeout: 10.0 },
-    outbox_limit: 200,
-  });
+test('the reconnect settings and the outbox limit are required: no copy of the server defaults', () => {
+  const base = { url: 'ws://chat.test/ws', storage: null, window: null, document: null };
+  assert.throws(() => new ChatConnection(base), /reconnect is required/);
+  assert.throws(() => new ChatConnection({ ...base, reconnect: CLIENT_CONFIG.reconnect }), /outbox_limit/);
+  const conn = new ChatConnection({ ...base, ...CLIENT_CONFIG });
+  assert.equal(conn.options.reconnect.cap, 30);
 });
 
-test('options are merged over DEFAULTS and bad values are named', () => {
-  const { conn } = setup({ reconnect: { cap: 5 } });
+test('options are merged and bad values are named', () => {
+  const { conn } = setup({ reconnect: { ...CLIENT_CONFIG.reconnect, cap: 5 } });
   assert.equal(conn.options.reconnect.cap, 5);
   assert.equal(conn.options.reconnect.base, 1.0);
-  assert.throws(() => setup({ reconnect: { base: -1 } }), /reconnect\.base.*-1/);
+  assert.throws(() => setup({ reconnect: { ...CLIENT_CONFIG.reconnect, base: -1 } }), /reconnect\.base.*-1/);
   assert.throws(() => setup({ outbox_limit: 'many' }), /outbox_limit/);
 });
 
@@ -150,7 +162,8 @@ test('follows the backoff, then gives up after the last attempt', () => {
 test('jitter is applied to every delay, also at the cap', () => {
   const values = [0.9, 0.1, 0.9, 0.1];
   let i = 0;
-  const ctx = setup({ random: () => values[i++ % values.length], reconnect: { cap: 1 } });
+  const ctx = setup({ random: () => values[i++ % values.length], reconnect: { ...CLIENT_CONFIG.reconnect, cap: 1 },
+  });
   connectOpen(ctx).serverClose(1006);
   const delays = [];
   for (let k = 0; k < 4; k += 1) {

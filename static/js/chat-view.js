@@ -1,0 +1,241 @@
+/**
+ * The chat page's views: each draws one part of the page from the state
+ * (model.js) and nothing else. They attach no listeners: app.js listens on
+ * the lists once (the items carry data-key, data-user) and turns clicks into
+ * actions. Text from the network is only ever set with textContent.
+ */
+import { renderMessages } from './message-view.js';
+import {
+  currentEntry, labelOf, loadOlderOf, memberIds, statusOfState, totalUnread,
+} from './model.js';
+import { STATUS_LABELS } from './status.js';
+
+/** The elements of index.html the views draw into, found once the page is there. */
+export function findElements(doc = document) {
+  const byTestId = (id) => doc.querySelector(`[data-testid="${id}"]`);
+  return {
+    app: doc.querySelector('.app'),
+    status: byTestId('status'),
+    statusLabel: doc.querySelector('.status-label'),
+    whoami: byTestId('whoami'),
+    logout: byTestId('logout'),
+    loginView: byTestId('login-view'),
+    loginForm: byTestId('login-form'),
+    loginName: byTestId('login-name'),
+    loginInfo: byTestId('login-info'),
+    loginError: byTestId('login-error'),
+    loginSubmit: byTestId('login-submit'),
+    chatView: byTestId('chat-view'),
+    roomList: byTestId('room-list'),
+    roomForm: byTestId('room-form'),
+    roomInput: byTestId('room-input'),
+    dmList: byTestId('dm-list'),
+    dmEmpty: byTestId('dm-empty'),
+    memberList: byTestId('member-list'),
+    title: byTestId('conversation-title'),
+    toast: byTestId('toast'),
+    toastText: byTestId('toast-text'),
+    toastRetry: byTestId('toast-retry'),
+    gaveUp: byTestId('gave-up'),
+    gaveUpText: byTestId('gave-up-text'),
+    retry: byTestId('retry'),
+    kicked: byTestId('kicked'),
+    kickedReason: byTestId('kicked-reason'),
+    reconnect: byTestId('reconnect'),
+    flash: byTestId('flash'),
+    scroller: byTestId('message-scroller'),
+    loadOlder: byTestId('load-older'),
+    empty: byTestId('empty'),
+    messageList: byTestId('message-list'),
+    composer: byTestId('composer'),
+    composerInput: byTestId('composer-input'),
+    scrim: byTestId('scrim'),
+  };
+}
+
+export function renderStatus(ui, state) {
+  const status = statusOfState(state);
+  if (status === null) {
+    ui.status.dataset.state = 'stopped';
+    ui.statusLabel.textContent = 'Not signed in';
+    return;
+  }
+  ui.status.dataset.state = status;
+  ui.statusLabel.textContent = STATUS_LABELS[status];
+}
+
+/**
+ * The notices of the connection: the reconnect toast (its countdown text is
+ * app.js's, it ticks), "could not reconnect" and "disconnected by an operator".
+ */
+export function renderNotices(ui, state) {
+  const { state: s, reason, message, attempts } = state.connection;
+  ui.toast.hidden = s !== 'waiting';
+
+  const gaveUp = s === 'stopped' && (reason === 'gave_up' || reason === 'server_closed');
+  ui.gaveUp.hidden = !gaveUp;
+  if (gaveUp) {
+    ui.gaveUpText.textContent = reason === 'gave_up'
+      ? `Could not reconnect after ${attempts} attempts.`
+      : 'The server closed the connection.';
+  }
+
+  const kicked = s === 'stopped' && reason === 'kicked';
+  ui.kicked.hidden = !kicked;
+  if (kicked) ui.kickedReason.textContent = message || 'no reason given';
+}
+
+function conversationItem(state, entry, doc) {
+  const label = labelOf(state, entry);
+  const leaveLabel = entry.kind === 'room' ? 'Leave' : 'Close';
+  const li = doc.createElement('li');
+  li.className = 'conv-item';
+  li.dataset.key = entry.key;
+  li.dataset.testid = entry.kind === 'room' ? 'room-item' : 'dm-item';
+  li.dataset.name = label;
+  if (entry.kind === 'dm') li.dataset.user = entry.name;
+  const open = doc.createElement('button');
+  open.type = 'button';
+  open.className = 'conv-open';
+  if (entry.key === state.current) {
+    li.classList.add('active');
+    open.setAttribute('aria-current', 'true');
+  }
+  const prefix = doc.createElement('span');
+  prefix.className = 'conv-prefix';
+  prefix.textContent = entry.kind === 'room' ? '#' : '@';
+  const name = doc.createElement('span');
+  name.className = 'conv-name';
+  name.textContent = label;
+  open.append(prefix, name);
+  if (entry.unread > 0) {
+    const badge = doc.createElement('span');
+    badge.className = 'badge';
+    badge.dataset.testid = 'unread';
+    badge.textContent = entry.unread > 99 ? '99+' : String(entry.unread);
+    badge.setAttribute('aria-label', `${entry.unread} unread`);
+    open.append(badge);
+  }
+  const close = doc.createElement('button');
+  close.type = 'button';
+  close.className = 'conv-close';
+  close.dataset.testid = entry.kind === 'room' ? 'room-leave' : 'dm-close';
+  close.setAttribute('aria-label', `${leaveLabel} ${label}`);
+  close.title = `${leaveLabel} ${label}`;
+  close.textContent = '×';
+  li.append(open, close);
+  return li;
+}
+
+/** The room and direct-message lists, and the unread count in the window title. */
+export function renderSidebar(ui, state) {
+  const doc = ui.roomList.ownerDocument;
+  const rooms = [];
+  const dms = [];
+  for (const entry of state.conversations.values()) {
+    (entry.kind === 'room' ? rooms : dms).push(conversationItem(state, entry, doc));
+  }
+  ui.roomList.replaceChildren(...rooms);
+  ui.dmList.replaceChildren(...dms);
+  ui.dmEmpty.hidden = dms.length > 0;
+  const unread = totalUnread(state);
+  doc.title = unread > 0 ? `(${unread}) imserver chat` : 'imserver chat';
+}
+
+/** A stable colour per name, for avatars. */
+export function hueOf(name) {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.codePointAt(0)) % 360;
+  return h;
+}
+
+export function renderMembers(ui, state) {
+  const doc = ui.memberList.ownerDocument;
+  const items = memberIds(state).map((id) => {
+    const name = state.names.of(id);
+    const li = doc.createElement('li');
+    li.dataset.testid = 'member';
+    li.dataset.name = name;
+    li.dataset.user = id;
+    const button = doc.createElement('button');
+    button.type = 'button';
+    button.className = 'member';
+    const avatar = doc.createElement('span');
+    avatar.className = 'avatar';
+    avatar.textContent = name.slice(0, 1).toUpperCase();
+    avatar.style.setProperty('--hue', String(hueOf(name)));
+    const label = doc.createElement('span');
+    label.className = 'member-name';
+    label.textContent = name;
+    button.append(avatar, label);
+    if (id === state.me.id) {
+      const you = doc.createElement('span');
+      you.className = 'muted small';
+      you.textContent = '(you)';
+      button.append(you);
+      button.disabled = true;
+    } else {
+      button.title = `Message ${name}`;
+    }
+    li.append(button);
+    return li;
+  });
+  ui.memberList.replaceChildren(...items);
+}
+
+export function renderLoadOlder(ui, state) {
+  const { show, enabled, loading } = loadOlderOf(state);
+  ui.loadOlder.hidden = !show;
+  if (!show) return;
+  ui.loadOlder.disabled = !enabled;
+  ui.loadOlder.textContent = loading ? 'Loading…' : 'Load older messages';
+}
+
+/**
+ * The open conversation: title, messages, composer. `toBottom` scrolls to the
+ * newest message; `keepPosition` keeps what is in view when older messages
+ * come in above; otherwise a view at the bottom stays at the bottom.
+ */
+export function renderConversation(ui, state, { toBottom = false, keepPosition = false } = {}) {
+  const entry = currentEntry(state);
+  const scroller = ui.scroller;
+  const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+  const context = { me: state.me.id, nameOf: (id) => state.names.of(id) };
+
+  if (!entry) {
+    ui.title.textContent = 'No conversation';
+    renderMessages(ui.messageList, [], context);
+    ui.empty.hidden = false;
+    ui.empty.textContent = 'Join a room to start chatting.';
+    ui.composer.hidden = true;
+    renderLoadOlder(ui, state);
+    return;
+  }
+  ui.composer.hidden = false;
+  const label = labelOf(state, entry);
+  ui.title.textContent = entry.kind === 'room' ? `#${label}` : `@${label}`;
+  ui.title.title = entry.kind === 'dm' && label !== entry.name ? `user id ${entry.name}` : '';
+  ui.composerInput.placeholder = entry.kind === 'room' ? `Message #${label}` : `Message @${label}`;
+  const messages = entry.conv.messages();
+  renderMessages(ui.messageList, messages, context);
+  ui.empty.hidden = messages.length > 0;
+  ui.empty.textContent = entry.loaded ? 'No messages yet. Say hi!' : 'Loading…';
+  renderLoadOlder(ui, state);
+
+  if (keepPosition && !atBottom) {
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  } else if (toBottom || atBottom) {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+}
+
+/** Empties what a session drew (after a logout). */
+export function clearSession(ui) {
+  ui.roomList.replaceChildren();
+  ui.dmList.replaceChildren();
+  ui.memberList.replaceChildren();
+  ui.messageList.replaceChildren();
+  ui.title.textContent = '';
+  ui.whoami.textContent = '';
+}
