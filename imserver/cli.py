@@ -17,9 +17,9 @@ from tornado.netutil import bind_sockets
 from . import __version__
 from .app import make_app
 from .config import Config, load_config, replace
-from .edge import check_fd_budget, make_server
-from .errors import ConfigError, StoreError
-from .shutdown import graceful_shutdown
+from .core.errors import ConfigError, StoreError
+from .http.edge import check_fd_budget, make_server
+from .ops.shutdown import graceful_shutdown
 
 log = logging.getLogger("imserver")
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def serve(config: Config) -> None:
     app = make_app(config)
     runtime = app.runtime
-    server = make_server(app, config.limits, xheaders=config.server.xheaders)
+    server = make_server(app, config.limits, runtime.metrics, xheaders=config.server.xheaders)
     # A deep accept queue: after a restart thousands of clients come back within seconds.
     sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
     server.add_sockets(sockets)

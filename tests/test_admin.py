@@ -9,7 +9,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from imserver.admin import AdminAuth
+from imserver.http.admin import AdminAuth
 from tests.conftest import make_config
 
 TOKEN = "admin-token-for-tests"
@@ -204,7 +204,7 @@ def test_sessions_expire_and_are_capped(monkeypatch):
     assert not auth.session_ok(sessions[0])  # the oldest was dropped past the cap
     assert all(auth.session_ok(s) for s in sessions[1:])
     later = time.monotonic() + 61
-    monkeypatch.setattr("imserver.admin.time.monotonic", lambda: later)
+    monkeypatch.setattr("imserver.http.admin.time.monotonic", lambda: later)
     assert not auth.session_ok(sessions[1])
 
 

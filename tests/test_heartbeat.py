@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from tornado.iostream import StreamClosedError
 from tornado.tcpclient import TCPClient
 
-from imserver.frames import text_frame
-from imserver.heartbeat import Action, Heartbeat, decide, ride_along_after, sweep_period
-from imserver.registry import Connection, User
+from imserver.core.frames import text_frame
+from imserver.core.registry import Connection, User
+from imserver.ops.heartbeat import Action, Heartbeat, decide, ride_along_after, sweep_period
 from imserver.testing import ServerProcess, SyncClient, login
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from imserver import protocol as p
-from imserver.errors import ProtocolError
+from imserver.core import protocol as p
+from imserver.core.errors import ProtocolError
 
 
 def parse(frame):

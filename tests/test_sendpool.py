@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imserver.sendpool import SendPool
+from imserver.transport.sendpool import SendPool
 from tests.conftest import make_config
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from imserver.errors import StoreError, UnknownUser
-from imserver.store import MIGRATIONS, SCHEMA_VERSION, MessageStore
+from imserver.core.errors import StoreError, UnknownUser
+from imserver.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, MessageStore
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from imserver.errors import StoreError
-from imserver.store import MessageStore
+from imserver.core.errors import StoreError
+from imserver.storage.sqlite import MessageStore
 from tests.conftest import make_config
 
 TOO_BIG = [2**63, 10**30]

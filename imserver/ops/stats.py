@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .registry import TERMINATION_REASONS, Connection
+from ..core.registry import TERMINATION_REASONS, Connection
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,15 @@
-"""The chat WebSocket: turns frames into hub calls and outbound frames into bytes."""
+"""The chat WebSocket: the upgrade's checks, the connection's life, and inbound frames
+turned into hub calls; outbound frames go to bytes through the transport layer."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import struct
-import sys
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from tornado import httputil
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -21,228 +20,57 @@ from tornado.websocket import (
     WebSocketProtocol13,
 )
 
-from . import protocol as p
-from .errors import AuthError, ProtocolError
-from .frames import FrameParser, Outbound, ping_frame, pong_frame
-from .heartbeat import Heartbeat
-from .ratelimit import FloodGuard, TokenBucket
-from .registry import Connection, User
-from .stream import PushStream
-
-if TYPE_CHECKING:
-    from .app import Runtime
+from ..config import Config
+from ..core import protocol as p
+from ..core.errors import AuthError, ProtocolError
+from ..core.frames import Outbound, ping_frame, pong_frame
+from ..core.hub import Hub
+from ..core.ratelimit import FloodGuard, TokenBucket
+from ..core.registry import Connection, Registry, User
+from ..core.store import Store
+from ..ops.heartbeat import Heartbeat
+from ..ops.metrics import Metrics
+from ..transport.writer import CoalescingWriter
+from ..transport.wsprotocol import ChatProtocol
+from .auth import Authenticator
+from .security import SESSION_COOKIE, origin_allowed
 
 log = logging.getLogger("imserver.ws")
 
-SESSION_COOKIE = "imserver_session"
 PONG = Outbound(p.PONG)
 
 
-def origin_allowed(origin: str, host: str, allowed: tuple[str, ...], scheme: str) -> bool:
-    """Same origin when nothing is configured: the page's scheme is the request's
-    (`scheme`: http or https, from X-Forwarded-Proto behind a proxy with
-    server.xheaders) and its host:port the request's Host. Else the exact origins
-    listed, or '*'."""
-    if allowed:
-        return "*" in allowed or origin.rstrip("/") in allowed
-    try:
-        parts = urlsplit(origin)
-    except ValueError:
-        return False
-    return parts.scheme.lower() == scheme.lower() and parts.netloc.lower() == host.lower()
+@dataclass(eq=False)
+class ChatDeps:
+    """What a chat socket uses, handed to it by the app (the same for every socket)."""
 
-
-# Once the server has begun to close, what the peer may still send (frames that were on
-# their way) before its close frame; past either, the TCP connection is dropped.
-CLOSING_FRAMES = 16
-CLOSING_BYTES = 65536
-
-
-def valid_close_code(code: int) -> bool:
-    """A code a peer may send in a close frame (RFC 6455 7.4): the defined ones that
-    are not reserved for local use, and those for libraries and applications."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999
-
-
-class _Protocol(WebSocketProtocol13):
-    """Tornado's RFC 6455 codec, with frames read in push mode (see stream.py) on
-    plain TCP without compression, and stricter where RFC 6455 says MUST: invalid
-    UTF-8 fails the connection with 1007 (a fragmented message at its first bad
-    fragment), a broken frame or an invalid close frame with 1002, and what the
-    frames before either queued is sent before the close frame. Once the close has
-    begun only the peer's close frame is taken, and a peer that keeps sending is
-    dropped. Pings are answered through the handler's writer, in order with the rest."""
-
-    _parser: FrameParser
-    _chat: ChatSocket
-    _closing_frames = 0  # frames ignored since the close began
-    _closing_bytes = 0
-
-    async def _receive_frame_loop(self) -> None:
-        stream = self.stream
-        if type(stream) is not IOStream or self._decompressor is not None:
-            await super()._receive_frame_loop()
-            return
-        # Nothing awaits from here on: frames are handled as the socket yields them.
-        self._parser = FrameParser(self.params.max_message_size)
-        self._chat = cast("ChatSocket", self.handler)
-        if stream.closed():
-            self._stream_closed()
-            return
-        stream.set_close_callback(self._stream_closed)
-        PushStream.adopt(stream, self._received)
-
-    def _received(self, data: bytes) -> None:
-        if self.server_terminated:
-            self._received_closing(data)
-            return
-        parser, handler = self._parser, self._chat
-        messages = parser.feed(data)
-        handler.hold_replies()
-        try:
-            frames = iter(messages)
-            for opcode, payload in frames:
-                if self.server_terminated:  # a frame before this one began the close
-                    self._closing(opcode, payload, frames)
-                    return
-                # The two heartbeat frames, most of what an idle client sends, go straight
-                # to the handler; everything else through Tornado's dispatch.
-                if opcode == 0xA:
-                    handler.on_pong(payload)
-                elif opcode == 0x1 and payload == b"ping":
-                    handler.on_message(p.PING)
-                else:
-                    self._handle_message(opcode, payload)
-            error = parser.error
-            if error is not None and not self.server_terminated:
-                self._fail(error.close_code, str(error))
-        except Exception:
-            handler.log_exception(*sys.exc_info())
-            self._abort()
-        finally:
-            handler.release_replies()
-
-    def _received_closing(self, data: bytes) -> None:
-        """A read after the close began: only a close frame is looked for."""
-        if self.client_terminated or self.stream.closed():
-            return
-        self._closing_bytes += len(data)
-        frames = iter(self._parser.feed(data))
-        for opcode, payload in frames:
-            self._closing(opcode, payload, frames)
-            return
-        if self._closing_bytes > CLOSING_BYTES:
-            self._abort()
-
-    def _closing(self, opcode: int, payload: bytes, rest: Iterator[tuple[int, bytes]]) -> None:
-        """Frames that came after the close began: the peer's close frame ends the
-        connection; anything else is ignored, up to CLOSING_FRAMES of it."""
-        while opcode != 0x8:
-            self._closing_frames += 1
-            if self._closing_frames > CLOSING_FRAMES:
-                self._abort()
-                return
-            following = next(rest, None)
-            if following is None:
-                if self._closing_bytes > CLOSING_BYTES:
-                    self._abort()
-                return
-            opcode, payload = following
-        self._close_received(payload)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 7.1.7): a close frame with `code`, after what
-        is already queued, then the TCP connection is dropped once that is sent."""
-        self.close(code, reason)
-        stream = self.stream
-        if stream.closed():
-            return
-        if stream.writing():
-            stream.write(b"").add_done_callback(lambda _: self._abort())
-        else:
-            self._abort()
-
-    def _close_received(self, data: bytes) -> None:
-        """The peer's close frame: echoed if valid; an invalid one fails the connection."""
-        handler = cast("ChatSocket", self.handler)
-        handler.on_close_frame()
-        if self.server_terminated:  # the answer to our own close: the end
-            self.client_terminated = True
-            self.close()
-            return
-        code = reason = None
-        if len(data) >= 2:
-            code = struct.unpack("!H", data[:2])[0]
-            if not valid_close_code(code):
-                self._fail(p.CLOSE_PROTOCOL_ERROR, "invalid close code")
-                return
-            try:
-                reason = data[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(p.CLOSE_INVALID_DATA, "close reason is not valid UTF-8")
-                return
-        elif data:
-            self._fail(p.CLOSE_PROTOCOL_ERROR, "close frame of one byte")
-            return
-        self.client_terminated = True
-        self.close_code, self.close_reason = code, reason
-        self.close(code)  # echoed (RFC 6455 5.5.1)
-
-    def _stream_closed(self) -> None:
-        self._abort()
-        self.handler.on_ws_connection_close(self.close_code, self.close_reason)
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        handler = cast("ChatSocket", self.handler)
-        if not self.server_terminated:
-            # Replies to the frames before the close go out before the close frame.
-            handler.flush_queued(pooled=False)
-        handler.output_closed()
-        if code == p.CLOSE_TOO_BIG:
-            handler.too_big()
-        super().close(code, reason)
-
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if self.server_terminated:  # Tornado's own reader (compression, TLS) after a close
-            if opcode == 0x8:
-                self._close_received(data)
-            else:
-                self._closing_frames += 1
-                if self._closing_frames > CLOSING_FRAMES:
-                    self._abort()
-            return None
-        if opcode == 0x1 and not self._frame_compressed:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                cast("ChatSocket", self.handler).bad_utf8()
-                self._fail(p.CLOSE_INVALID_DATA, "text message is not valid UTF-8")
-                return None
-            return self._run_callback(self.handler.on_message, text)
-        if opcode == 0x8:
-            self._close_received(data)
-            return None
-        if opcode == 0x9:
-            cast("ChatSocket", self.handler).on_ping(data)
-            return None
-        return super()._handle_message(opcode, data)
+    config: Config
+    auth: Authenticator
+    registry: Registry
+    hub: Hub
+    heartbeat: Heartbeat
+    metrics: Metrics
+    store: Store
+    writer: CoalescingWriter
+    max_connections: int
+    start: Callable[[], None]  # starts the server's timers, on the first connection
 
 
 class ChatSocket(WebSocketHandler):
     """One client's chat connection; also the Transport of its Connection."""
 
-    def initialize(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def initialize(self, deps: ChatDeps) -> None:
+        self.deps = deps
         self.user: User | None = None
         self.token_expires = 0.0
         self.token_id: str | None = None
         self.conn: Connection | None = None
-        limits = runtime.config.limits
+        limits = deps.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
         self.flood = FloodGuard(limits.flood_strikes)
         self._queued: list[bytes] = []
         self._replying = False
-        self._writer = runtime.writer
+        self._writer = deps.writer
         self._direct_pass = -1  # the writer's pass in which this socket last sent directly
         self._prebuilt = False  # decided in open(), once the stream is known
         # With prebuilt frames: the stream, until the close begins (no frame may follow it).
@@ -253,22 +81,22 @@ class ChatSocket(WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
-            self.runtime.metrics.refused.labels("origin").inc()
+            self.deps.metrics.refused.labels("origin").inc()
             self._refuse(403, "forbidden_origin", "cross-origin connection not allowed")
             return
         token = self.get_query_argument("token", "") or (
             (self.get_signed_cookie(SESSION_COOKIE) or b"").decode())
         try:
-            cred = self.runtime.auth.check(token)
+            cred = self.deps.auth.check(token)
             self.user, self.token_expires, self.token_id = cred.user, cred.expires, cred.jti
         except AuthError as exc:
-            self.runtime.metrics.refused.labels("unauthenticated").inc()
+            self.deps.metrics.refused.labels("unauthenticated").inc()
             self._refuse(401, "unauthenticated", str(exc))
             return
         refusal = self._over_limit(self.user)
         if refusal is not None:
             status, reason, message = refusal
-            self.runtime.metrics.refused.labels(reason).inc()
+            self.deps.metrics.refused.labels(reason).inc()
             log.warning("refused connection from %s (user %s): %s",
                         self.request.remote_ip, self.user.id, message)
             self._refuse(status, reason, message)
@@ -276,8 +104,8 @@ class ChatSocket(WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def _over_limit(self, user: User) -> tuple[int, str, str] | None:
-        limits, registry = self.runtime.config.limits, self.runtime.registry
-        if len(registry) >= self.runtime.max_connections:
+        limits, registry = self.deps.config.limits, self.deps.registry
+        if len(registry) >= self.deps.max_connections:
             return 503, "server_full", "the server is at its connection limit"
         if len(registry.of_user(user.id)) >= limits.max_connections_per_user:
             return 429, "too_many_connections", "too many connections for this user"
@@ -291,20 +119,20 @@ class ChatSocket(WebSocketHandler):
         self.finish({"error": error, "message": message})
 
     def check_origin(self, origin: str) -> bool:
-        return origin_allowed(origin, self.request.host, self.runtime.config.server.allowed_origins,
+        return origin_allowed(origin, self.request.host, self.deps.config.server.allowed_origins,
                               self.request.protocol)
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         proto = super().get_websocket_protocol()
         if isinstance(proto, WebSocketProtocol13):
             # Tornado builds it from private parameters; re-class it rather than copy them.
-            proto.__class__ = _Protocol
+            proto.__class__ = ChatProtocol
         return proto
 
     # --- lifecycle ---
 
     def open(self, *args: str, **kwargs: str) -> None:
-        rt = self.runtime
+        rt = self.deps
         assert self.user is not None
         rt.start()
         self.set_nodelay(True)
@@ -338,9 +166,9 @@ class ChatSocket(WebSocketHandler):
         self.welcome(conn)
 
     def welcome(self, conn: Connection) -> None:
-        hb = self.runtime.config.heartbeat
+        hb = self.deps.config.heartbeat
         assert self.user is not None
-        self.runtime.hub.send(conn, {
+        self.deps.hub.send(conn, {
             "type": "welcome", "conn": conn.id, "user": self.user.to_json(),
             "heartbeat": {"interval": hb.client_interval, "timeout": hb.client_timeout},
             "server_time": round(time.time(), 3),
@@ -364,7 +192,7 @@ class ChatSocket(WebSocketHandler):
             return
         if conn.close_reason is None:
             conn.close_reason, conn.close_code = "client_close", self.close_code
-        rt = self.runtime
+        rt = self.deps
         rt.registry.remove(conn)
         rt.hub.disconnect(conn)
         reason, code = conn.close_reason, conn.close_code
@@ -377,7 +205,7 @@ class ChatSocket(WebSocketHandler):
 
     def bad_utf8(self) -> None:
         """A text frame of invalid UTF-8 (the connection fails with 1007)."""
-        self.runtime.metrics.frames.received["invalid"] += 1
+        self.deps.metrics.frames.received["invalid"] += 1
 
     def on_close_frame(self) -> None:
         """The client's close frame takes a token too (the connection ends anyway)."""
@@ -404,7 +232,7 @@ class ChatSocket(WebSocketHandler):
         return self._over_rate(conn, None)
 
     def _over_rate(self, conn: Connection, message: str | bytes | None) -> bool:
-        rt = self.runtime
+        rt = self.deps
         rt.metrics.refused.labels("rate_limited").inc()
         if self.flood.strike():
             log.warning("connection %s (%s) keeps flooding, closing", conn.id, conn.user.id)
@@ -419,7 +247,7 @@ class ChatSocket(WebSocketHandler):
         conn = self.conn
         if conn is None:
             return
-        rt = self.runtime
+        rt = self.deps
         if not self._admit(conn, message):
             return
         if message == p.PING:
@@ -451,7 +279,7 @@ class ChatSocket(WebSocketHandler):
         if conn is not None and self._admit_control(conn):
             rtt = Heartbeat.pong_received(conn, data, conn.last_seen)
             if rtt is not None:
-                self.runtime.metrics.frames.observe_rtt(rtt)
+                self.deps.metrics.frames.observe_rtt(rtt)
 
     def on_ping(self, data: bytes) -> None:
         """A ping frame: answered with a pong in order with the other replies, if the
@@ -588,7 +416,7 @@ class ChatSocket(WebSocketHandler):
         super().close(code, reason)
 
     def get_compression_options(self) -> dict[str, Any] | None:
-        return {} if self.runtime.config.server.compression else None
+        return {} if self.deps.config.server.compression else None
 
     def send_ping(self, payload: bytes) -> None:
         out = self._out

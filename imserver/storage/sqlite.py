@@ -26,57 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError, UnknownUser
+from ..core.errors import StoreError, UnknownUser
+from ..core.store import Appended, Message, Page, Recovery
 
 log = logging.getLogger("imserver.store")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A stored message: a room message (room set) or a direct one (recipient set)."""
-    id: int
-    sender: str
-    text: str
-    ts: float
-    cid: str | None
-    room: str | None = None
-    recipient: str | None = None
-    name: str | None = None  # the sender's display name when it sent the message
-    to_name: str | None = None  # a direct message's recipient's display name then
-
-    def to_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "message", "id": self.id, "from": self.sender,
-                                 "name": self.name if self.name is not None else self.sender}
-        if self.room is not None:
-            frame["room"] = self.room
-        else:
-            frame["to"] = self.recipient
-            frame["to_name"] = self.to_name if self.to_name is not None else self.recipient
-        frame["text"] = self.text
-        frame["ts"] = self.ts
-        if self.cid is not None:
-            frame["cid"] = self.cid
-        return frame
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """The result of an append: the stored message, and whether its cid was seen before."""
-    message: Message
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    messages: list[Message]
-    more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """The answer to a join or dm_sync: the messages, and whether some were skipped."""
-    messages: list[Message]
-    truncated: bool
 
 
 def _dm_key(a: str, b: str) -> str:

@@ -13,27 +13,73 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from . import protocol as p
-from .config import LimitsConfig
 from .errors import StoreError, UnknownUser
 from .frames import Outbound
-from .metrics import Metrics
 from .registry import Connection, Registry
 from .room import Room
-from .sendpool import SendPool
-from .store import Appended, MessageStore, Recovery
+from .store import Appended, Recovery, Store
 
 log = logging.getLogger("imserver.hub")
+
+# Sends one frame to many connections; returns how many took it (transport/sendpool.py).
+Deliver = Callable[[Sequence[Connection], Outbound], int]
+
+
+class Limits(Protocol):
+    """The limits the hub applies (config.LimitsConfig has them)."""
+
+    @property
+    def max_rooms_per_connection(self) -> int: ...
+    @property
+    def recovery_limit(self) -> int: ...
+    @property
+    def history_page(self) -> int: ...
+    @property
+    def presence_interval(self) -> float: ...
+
+
+class _Delivered(Protocol):
+    delivered: int
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Labelled(Protocol):
+    def labels(self, *values: str) -> _Counter: ...
+
+
+class _Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class _Histogram(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class HubMetrics(Protocol):
+    """What the hub counts (ops.metrics.Metrics has it)."""
+
+    @property
+    def frames(self) -> _Delivered: ...
+    @property
+    def errors(self) -> _Labelled: ...
+    @property
+    def rooms(self) -> _Gauge: ...
+    @property
+    def store_seconds(self) -> _Histogram: ...
 
 
 class Hub:
     """Turns parsed commands into store operations and outbound frames."""
 
-    def __init__(self, store: MessageStore, registry: Registry, limits: LimitsConfig,
-                 metrics: Metrics, send_pool: SendPool,
+    def __init__(self, store: Store, registry: Registry, limits: Limits,
+                 metrics: HubMetrics, deliver: Deliver,
                  resolve: Callable[[str], str] = str) -> None:
         self.store = store
         # A dm's `to` or a history's `with` -> a user id (a claimed guest name -> its holder).
@@ -43,7 +89,7 @@ class Hub:
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
         self.presence_interval = limits.presence_interval
-        self.send_pool = send_pool
+        self.deliver = deliver
 
     # --- sending ---
 
@@ -55,17 +101,10 @@ class Hub:
     def broadcast(self, conns: Iterable[Connection], frame: dict[str, Any], *,
                   skip: Connection | None = None) -> int:
         """Send one frame, encoded once, to many connections."""
-        out = Outbound(frame)
         targets = list(conns)
-        sent = 0
-        with self.send_pool.fanout(len(targets)):
-            for conn in targets:
-                if conn is not skip:
-                    try:
-                        sent += conn.send(out)
-                    except Exception:  # a broken connection must not stop the fan-out
-                        log.exception("connection %s: send failed", conn.id)
-                        conn.terminate("error")
+        if skip is not None and skip in targets:
+            targets.remove(skip)
+        sent = self.deliver(targets, Outbound(frame))
         self.metrics.frames.delivered += sent
         return sent
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from tornado.websocket import WebSocketHandler
 
-from .frames import binary_frame, text_frame
-from .registry import Connection, User
-from .websocket import ChatSocket
+from ..core.frames import binary_frame, text_frame
+from ..core.registry import Connection, User
+from .chat import ChatSocket
 
 ECHO_USER = User("echo", "echo")
 
