@@ -3,7 +3,6 @@ turned into hub calls; outbound frames go to bytes through the transport layer."
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -12,24 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from tornado import httputil
-from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import (
-    WebSocketClosedError,
     WebSocketHandler,
     WebSocketProtocol,
-    WebSocketProtocol13,
 )
 
 from ..config import Config
 from ..core import protocol as p
 from ..core.errors import AuthError, ProtocolError
-from ..core.frames import Outbound, ping_frame, pong_frame
+from ..core.frames import Outbound
 from ..core.hub import Hub
 from ..core.ratelimit import FloodGuard, TokenBucket
 from ..core.registry import Connection, Registry, User
 from ..core.store import Store
 from ..ops.heartbeat import Heartbeat
 from ..ops.metrics import Metrics
+from ..transport.outbound import Output, open_output
+from ..transport.tornado_compat import reclass_protocol
 from ..transport.writer import CoalescingWriter
 from ..transport.wsprotocol import ChatProtocol
 from .auth import Authenticator
@@ -57,7 +55,9 @@ class ChatDeps:
 
 
 class ChatSocket(WebSocketHandler):
-    """One client's chat connection; also the Transport of its Connection."""
+    """One client's chat connection: the upgrade's checks, the connection's life and
+    its inbound frames. Its outbound half, the Transport of its Connection, is
+    `output` (transport/outbound.py)."""
 
     def initialize(self, deps: ChatDeps) -> None:
         self.deps = deps
@@ -68,13 +68,7 @@ class ChatSocket(WebSocketHandler):
         limits = deps.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
         self.flood = FloodGuard(limits.flood_strikes)
-        self._queued: list[bytes] = []
-        self._replying = False
-        self._writer = deps.writer
-        self._direct_pass = -1  # the writer's pass in which this socket last sent directly
-        self._prebuilt = False  # decided in open(), once the stream is known
-        # With prebuilt frames: the stream, until the close begins (no frame may follow it).
-        self._out: IOStream | None = None
+        self.output: Output | None = None  # the outbound half, from open() on
 
     # --- the upgrade ---
 
@@ -124,9 +118,7 @@ class ChatSocket(WebSocketHandler):
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         proto = super().get_websocket_protocol()
-        if isinstance(proto, WebSocketProtocol13):
-            # Tornado builds it from private parameters; re-class it rather than copy them.
-            proto.__class__ = ChatProtocol
+        reclass_protocol(proto, ChatProtocol)
         return proto
 
     # --- lifecycle ---
@@ -136,22 +128,16 @@ class ChatSocket(WebSocketHandler):
         assert self.user is not None
         rt.start()
         self.set_nodelay(True)
-        ws = self.ws_connection
-        if ws is not None and ws.stream is not None:
-            # Past this, a client that does not read is dropped as a slow consumer.
-            ws.stream.max_write_buffer_size = rt.config.limits.max_outbound_buffer_bytes
-            # Prebuilt frames are plain text frames written to a plain TCP socket.
-            self._prebuilt = (rt.config.server.fanout == "prebuilt"
-                              and type(ws.stream) is IOStream
-                              and getattr(ws, "_compressor", None) is None)
-            if self._prebuilt:
-                self._out = ws.stream
+        assert self.ws_connection is not None
+        self.output = output = open_output(
+            self, self.ws_connection, prebuilt=rt.config.server.fanout == "prebuilt", writer=rt.writer,
+            max_bytes=rt.config.limits.max_outbound_buffer_bytes, on_slow=self._slow_consumer)
         try:
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
         except ValueError:
             reconnect = 0
         conn = Connection(
-            id=rt.registry.new_id(), user=self.user, transport=self,
+            id=rt.registry.new_id(), user=self.user, transport=output,
             remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
             token_id=self.token_id,
             user_agent=self.request.headers.get("User-Agent", "")[:256])
@@ -285,123 +271,8 @@ class ChatSocket(WebSocketHandler):
         """A ping frame: answered with a pong in order with the other replies, if the
         rate limit lets it through."""
         conn = self.conn
-        if conn is None or not self._admit_control(conn):
-            return
-        out = self._out
-        if out is not None:
-            if not out.closed():
-                self._put(out, pong_frame(data))
-            return
-        ws = self.ws_connection
-        if isinstance(ws, WebSocketProtocol13) and not self._prebuilt and not ws.is_closing():
-            ws._send_pong(data)
-
-    # --- Transport ---
-
-    def send(self, frame: Outbound) -> bool:
-        # The fan-out's path, once per receiver: kept to a few attribute reads.
-        out = self._out
-        if out is not None:
-            if out.closed():
-                return False
-            self._put(out, frame.wire)
-            return True
-        ws = self.ws_connection
-        if self._prebuilt or ws is None or ws.is_closing():
-            return False
-        try:
-            ws.write_message(frame.payload)  # bytes, sent as a text frame
-        except WebSocketClosedError:
-            return False
-        except StreamBufferFullError:
-            self._slow_consumer()
-            return False
-        return True
-
-    def _put(self, out: IOStream, wire: bytes) -> None:
-        """Send a frame's bytes now, or queue them for one send at the end of the pass.
-
-        The first frame of a loop pass for an idle socket goes straight out, so a
-        fan-out reaches its first receivers at once instead of after the whole room
-        is queued; further frames in the same pass queue up and leave together.
-        Replies to the client's own frames wait for the end of their handling."""
-        queued = self._queued
-        if queued or self._replying:
-            queued.append(wire)
-            return
-        queued.append(wire)
-        writer = self._writer
-        if self._direct_pass != writer.pass_number:
-            self._direct_pass = writer.direct_sent()
-            self.flush_queued()
-        else:
-            writer.mark(self)
-
-    def output_closed(self) -> None:
-        """The close handshake has begun (or the socket is gone): no frame may follow."""
-        self._out = None
-
-    def hold_replies(self) -> None:
-        """Frames from the client are being handled: what they queue for it waits
-        for release_replies() instead of the writer's pass."""
-        self._replying = True
-
-    def release_replies(self) -> None:
-        """Send, in one send, what the frames just handled queued."""
-        self._replying = False
-        if self._queued:
-            self.flush_queued()
-
-    def flush_queued(self, *, pooled: bool = True) -> None:
-        """Write the queued frames: straight to the socket while Tornado's stream has
-        nothing buffered (no Future, no copy), the rest through the stream, which keeps
-        the order and applies the slow-consumer bound. Within a large fan-out the send
-        pool sends them, unless `pooled` is false."""
-        queued = self._queued
-        if not queued:
-            return
-        # The list is reused, not replaced: a fan-out to 1000 sockets would otherwise
-        # make 1000 new lists, and every 50 fan-outs a garbage collection of them.
-        data: bytes | memoryview = queued[0] if len(queued) == 1 else b"".join(queued)
-        queued.clear()
-        out = self._out
-        if out is None or out.closed():
-            return
-        if not out.writing():
-            pool = self._writer.pool
-            if pool.active and pooled:  # a large fan-out: the pool sends it, maybe on another thread
-                pool.send(self, out.socket, data)
-                return
-            try:
-                sent = out.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                out.close()
-                return
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-        self._write_stream(out, data)
-
-    def send_unfinished(self, data: bytes | memoryview, sent: int, error: OSError | None) -> None:
-        """The send pool could not send `data[sent:]`: the stream takes the rest (or closes)."""
-        out = self._out
-        if out is None or out.closed():
-            return
-        if error is not None:
-            out.close()
-        else:
-            self._write_stream(out, memoryview(data)[sent:])
-
-    def _write_stream(self, out: IOStream, data: bytes | memoryview) -> None:
-        """Through Tornado's stream, which keeps the order and applies the slow-consumer bound."""
-        try:
-            out.write(data)
-        except StreamBufferFullError:
-            self._slow_consumer()
-        except (StreamClosedError, OSError):
-            out.close()
+        if conn is not None and self.output is not None and self._admit_control(conn):
+            self.output.send_pong(data)
 
     def _slow_consumer(self) -> None:
         if self.conn is not None:
@@ -412,23 +283,12 @@ class ChatSocket(WebSocketHandler):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # Frames queued before the close (a bye) go out before the close frame: not
         # through the send pool, which would send them after it.
-        self.flush_queued(pooled=False)
+        if self.output is not None:
+            self.output.flush_queued(pooled=False)
         super().close(code, reason)
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return {} if self.deps.config.server.compression else None
-
-    def send_ping(self, payload: bytes) -> None:
-        out = self._out
-        if out is not None:  # through the writer: no Future, no copy
-            if not out.closed():
-                self._put(out, ping_frame(payload))
-            return
-        ws = self.ws_connection
-        if self._prebuilt or ws is None or ws.is_closing():
-            return
-        with contextlib.suppress(StreamClosedError):
-            ws.write_ping(payload)
 
     def abort(self) -> None:
         ws = self.ws_connection

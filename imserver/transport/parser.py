@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import codecs
 
-from tornado.util import _websocket_mask as websocket_mask
+from .tornado_compat import websocket_mask
 
 
 class FrameError(Exception):

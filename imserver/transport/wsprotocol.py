@@ -13,6 +13,7 @@ from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13
 
 from ..core import protocol as p
+from .outbound import Output
 from .parser import FrameParser
 from .stream import PushStream
 
@@ -26,10 +27,9 @@ class FrameHandler(Protocol):
     def on_close_frame(self) -> None: ...
     def bad_utf8(self) -> None: ...
     def too_big(self) -> None: ...
-    def hold_replies(self) -> None: ...
-    def release_replies(self) -> None: ...
-    def flush_queued(self, *, pooled: bool = True) -> None: ...
-    def output_closed(self) -> None: ...
+    @property
+    def output(self) -> Output | None:
+        """The connection's outbound half, once it is open."""
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None: ...
     def on_ws_connection_close(self, close_code: int | None = None,
                                close_reason: str | None = None) -> None: ...
@@ -58,6 +58,7 @@ class ChatProtocol(WebSocketProtocol13):
 
     _parser: FrameParser
     _chat: FrameHandler
+    _output: Output
     _closing_frames = 0  # frames ignored since the close began
     _closing_bytes = 0
 
@@ -68,7 +69,12 @@ class ChatProtocol(WebSocketProtocol13):
             return
         # Nothing awaits from here on: frames are handled as the socket yields them.
         self._parser = FrameParser(self.params.max_message_size)
-        self._chat = cast(FrameHandler, self.handler)
+        self._chat = chat = cast(FrameHandler, self.handler)
+        output = chat.output
+        if output is None:  # not opened: nothing to read for
+            self._abort()
+            return
+        self._output = output
         if stream.closed():
             self._stream_closed()
             return
@@ -79,9 +85,9 @@ class ChatProtocol(WebSocketProtocol13):
         if self.server_terminated:
             self._received_closing(data)
             return
-        parser, handler = self._parser, self._chat
+        parser, handler, output = self._parser, self._chat, self._output
         messages = parser.feed(data)
-        handler.hold_replies()
+        output.hold_replies()
         try:
             frames = iter(messages)
             for opcode, payload in frames:
@@ -103,7 +109,7 @@ class ChatProtocol(WebSocketProtocol13):
             handler.log_exception(*sys.exc_info())
             self._abort()
         finally:
-            handler.release_replies()
+            output.release_replies()
 
     def _received_closing(self, data: bytes) -> None:
         """A read after the close began: only a close frame is looked for."""
@@ -177,10 +183,10 @@ class ChatProtocol(WebSocketProtocol13):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         handler = cast(FrameHandler, self.handler)
-        if not self.server_terminated:
+        output = handler.output
+        if output is not None:
             # Replies to the frames before the close go out before the close frame.
-            handler.flush_queued(pooled=False)
-        handler.output_closed()
+            output.closing(flush=not self.server_terminated)
         if code == p.CLOSE_TOO_BIG:
             handler.too_big()
         super().close(code, reason)
