@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from imserver.core import protocol as p
 from imserver.core.errors import StoreError, UnknownUser
 from imserver.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, MessageStore
 
@@ -147,7 +148,7 @@ async def test_direct_messages_belong_to_their_two_participants(db_path):
     ca = (await store.append_direct("carol", "alice", "hi alice", "2")).message
     bc = (await store.append_direct("bob", "carol", "hi carol", "3")).message
     await fill(store, "r", 2)
-    assert ab.to_frame() == {"type": "message", "id": ab.id, "from": "alice", "name": "alice",
+    assert p.message_frame(ab) == {"type": "message", "id": ab.id, "from": "alice", "name": "alice",
                              "to": "bob", "to_name": "bob", "text": "hi bob", "ts": ab.ts, "cid": "1"}
     assert [m.id for m in (await store.dm_after("alice", 0, 10)).messages] == [ab.id, ca.id]
     assert [m.id for m in (await store.dm_after("bob", ab.id, 10)).messages] == [bc.id]
@@ -241,11 +242,11 @@ async def test_a_version_1_database_is_migrated_and_its_messages_keep_their_send
     store = MessageStore(db_path)
     try:
         (old,) = (await store.room_before("r", None, 10)).messages
-        assert old.to_frame()["from"] == old.to_frame()["name"] == "alice"
+        assert p.message_frame(old)["from"] == p.message_frame(old)["name"] == "alice"
         (dm,) = (await store.dm_before("bob", "alice", None, 10)).messages
-        assert dm.to_frame()["to_name"] == "bob"
+        assert p.message_frame(dm)["to_name"] == "bob"
         new = (await store.append_room("g:x1", "r", "new", "c3", "Alice")).message
-        assert new.to_frame()["from"] == "g:x1" and new.to_frame()["name"] == "Alice"
+        assert p.message_frame(new)["from"] == "g:x1" and p.message_frame(new)["name"] == "Alice"
         assert [m.name for m in (await store.room_before("r", None, 10)).messages] == ["alice", "Alice"]
     finally:
         await store.close()

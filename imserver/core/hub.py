@@ -90,6 +90,9 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self.presence_interval = limits.presence_interval
         self.deliver = deliver
+        # protocol.COMMANDS -> the method of the same name; a command without one fails here.
+        self._dispatch: dict[type[p.Command], Callable[[Connection, Any], None]] = {
+            command: getattr(self, command.kind) for command in p.COMMANDS}
 
     # --- sending ---
 
@@ -115,21 +118,8 @@ class Hub:
     # --- commands ---
 
     def handle(self, conn: Connection, command: p.Command) -> None:
-        """Carry out one command from a connection."""
-        if isinstance(command, p.Say):
-            self.say(conn, command)
-        elif isinstance(command, p.DirectMessage):
-            self.direct(conn, command)
-        elif isinstance(command, p.Join):
-            self.join(conn, command)
-        elif isinstance(command, p.Leave):
-            self.leave(conn, command)
-        elif isinstance(command, p.History):
-            self.history(conn, command)
-        elif isinstance(command, p.DmSync):
-            self.dm_sync(conn, command)
-        else:  # pragma: no cover - parse_frame returns only the types above
-            raise TypeError(f"unknown command {command!r}")
+        """Carry out one command from a connection: by the hub's method named after its kind."""
+        self._dispatch[type(command)](conn, command)
 
     def join(self, conn: Connection, cmd: p.Join) -> None:
         if cmd.room not in conn.rooms and len(conn.rooms) >= self.limits.max_rooms_per_connection:
@@ -157,11 +147,9 @@ class Hub:
             self.metrics.rooms.set(len(self.rooms))
         if room.add(conn):
             self._presence_changed(room)
-        self.send(conn, {
-            "type": "joined", "room": name, "members": sorted(room.members),
-            "names": {user_id: room.names[user_id] for user_id in room.members},
-            "messages": [m.to_frame() for m in found.messages], "truncated": found.truncated,
-        })
+        self.send(conn, p.joined_frame(
+            name, sorted(room.members), {user_id: room.names[user_id] for user_id in room.members},
+            found.messages, found.truncated))
         room.snapshot_sent(conn)
 
     def leave(self, conn: Connection, cmd: p.Leave) -> None:
@@ -170,7 +158,7 @@ class Hub:
             return
         conn.rooms.discard(cmd.room)
         self._remove_from_room(conn, cmd.room)
-        self.send(conn, {"type": "left", "room": cmd.room})
+        self.send(conn, p.left_frame(cmd.room))
 
     def _remove_from_room(self, conn: Connection, name: str) -> None:
         room = self.rooms.get(name)
@@ -216,9 +204,9 @@ class Hub:
         msg = done.message
         room = self.rooms.get(msg.room or "")
         if room is not None:
-            self.broadcast(room.conns, msg.to_frame(), skip=conn)
+            self.broadcast(room.conns, p.message_frame(msg), skip=conn)
 
-    def direct(self, conn: Connection, cmd: p.DirectMessage) -> None:
+    def dm(self, conn: Connection, cmd: p.DirectMessage) -> None:
         started = time.monotonic()
         write = self.store.append_direct(conn.user.id, self.resolve(cmd.to), cmd.text, cmd.cid,
                                          conn.user.name)
@@ -232,34 +220,28 @@ class Hub:
         msg = done.message
         receivers = set(self.registry.of_user(msg.sender))
         receivers.update(self.registry.of_user(msg.recipient or ""))
-        self.broadcast(receivers, msg.to_frame(), skip=conn)
+        self.broadcast(receivers, p.message_frame(msg), skip=conn)
 
     def _ack(self, conn: Connection, done: Appended, started: float) -> None:
         if not done.duplicate:
             self.metrics.store_seconds.observe(time.monotonic() - started)
-        frame: dict[str, Any] = {"type": "ack", "cid": done.message.cid,
-                                 "id": done.message.id, "ts": done.message.ts}
-        self.send(conn, frame)
+        self.send(conn, p.ack_frame(done.message.cid, done.message.id, done.message.ts))
 
     def history(self, conn: Connection, cmd: p.History) -> None:
         limit = min(cmd.limit or self.limits.history_page, self.limits.history_page)
         if cmd.with_user is not None:
             read = self.store.dm_before(conn.user.id, self.resolve(cmd.with_user), cmd.before, limit)
-            key: dict[str, Any] = {"with": cmd.with_user}
         else:
             assert cmd.room is not None
             read = self.store.room_before(cmd.room, cmd.before, limit)
-            key = {"room": cmd.room}
-        self._when_done(read, conn, None, lambda page: self.send(conn, {
-            "type": "history", **key,
-            "messages": [m.to_frame() for m in page.messages], "more": page.more}))
+        self._when_done(read, conn, None, lambda page: self.send(conn, p.history_frame(
+            page.messages, page.more, room=cmd.room, with_user=cmd.with_user)))
 
     def dm_sync(self, conn: Connection, cmd: p.DmSync) -> None:
         read = self.store.dm_recover(conn.user.id, cmd.since, self.limits.recovery_limit,
                                      self.limits.history_page)
-        self._when_done(read, conn, None, lambda found: self.send(conn, {
-            "type": "dm_sync", "messages": [m.to_frame() for m in found.messages],
-            "truncated": found.truncated}))
+        self._when_done(read, conn, None, lambda found: self.send(conn, p.dm_sync_frame(
+            found.messages, found.truncated)))
 
     # --- plumbing ---
 

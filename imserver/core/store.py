@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,20 +24,6 @@ class Message:
     recipient: str | None = None
     name: str | None = None  # the sender's display name when it sent the message
     to_name: str | None = None  # a direct message's recipient's display name then
-
-    def to_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "message", "id": self.id, "from": self.sender,
-                                 "name": self.name if self.name is not None else self.sender}
-        if self.room is not None:
-            frame["room"] = self.room
-        else:
-            frame["to"] = self.recipient
-            frame["to_name"] = self.to_name if self.to_name is not None else self.recipient
-        frame["text"] = self.text
-        frame["ts"] = self.ts
-        if self.cid is not None:
-            frame["cid"] = self.cid
-        return frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,11 +154,9 @@ class ChatSocket(WebSocketHandler):
     def welcome(self, conn: Connection) -> None:
         hb = self.deps.config.heartbeat
         assert self.user is not None
-        self.deps.hub.send(conn, {
-            "type": "welcome", "conn": conn.id, "user": self.user.to_json(),
-            "heartbeat": {"interval": hb.client_interval, "timeout": hb.client_timeout},
-            "server_time": round(time.time(), 3),
-        })
+        self.deps.hub.send(conn, p.welcome_frame(
+            conn.id, self.user.to_json(), interval=hb.client_interval, timeout=hb.client_timeout,
+            server_time=time.time()))
 
     def _forget_request(self) -> None:
         """Drop what the upgrade request held (headers, the query with its token): it
@@ -253,7 +251,7 @@ class ChatSocket(WebSocketHandler):
             rt.metrics.frames.received["invalid"] += 1
             rt.hub.error(conn, exc.code, exc.message, exc.cid)
             return
-        rt.metrics.frames.received[_KINDS[type(command)]] += 1
+        rt.metrics.frames.received[command.kind] += 1
         try:
             rt.hub.handle(conn, command)
         except Exception:
@@ -307,9 +305,3 @@ def _cid_of(message: str | bytes) -> str | None:
     except (ValueError, AttributeError, RecursionError):
         return None
     return cid if isinstance(cid, str) and len(cid) <= p.CID_MAX else None
-
-
-_KINDS: dict[type, str] = {
-    p.Join: "join", p.Leave: "leave", p.Say: "say", p.DirectMessage: "dm",
-    p.History: "history", p.DmSync: "dm_sync",
-}

@@ -17,7 +17,7 @@ from tornado.httpserver import HTTPServer
 
 from ..config import Config
 from ..core.hub import Hub
-from ..core.protocol import CLOSE_GOING_AWAY
+from ..core.protocol import CLOSE_GOING_AWAY, bye_frame
 from ..core.registry import Registry
 
 
@@ -59,7 +59,7 @@ async def graceful_shutdown(runtime: Server, servers: list[HTTPServer]) -> None:
     settings = runtime.config.shutdown
     delays = spread_delays(len(conns), settings.spread_seconds, start=settings.retry_min_seconds)
     for conn, delay in zip(conns, delays, strict=True):
-        runtime.hub.send(conn, {"type": "bye", "reason": "shutdown", "retry_after": delay})
+        runtime.hub.send(conn, bye_frame("shutdown", delay))
         conn.end("shutdown", CLOSE_GOING_AWAY, "server shutting down")
     deadline = started + runtime.config.shutdown.grace_seconds
     while len(runtime.registry) and time.monotonic() < deadline:
