@@ -48,7 +48,11 @@ DASHBOARD_DIR = ROOT / "dashboard"
 
 
 class Runtime:
-    """Everything one running server is made of, wired together."""
+    """Everything one running server is made of, wired together, and its timers.
+
+    Only make_app and the command line use it: make_app hands each handler the
+    parts it uses (ChatDeps, AdminDeps, ...), and the parts follow each other
+    through the registry's listeners and the hub's deliver callable."""
 
     def __init__(self, config: Config, metrics_registry: CollectorRegistry | None = None) -> None:
         self.config = config
@@ -132,7 +136,6 @@ class Runtime:
             t=time.time(), connections=len(self.registry), users=self.registry.users_online(),
             rooms=len(self.hub.rooms), messages=m.frames.received["say"] + m.frames.received["dm"],
             terminations=m.total(m.terminations), reconnects=m.total(m.reconnects)))
-        self.admin_view.tick()
 
     def refresh_gauges(self) -> None:
         self.metrics.connections.set(len(self.registry))

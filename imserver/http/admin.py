@@ -93,7 +93,8 @@ def client_json(conn: Connection, *, mono_now: float, wall_now: float, ping_time
 
 class AdminView:
     """Builds what the API and the push channel send, and pushes changes: it follows
-    the registry's opened and closed connections, and keeps the log of closed ones."""
+    the registry's opened and closed connections (and keeps the log of closed ones)
+    and the samples taken once a second."""
 
     def __init__(self, registry: Registry, samples: Samples, *, ping_timeout: float,
                  rooms: Callable[[], int], started_at: float) -> None:
@@ -106,6 +107,7 @@ class AdminView:
         self.sockets: set[AdminSocket] = set()
         registry.on_open.append(self.opened)
         registry.on_close.append(self.closed_one)
+        samples.on_add.append(self.tick)
 
     def clients(self) -> list[dict[str, Any]]:
         mono, wall = time.monotonic(), time.time()
