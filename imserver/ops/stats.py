@@ -84,9 +84,6 @@ class Samples:
         for listener in self.on_add:
             listener()
 
-    def latest(self) -> Sample | None:
-        return self._samples[-1] if self._samples else None
-
     def _window(self, seconds: float) -> tuple[Sample, Sample] | None:
         """The oldest sample within the last `seconds`, and the newest."""
         if len(self._samples) < 2:

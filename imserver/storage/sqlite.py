@@ -259,9 +259,6 @@ class _Database:
                 return Recovery(missed.messages, truncated=False)
         return Recovery(self.dm_after(user, None, page).messages, truncated=since is not None)
 
-    def count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM messages").fetchone()[0])
-
     @staticmethod
     def _page_after(rows: list[Any], limit: int) -> Page:
         return Page([_row(r) for r in rows[:limit]], len(rows) > limit)
@@ -368,17 +365,11 @@ class MessageStore:
         self._known_users[user_id] = name
         return self._submit(True, lambda db: db.touch_user(user_id, name))
 
-    def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:
-        return self._submit(False, lambda db: db.room_after(room, after, limit))
-
     def room_before(self, room: str, before: int | None, limit: int) -> asyncio.Future[Page]:
         return self._submit(False, lambda db: db.room_before(room, before, limit))
 
     def dm_before(self, user: str, other: str, before: int | None, limit: int) -> asyncio.Future[Page]:
         return self._submit(False, lambda db: db.dm_before(user, other, before, limit))
-
-    def dm_after(self, user: str, after: int | None, limit: int) -> asyncio.Future[Page]:
-        return self._submit(False, lambda db: db.dm_after(user, after, limit))
 
     def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
         older_than = time.time() - max_age_seconds if max_age_seconds else None
@@ -389,9 +380,6 @@ class MessageStore:
 
     def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         return self._submit(False, lambda db: db.dm_recover(user, since, limit, page))
-
-    def count(self) -> asyncio.Future[int]:
-        return self._submit(False, lambda db: db.count())
 
     async def close(self) -> None:
         """Finish every queued operation, then close the database."""
