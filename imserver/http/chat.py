@@ -131,7 +131,7 @@ class ChatSocket(WebSocketHandler):
         assert self.ws_connection is not None
         self.output = output = open_output(
             self, self.ws_connection, prebuilt=rt.config.server.fanout == "prebuilt", writer=rt.writer,
-            max_bytes=rt.config.limits.max_outbound_buffer_bytes, on_slow=self._slow_consumer)
+            max_bytes=rt.config.limits.max_outbound_buffer_bytes)
         try:
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
         except ValueError:
@@ -272,7 +272,7 @@ class ChatSocket(WebSocketHandler):
         if conn is not None and self.output is not None and self._admit_control(conn):
             self.output.send_pong(data)
 
-    def _slow_consumer(self) -> None:
+    def slow_consumer(self) -> None:
         if self.conn is not None:
             log.warning("connection %s (%s) is not reading: dropped as a slow consumer",
                         self.conn.id, self.conn.user.id)

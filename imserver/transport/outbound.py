@@ -16,7 +16,7 @@ receiver (`core.frames.Outbound.wire`) straight to the socket:
    socket did not take (`send_unfinished`).
 3. Whatever the socket does not take goes through Tornado's stream, which keeps
    the order and applies the slow-consumer bound (`limits.max_outbound_buffer_bytes`):
-   past it the connection is dropped (`on_slow`).
+   past it the connection is dropped (`Socket.slow_consumer`).
 4. Once the close handshake begins (`closing`), what is queued goes out before
    the close frame, and nothing after it.
 
@@ -27,7 +27,6 @@ compare with: Tornado's own `write_message` per frame and receiver.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Protocol
 
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -39,13 +38,17 @@ from .writer import CoalescingWriter
 
 
 class Socket(Protocol):
-    """What an output needs from its handler: the close handshake and the abort."""
+    """What an output needs from its handler: the close handshake, the abort, and what
+    to do with a client that does not read."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Start a clean close handshake."""
 
     def abort(self) -> None:
         """Drop the TCP connection at once."""
+
+    def slow_consumer(self) -> None:
+        """More is buffered for the client than the bound: drop it."""
 
 
 def bound_output(stream: IOStream, max_bytes: int) -> None:
@@ -57,14 +60,12 @@ def bound_output(stream: IOStream, max_bytes: int) -> None:
 class PrebuiltOutput:
     """Prebuilt frames written to a plain TCP socket (see the module's docstring)."""
 
-    __slots__ = ("_direct_pass", "_queued", "_replying", "_stream", "_writer", "on_slow", "socket")
+    __slots__ = ("_direct_pass", "_queued", "_replying", "_stream", "_writer", "socket")
 
     prebuilt = True
 
-    def __init__(self, socket: Socket, stream: IOStream, writer: CoalescingWriter,
-                 on_slow: Callable[[], None]) -> None:
+    def __init__(self, socket: Socket, stream: IOStream, writer: CoalescingWriter) -> None:
         self.socket = socket
-        self.on_slow = on_slow
         # The stream, until the close begins (no frame may follow the close frame).
         self._stream: IOStream | None = stream
         self._writer = writer
@@ -189,7 +190,7 @@ class PrebuiltOutput:
         try:
             out.write(data)
         except StreamBufferFullError:
-            self.on_slow()
+            self.socket.slow_consumer()
         except (StreamClosedError, OSError):
             out.close()
 
@@ -198,14 +199,13 @@ class WriteMessageOutput:
     """Tornado's own write path, a `write_message` per frame and receiver: the baseline,
     and what a compressed or TLS stream takes."""
 
-    __slots__ = ("on_slow", "socket", "ws")
+    __slots__ = ("socket", "ws")
 
     prebuilt = False
 
-    def __init__(self, socket: Socket, ws: WebSocketProtocol, on_slow: Callable[[], None]) -> None:
+    def __init__(self, socket: Socket, ws: WebSocketProtocol) -> None:
         self.socket = socket
         self.ws = ws
-        self.on_slow = on_slow
 
     def send(self, frame: Outbound) -> bool:
         ws = self.ws
@@ -216,7 +216,7 @@ class WriteMessageOutput:
         except WebSocketClosedError:
             return False
         except StreamBufferFullError:
-            self.on_slow()
+            self.socket.slow_consumer()
             return False
         return True
 
@@ -259,7 +259,7 @@ Output = PrebuiltOutput | WriteMessageOutput
 
 
 def open_output(socket: Socket, ws: WebSocketProtocol, *, prebuilt: bool, writer: CoalescingWriter,
-                max_bytes: int, on_slow: Callable[[], None]) -> Output:
+                max_bytes: int) -> Output:
     """The output of a connection just opened: prebuilt frames if asked for and the
     socket can take them (plain TCP, no compression), else Tornado's write path.
     Either way, past `max_bytes` buffered a client that does not read is dropped."""
@@ -267,5 +267,5 @@ def open_output(socket: Socket, ws: WebSocketProtocol, *, prebuilt: bool, writer
     assert stream is not None, "a WebSocket is opened on its stream"
     bound_output(stream, max_bytes)
     if prebuilt and type(stream) is IOStream and not compressing(ws):
-        return PrebuiltOutput(socket, stream, writer, on_slow)
-    return WriteMessageOutput(socket, ws, on_slow)
+        return PrebuiltOutput(socket, stream, writer)
+    return WriteMessageOutput(socket, ws)
