@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from importlib import resources
@@ -12,22 +13,18 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 from tornado.ioloop import PeriodicCallback
 
-from .admin import AdminAuth, AdminView, admin_routes
-from .auth import Authenticator, load_or_create_secret
 from .config import Config
-from .echo import EchoSocket
-from .edge import connection_limit
-from .heartbeat import Heartbeat
-from .hub import Hub
-from .identity import Identities
-from .metrics import Metrics
-from .private import secure_data_files
-from .ratelimit import KeyedLimiter
-from .registry import TERMINATION_REASONS, Connection, Registry
-from .sendpool import SendPool, spare_cores
-from .stats import ClosedLog, Sample, Samples
-from .store import MessageStore
-from .web import (
+from .core.hub import Hub
+from .core.ratelimit import KeyedLimiter
+from .core.registry import TERMINATION_REASONS, Connection, Registry
+from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
+from .http.auth import Authenticator, load_or_create_secret
+from .http.chat import ChatDeps, ChatSocket
+from .http.echo import EchoSocket
+from .http.edge import connection_limit
+from .http.identity import Identities
+from .http.security import SecurityHeaders
+from .http.web import (
     ClientConfigHandler,
     HealthHandler,
     LoginHandler,
@@ -35,10 +32,14 @@ from .web import (
     MeHandler,
     MetricsHandler,
     RevalidatedStaticHandler,
-    SecurityHeaders,
 )
-from .websocket import ChatSocket
-from .writer import CoalescingWriter
+from .ops.heartbeat import Heartbeat
+from .ops.metrics import Metrics
+from .ops.stats import Sample, Samples
+from .storage.private import secure_data_files
+from .storage.sqlite import MessageStore
+from .transport.sendpool import SendPool, fan_out, spare_cores
+from .transport.writer import CoalescingWriter
 
 log = logging.getLogger("imserver")
 
@@ -50,7 +51,11 @@ DASHBOARD_DIR = PAGES / "dashboard"
 
 
 class Runtime:
-    """Everything one running server is made of, wired together."""
+    """Everything one running server is made of, wired together, and its timers.
+
+    Only make_app and the command line use it: make_app hands each handler the
+    parts it uses (ChatDeps, AdminDeps, ...), and the parts follow each other
+    through the registry's listeners and the hub's deliver callable."""
 
     def __init__(self, config: Config, metrics_registry: CollectorRegistry | None = None) -> None:
         self.config = config
@@ -68,8 +73,8 @@ class Runtime:
         self.identities.load()
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
-        self.hub = Hub(self.store, self.registry, config.limits, self.metrics, self.send_pool,
-                       resolve=self.identities.resolve)
+        self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
+                       functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve)
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -82,14 +87,14 @@ class Runtime:
         # Wrong admin or metrics tokens, per address; past it even the right one gets 429.
         self.auth_failures = KeyedLimiter(rate=per_minute / 60, burst=per_minute)
         self.admin_auth = AdminAuth(config.admin.token, secret)
-        self.admin_view = AdminView(self)
-        self.closed_log = ClosedLog()
         self.samples = Samples()
         self._sampler = PeriodicCallback(self.sample, 1000)
         self.registry.on_open.append(self._opened)
         self.registry.on_close.append(self._closed)
         self.started = False
         self.started_at = time.time()
+        self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
+                                    rooms=lambda: len(self.hub.rooms), started_at=self.started_at)
 
     def start(self) -> None:
         """Start the timers (on the running loop); idempotent."""
@@ -134,7 +139,6 @@ class Runtime:
             t=time.time(), connections=len(self.registry), users=self.registry.users_online(),
             rooms=len(self.hub.rooms), messages=m.frames.received["say"] + m.frames.received["dm"],
             terminations=m.total(m.terminations), reconnects=m.total(m.reconnects)))
-        self.admin_view.tick()
 
     def refresh_gauges(self) -> None:
         self.metrics.connections.set(len(self.registry))
@@ -144,7 +148,6 @@ class Runtime:
     def _opened(self, conn: Connection) -> None:
         self.metrics.opened.inc()
         self.refresh_gauges()
-        self.admin_view.opened(conn)
 
     def _closed(self, conn: Connection) -> None:
         reason = conn.close_reason or "client_close"
@@ -152,7 +155,6 @@ class Runtime:
         if reason in TERMINATION_REASONS:
             self.metrics.terminations.labels(reason).inc()
         self.refresh_gauges()
-        self.admin_view.closed_one(self.closed_log.add(conn))
 
 
 access_log = logging.getLogger("tornado.access")
@@ -175,31 +177,41 @@ class ImServerApp(tornado.web.Application):
 
 def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> ImServerApp:
     """Build the whole application from a config; `registry` receives the metrics."""
-    runtime = Runtime(config, registry)
-    deps = {"runtime": runtime}
+    rt = Runtime(config, registry)
+    chat = {"deps": ChatDeps(
+        config=config, auth=rt.auth, registry=rt.registry, hub=rt.hub, heartbeat=rt.heartbeat,
+        metrics=rt.metrics, store=rt.store, writer=rt.writer, max_connections=rt.max_connections,
+        start=rt.start)}
+    session = {"auth": rt.auth, "settings": config.auth}
+    admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
+                      registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,
+                      cookie_secure=config.auth.cookie_secure)
     routes: list[Any] = [
-        (r"/ws", ChatSocket, deps),
-        (r"/api/login", LoginHandler, deps),
-        (r"/api/logout", LogoutHandler, deps),
-        (r"/api/me", MeHandler, deps),
-        (r"/api/client-config", ClientConfigHandler, deps),
-        (r"/healthz", HealthHandler, deps),
+        (r"/ws", ChatSocket, chat),
+        (r"/api/login", LoginHandler, {**session, "identities": rt.identities,
+                                       "limiter": rt.login_limiter, "metrics": rt.metrics}),
+        (r"/api/logout", LogoutHandler, {**session, "identities": rt.identities}),
+        (r"/api/me", MeHandler, session),
+        (r"/api/client-config", ClientConfigHandler, {"client": config.client}),
+        (r"/healthz", HealthHandler, {"health": rt.store.health, "registry": rt.registry}),
         (r"/()", RevalidatedStaticHandler,
          {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/static/(.*)", RevalidatedStaticHandler, {"path": str(STATIC_DIR)}),
     ]
-    routes += admin_routes(runtime, str(DASHBOARD_DIR))
+    routes += admin_routes(admin, str(DASHBOARD_DIR))
     if config.metrics.enabled:
-        routes.append((r"/metrics", MetricsHandler, deps))
+        routes.append((r"/metrics", MetricsHandler, {
+            "metrics": rt.metrics, "token": config.metrics.token, "failures": rt.auth_failures,
+            "refresh": rt.refresh_gauges}))
     if config.server.echo_endpoint:
-        routes.append((r"/echo", EchoSocket, deps))
+        routes.append((r"/echo", EchoSocket, chat))
     app = ImServerApp(
         routes,
-        cookie_secret=runtime.secret,
+        cookie_secret=rt.secret,
         websocket_max_message_size=config.limits.max_frame_bytes,
         xsrf_cookies=False,
         log_function=log_request,
     )
     app.add_transform(SecurityHeaders)
-    app.runtime = runtime
+    app.runtime = rt
     return app

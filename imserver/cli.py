@@ -1,9 +1,12 @@
-"""Command line: `imserver --config PATH [--host H] [--port P]`."""
+"""Command line: `imserver --config PATH [--host H] [--port P]`, and
+`imserver check-config PATH`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import errno
 import gc
 import logging
 import resource
@@ -12,14 +15,15 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+import yaml
 from tornado.netutil import bind_sockets
 
 from . import __version__
 from .app import make_app
 from .config import Config, load_config, replace
-from .edge import check_fd_budget, make_server
-from .errors import ConfigError, StoreError
-from .shutdown import graceful_shutdown
+from .core.errors import ConfigError, ListenError, StoreError
+from .http.edge import check_fd_budget, make_server
+from .ops.shutdown import graceful_shutdown
 
 log = logging.getLogger("imserver")
 
@@ -29,7 +33,9 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="imserver", description="Real-time chat server.")
+    parser = argparse.ArgumentParser(
+        prog="imserver", description="Real-time chat server.",
+        epilog="imserver check-config PATH: check a config file and print the settings it gives.")
     parser.add_argument("--config", default=None, help="path of config.yaml (default: built-in defaults)")
     parser.add_argument("--host", default=None, help="address to listen on (overrides server.host)")
     parser.add_argument("--port", type=int, default=None, help="port (overrides server.port; 0 picks one)")
@@ -37,12 +43,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def listen(host: str, port: int) -> list[Any]:
+    """The listening sockets; ListenError, saying what to change, when the port is taken."""
+    try:
+        # A deep accept queue: after a restart thousands of clients come back within seconds.
+        return bind_sockets(port, host, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        raise ListenError(listen_problem(exc, host, port)) from None
+
+
+def listen_problem(exc: OSError, host: str, port: int) -> str:
+    where = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {where}: the address is already in use (another server?); "
+                "choose another port with --port or server.port in the config")
+    if exc.errno == errno.EACCES:
+        return (f"cannot listen on {where}: permission denied (ports below 1024 need privileges); "
+                "choose another port with --port or server.port in the config")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}: the address is not one of this machine's; "
+                "choose another with --host or server.host in the config")
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
 async def serve(config: Config) -> None:
+    sockets = listen(config.server.host, config.server.port)  # before anything is opened
     app = make_app(config)
     runtime = app.runtime
-    server = make_server(app, config.limits, xheaders=config.server.xheaders)
-    # A deep accept queue: after a restart thousands of clients come back within seconds.
-    sockets = bind_sockets(config.server.port, config.server.host, backlog=LISTEN_BACKLOG)
+    server = make_server(app, config.limits, runtime.metrics, xheaders=config.server.xheaders)
     server.add_sockets(sockets)
     runtime.start()
     tune_gc()
@@ -89,7 +117,49 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+SECRET_KEYS = ("secret", "token")  # shown as "(set)" by check-config
+
+
+def effective_settings(config: Config) -> dict[str, Any]:
+    """The settings as check-config prints them: every key, defaults filled in, secrets hidden."""
+
+    def shown(key: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shown(k, v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return [shown(key, v) for v in value]
+        if key in SECRET_KEYS and value:
+            return "(set)"
+        return value
+
+    settings: dict[str, Any] = shown("", dataclasses.asdict(config))
+    return settings
+
+
+def check_config(argv: list[str]) -> int:
+    """`imserver check-config PATH`: 0 and the effective settings, or 2 and the error."""
+    parser = argparse.ArgumentParser(
+        prog="imserver check-config",
+        description="Check a config file; print the settings it gives (defaults filled in, "
+                    "secrets hidden), or the error, which names the key.")
+    parser.add_argument("path", help="path of config.yaml")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.path)
+        raise_file_limit()  # as the server does before it checks the limits against it
+        check_fd_budget(config.limits)
+    except ConfigError as exc:
+        print(f"imserver: config error: {exc}", file=sys.stderr)
+        return 2
+    print(f"# {args.path}: valid. The settings it gives, defaults filled in:")
+    print(yaml.safe_dump(effective_settings(config), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check-config"]:
+        return check_config(argv[1:])
     args = parse_args(argv)
     try:
         config = load_config(args.config)
@@ -109,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run_loop(serve(config), use_uvloop=config.server.uvloop)
-    except (ConfigError, StoreError) as exc:
+    except (ConfigError, ListenError, StoreError) as exc:
         print(f"imserver: {exc}", file=sys.stderr)
         return 2
     return 0

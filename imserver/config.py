@@ -16,7 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 
 def _setting(default: Any, *, gt: float | None = None, ge: float | None = None,

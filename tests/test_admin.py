@@ -9,7 +9,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from imserver.admin import AdminAuth
+from imserver.http.admin import AdminAuth
 from tests.conftest import make_config
 
 TOKEN = "admin-token-for-tests"
@@ -204,7 +204,7 @@ def test_sessions_expire_and_are_capped(monkeypatch):
     assert not auth.session_ok(sessions[0])  # the oldest was dropped past the cap
     assert all(auth.session_ok(s) for s in sessions[1:])
     later = time.monotonic() + 61
-    monkeypatch.setattr("imserver.admin.time.monotonic", lambda: later)
+    monkeypatch.setattr("imserver.http.admin.time.monotonic", lambda: later)
     assert not auth.session_ok(sessions[1])
 
 
@@ -246,3 +246,32 @@ async def test_disconnect_user_takes_the_user_id_or_a_guest_name_held_now(chat):
                          body={"reason": "by name"})
     assert json.loads(response.body)["disconnected"] == [bob.welcome["conn"]]
     assert await bob.closed() == 4003
+
+
+def test_the_view_follows_the_registry_and_the_samples_without_a_server():
+    from imserver.core.registry import Connection, Registry, User
+    from imserver.http.admin import AdminView
+    from imserver.ops.stats import Sample, Samples
+
+    class Pushed:
+        def __init__(self):
+            self.events = []
+
+        def write_message(self, text):
+            self.events.append(json.loads(text))
+
+    registry, samples = Registry(), Samples()
+    view = AdminView(registry, samples, ping_timeout=20.0, rooms=lambda: 3, started_at=time.time())
+    dashboard = Pushed()
+    view.sockets.add(dashboard)  # stands in for a dashboard's socket
+    conn = Connection(id="c1", user=User("u1", "ann"), transport=None, remote="10.0.0.1")  # type: ignore[arg-type]
+    registry.add(conn)
+    conn.close_reason = "kicked"
+    registry.remove(conn)
+    samples.add(Sample(t=time.time(), connections=0, users=0, rooms=3, messages=0, terminations=1,
+                       reconnects=0))
+    pushed = dashboard.events
+    assert [event["type"] for event in pushed] == ["opened", "closed", "tick"]
+    assert pushed[0]["client"]["id"] == "c1"
+    assert pushed[1]["closed"]["reason"] == "kicked" and view.closed()[0]["id"] == "c1"
+    assert pushed[2]["stats"]["rooms"] == 3

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from imserver.auth import Authenticator, guest_name, host_name, load_or_create_secret, name_key
 from imserver.config import AuthConfig, JwtConfig
-from imserver.errors import AuthError
-from imserver.registry import User
+from imserver.core.errors import AuthError
+from imserver.core.registry import User
+from imserver.http.auth import Authenticator, guest_name, host_name, load_or_create_secret, name_key
 
 
 def fullwidth(text: str) -> str:

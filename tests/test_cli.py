@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from imserver.testing import ServerProcess, SyncClient, login
 
@@ -47,3 +48,53 @@ def test_serves_chat_on_either_loop(tmp_path, use_uvloop):
         server.stop()
     assert server.wait() == 0
     assert ("uvloop" in server.output()) == use_uvloop
+
+
+def test_a_second_server_on_a_taken_port_says_which_and_how_to_choose_another(tmp_path):
+    (tmp_path / "first").mkdir()
+    first = ServerProcess(tmp_path / "first").start()
+    try:
+        (tmp_path / "config.yaml").write_text("server:\n  data_dir: data\n  host: 127.0.0.1\n")
+        result = run_cli("--config", str(tmp_path / "config.yaml"), "--port", str(first.port))
+    finally:
+        first.stop()
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{first.port}: the address is already in use" in result.stderr
+    assert "--port" in result.stderr and "server.port" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert first.wait() == 0  # the first server was not disturbed
+
+
+def test_check_config_prints_the_effective_settings(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("heartbeat:\n  ping_interval: 5\nadmin:\n  token: do-not-print-me\n"
+                      "server:\n  data_dir: data\n")
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    settings = yaml.safe_load(result.stdout)
+    assert settings["heartbeat"]["ping_interval"] == 5.0
+    assert settings["heartbeat"]["ping_timeout"] == 20.0  # a default, filled in
+    assert settings["server"]["data_dir"] == str(tmp_path / "data")
+    assert settings["admin"]["token"] == "(set)" and settings["metrics"]["token"] == ""
+    assert "do-not-print-me" not in result.stdout + result.stderr
+    assert not (tmp_path / "data").exists()  # checking starts nothing and writes nothing
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("heartbeat:\n  ping_timeout: -1\n", "heartbeat.ping_timeout must be > 0, got -1"),
+    ("limits:\n  burts: 3\n", "limits.burts is not a known setting"),
+    ("server: [\n", "is not valid YAML"),
+])
+def test_check_config_names_the_bad_key(tmp_path, text, error):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 2
+    assert error in result.stderr and result.stderr.startswith("imserver: config error: ")
+    assert result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_check_config_of_a_missing_file(tmp_path):
+    result = run_cli("check-config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert f"cannot read config file {tmp_path / 'nope.yaml'}" in result.stderr

@@ -29,7 +29,7 @@ async def deflate_client(chat, name: str) -> Client:
 async def test_chat_over_permessage_deflate(chat, app, metric):
     alice, bob = await deflate_client(chat, "alice"), await deflate_client(chat, "bob")
     assert alice.ws.protocol._compressor is not None  # the extension was agreed
-    assert not app.runtime.registry.get(alice.welcome["conn"]).transport._prebuilt
+    assert not app.runtime.registry.get(alice.welcome["conn"]).transport.prebuilt
     await alice.join("zip")
     await bob.join("zip")
     assert (await alice.expect("presence"))["joined"] == [chat.id("bob")]

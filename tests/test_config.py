@@ -11,7 +11,7 @@ import yaml
 
 from imserver.cli import main
 from imserver.config import Config, config_from_dict, load_config
-from imserver.errors import ConfigError
+from imserver.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

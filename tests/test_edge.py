@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from imserver.config import config_from_dict
-from imserver.edge import check_fd_budget, connection_limit
-from imserver.errors import ConfigError
+from imserver.core.errors import ConfigError
+from imserver.http.edge import check_fd_budget, connection_limit
 from imserver.testing import ServerProcess, SyncClient, login
 
 ADMIN = "admin-token-for-edge-tests"

@@ -9,16 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imserver.frames import (
-    FrameError,
-    FrameParser,
-    InvalidUTF8,
-    MessageTooBig,
-    binary_frame,
-    ping_frame,
-    pong_frame,
-    text_frame,
-)
+from imserver.core.frames import binary_frame, ping_frame, pong_frame, text_frame
+from imserver.transport.parser import FrameError, FrameParser, InvalidUTF8, MessageTooBig
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imserver import protocol as p
-from imserver.errors import ProtocolError
+from imserver.core import protocol as p
+from imserver.core.errors import ProtocolError
 from imserver.testing import ServerProcess, SyncClient, login
 
 TYPES = ["join", "leave", "say", "dm", "history", "dm_sync", "ping", "", "JOIN"]

@@ -14,8 +14,8 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from imserver.app import make_app
+from imserver.http.security import CONTENT_SECURITY_POLICY
 from imserver.testing import ServerProcess, SyncClient, login
-from imserver.web import CONTENT_SECURITY_POLICY
 from tests.conftest import make_config
 
 TOKEN = "admin-token-for-tests"

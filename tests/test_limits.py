@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from imserver.ratelimit import FloodGuard, KeyedLimiter, TokenBucket
+from imserver.core.ratelimit import FloodGuard, KeyedLimiter, TokenBucket
 from tests.conftest import make_config
 
 

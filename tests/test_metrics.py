@@ -22,10 +22,10 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from imserver import __version__
 from imserver.app import ImServerApp
-from imserver.metrics import MESSAGE_TYPES
-from imserver.protocol import RECONNECT_CAUSES
-from imserver.registry import CLOSE_REASONS, TERMINATION_REASONS
-from imserver.shutdown import graceful_shutdown
+from imserver.core.protocol import RECONNECT_CAUSES
+from imserver.core.registry import CLOSE_REASONS, TERMINATION_REASONS
+from imserver.ops.metrics import MESSAGE_TYPES
+from imserver.ops.shutdown import graceful_shutdown
 from tests.system import require_binary
 from tests.test_heartbeat import open_dead_peer
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
-from imserver import protocol as p
-from imserver.errors import ProtocolError
+from imserver.core import protocol as p
+from imserver.core.errors import ProtocolError
 
 
 def parse(frame):
@@ -97,3 +99,39 @@ def test_error_frame():
 def test_fast_and_standard_json_encode_alike(frame):
     assert p.encode_bytes(frame) == p._std_encode_bytes(frame)
     assert p.loads(p.encode(frame)) == frame
+
+
+# --- one table of commands, one module for the wire ---
+
+
+def test_the_command_table_drives_parsing_dispatch_and_metric_labels():
+    from imserver.core.hub import Hub
+    from imserver.ops.metrics import MESSAGE_TYPES
+
+    kinds = [command.kind for command in p.COMMANDS]
+    assert len(set(kinds)) == len(kinds)
+    assert ("ping", *kinds, "invalid") == MESSAGE_TYPES
+    for command in p.COMMANDS:
+        assert p.COMMAND_BY_KIND[command.kind] is command
+        assert callable(getattr(Hub, command.kind)), f"the hub has no method for {command.kind!r}"
+    frames = {"join": {"room": "r"}, "leave": {"room": "r"}, "say": {"room": "r", "text": "t"},
+              "dm": {"to": "bob", "text": "t"}, "history": {"room": "r"}, "dm_sync": {}}
+    assert set(frames) == set(kinds)
+    for kind, fields in frames.items():
+        command = p.parse_frame(json.dumps({"type": kind, **fields}), max_text_chars=100)
+        assert command.kind == kind
+
+
+def test_server_frames_are_built_only_in_the_protocol_module():
+    """A dict literal with a "type" key is a frame: the chat's are built in protocol.py
+    (the admin dashboard's channel has its own, in http/admin.py)."""
+    package = Path(__file__).resolve().parent.parent / "imserver"
+    elsewhere = []
+    for path in package.rglob("*.py"):
+        if path.name == "protocol.py" or path.relative_to(package).as_posix() == "http/admin.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Dict) and any(
+                    isinstance(k, ast.Constant) and k.value == "type" for k in node.keys):
+                elsewhere.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not elsewhere, f"server frames built outside core/protocol.py: {elsewhere}"

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from imserver.frames import text_frame
-from imserver.stream import PushStream
+from imserver.core.frames import text_frame
+from imserver.http.chat import ChatSocket
 from imserver.testing import ServerProcess, SyncClient, login
-from imserver.websocket import ChatSocket
+from imserver.transport.stream import PushStream
 
 
 @pytest.fixture

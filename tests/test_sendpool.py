@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imserver.sendpool import SendPool
+from imserver.transport.sendpool import SendPool
 from tests.conftest import make_config
 
 
@@ -150,7 +150,7 @@ async def test_a_large_room_shares_its_fan_outs_and_each_connection_keeps_its_or
     # The server's side of one reader takes a few KiB at a time: the pool's sends to it
     # come back unfinished, and the rest must go on through that connection's stream.
     (narrow,) = app.runtime.registry.of_user(chat.id("reader-0"))
-    narrow.transport._out.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    narrow.transport._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     pool = app.runtime.send_pool
     fanouts, helper_chunks, handed_back = pool.fanouts, pool.helper_chunks, pool.handed_back
     count, text = 200, "w" * 3000

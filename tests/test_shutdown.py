@@ -11,7 +11,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import websocket_connect
 
-from imserver.shutdown import spread_delays
+from imserver.ops.shutdown import spread_delays
 from imserver.testing import ServerProcess
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from imserver.errors import StoreError, UnknownUser
-from imserver.store import MIGRATIONS, SCHEMA_VERSION, MessageStore
+from imserver.core import protocol as p
+from imserver.core.errors import StoreError, UnknownUser
+from imserver.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, MessageStore
+from tests.store_reads import count, dm_after, room_after
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ async def test_migrates_an_empty_file_and_reopens(db_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
     again = MessageStore(db_path)
-    page = await again.room_after("r", 0, 10)
+    page = await room_after(again, "r", 0, 10)
     assert [m.id for m in page.messages] == ids and [m.text for m in page.messages] == ["m0", "m1", "m2"]
     await again.close()
 
@@ -110,11 +112,11 @@ async def test_paging_before_and_after(db_path):
     assert [m.id for m in older.messages] == ids[2:6] and older.more
     oldest = await store.room_before("r", ids[2], 4)
     assert [m.id for m in oldest.messages] == ids[:2] and not oldest.more
-    after = await store.room_after("r", ids[6], 10)
+    after = await room_after(store, "r", ids[6], 10)
     assert [m.id for m in after.messages] == ids[7:] and not after.more
-    partial = await store.room_after("r", ids[0], 3)
+    partial = await room_after(store, "r", ids[0], 3)
     assert [m.id for m in partial.messages] == ids[1:4] and partial.more
-    assert (await store.room_after("r", ids[-1], 3)).messages == []
+    assert (await room_after(store, "r", ids[-1], 3)).messages == []
     await store.close()
 
 
@@ -134,7 +136,7 @@ async def test_duplicate_cid_returns_the_original(db_path):
     await store.close()
     reopened = MessageStore(db_path)  # survives a restart
     assert (await reopened.append_room("alice", "r", "hello", "c-1")).message == first.message
-    assert await reopened.count() == 4
+    assert await count(reopened) == 4
     await reopened.close()
 
 
@@ -147,11 +149,11 @@ async def test_direct_messages_belong_to_their_two_participants(db_path):
     ca = (await store.append_direct("carol", "alice", "hi alice", "2")).message
     bc = (await store.append_direct("bob", "carol", "hi carol", "3")).message
     await fill(store, "r", 2)
-    assert ab.to_frame() == {"type": "message", "id": ab.id, "from": "alice", "name": "alice",
+    assert p.message_frame(ab) == {"type": "message", "id": ab.id, "from": "alice", "name": "alice",
                              "to": "bob", "to_name": "bob", "text": "hi bob", "ts": ab.ts, "cid": "1"}
-    assert [m.id for m in (await store.dm_after("alice", 0, 10)).messages] == [ab.id, ca.id]
-    assert [m.id for m in (await store.dm_after("bob", ab.id, 10)).messages] == [bc.id]
-    assert [m.id for m in (await store.dm_after("carol", None, 10)).messages] == [ca.id, bc.id]
+    assert [m.id for m in (await dm_after(store, "alice", 0, 10)).messages] == [ab.id, ca.id]
+    assert [m.id for m in (await dm_after(store, "bob", ab.id, 10)).messages] == [bc.id]
+    assert [m.id for m in (await dm_after(store, "carol", None, 10)).messages] == [ca.id, bc.id]
     assert [m.id for m in (await store.dm_before("bob", "alice", None, 10)).messages] == [ab.id]
     assert (await store.dm_before("alice", "dave", None, 10)).messages == []
     with pytest.raises(UnknownUser):
@@ -166,8 +168,8 @@ async def test_retention_by_age_and_by_count(db_path):
     await fill(store, "s", 3, prefix="s")
     removed = await store.prune(max_age_seconds=None, keep_per_room=4)
     assert removed == 6
-    assert [m.id for m in (await store.room_after("r", 0, 100)).messages] == ids[-4:]
-    assert len((await store.room_after("s", 0, 100)).messages) == 3
+    assert [m.id for m in (await room_after(store, "r", 0, 100)).messages] == ids[-4:]
+    assert len((await room_after(store, "s", 0, 100)).messages) == 3
     await store.close()
     db = sqlite3.connect(db_path)
     db.execute("UPDATE messages SET ts = ? WHERE room = 's'", (time.time() - 3 * 86400,))
@@ -175,7 +177,7 @@ async def test_retention_by_age_and_by_count(db_path):
     db.close()
     store = MessageStore(db_path)
     assert await store.prune(max_age_seconds=2 * 86400, keep_per_room=None) == 3
-    assert await store.count() == 4
+    assert await count(store) == 4
     await store.close()
 
 
@@ -241,11 +243,11 @@ async def test_a_version_1_database_is_migrated_and_its_messages_keep_their_send
     store = MessageStore(db_path)
     try:
         (old,) = (await store.room_before("r", None, 10)).messages
-        assert old.to_frame()["from"] == old.to_frame()["name"] == "alice"
+        assert p.message_frame(old)["from"] == p.message_frame(old)["name"] == "alice"
         (dm,) = (await store.dm_before("bob", "alice", None, 10)).messages
-        assert dm.to_frame()["to_name"] == "bob"
+        assert p.message_frame(dm)["to_name"] == "bob"
         new = (await store.append_room("g:x1", "r", "new", "c3", "Alice")).message
-        assert new.to_frame()["from"] == "g:x1" and new.to_frame()["name"] == "Alice"
+        assert p.message_frame(new)["from"] == "g:x1" and p.message_frame(new)["name"] == "Alice"
         assert [m.name for m in (await store.room_before("r", None, 10)).messages] == ["alice", "Alice"]
     finally:
         await store.close()

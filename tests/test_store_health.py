@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from imserver.errors import StoreError
-from imserver.store import MessageStore
+from imserver.core.errors import StoreError
+from imserver.storage.sqlite import MessageStore
 from tests.conftest import make_config
+from tests.store_reads import room_after
 
 TOO_BIG = [2**63, 10**30]
 
@@ -86,7 +87,7 @@ async def test_an_operation_that_raises_fails_alone_and_the_next_is_served(tmp_p
     with pytest.raises(StoreError):
         await store.touch_user("bad\ud800", "bad\ud800")
     appended, page = await asyncio.gather(store.append_room("alice", "r", "hi", "c1"),
-                                          store.room_after("r", 0, 10))
+                                          room_after(store, "r", 0, 10))
     assert [m.text for m in page.messages] == ["hi"] and not appended.duplicate
     assert store.health() is None
     await store.close()
@@ -105,7 +106,7 @@ async def test_a_failed_write_does_not_undo_the_others_in_its_batch(tmp_path):
     assert [r.message.text for r in (results[0], results[2])] == ["a", "b"]
     await store.close()
     reopened = MessageStore(str(tmp_path / "chat.db"))
-    page = await reopened.room_after("r", 0, 10)
+    page = await room_after(reopened, "r", 0, 10)
     assert [m.text for m in page.messages] == ["first", "a", "b"]
     await reopened.close()
 

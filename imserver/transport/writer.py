@@ -1,7 +1,7 @@
 """Coalesced socket writes: at most two sends per connection per event-loop pass.
 
 The first frame a connection gets in a pass goes straight to its socket (see
-ChatSocket._put); the frames after it queue their prebuilt wire bytes, and at
+outbound.PrebuiltOutput); the frames after it queue their prebuilt wire bytes, and at
 the end of the pass the writer asks every connection with something queued to
 flush it, so that a burst of frames to one client goes out in one more send.
 With TCP_NODELAY set no frame waits for Nagle's algorithm.

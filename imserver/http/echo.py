@@ -8,9 +8,8 @@ from typing import Any
 
 from tornado.websocket import WebSocketHandler
 
-from .frames import binary_frame, text_frame
-from .registry import Connection, User
-from .websocket import ChatSocket
+from ..core.registry import Connection, User
+from .chat import ChatSocket
 
 ECHO_USER = User("echo", "echo")
 
@@ -30,13 +29,5 @@ class EchoSocket(ChatSocket):
         conn = self.conn
         if conn is None or not self._admit(conn, message):
             return
-        out = self._out
-        if out is not None:
-            if isinstance(message, str):
-                self._put(out, text_frame(message.encode("utf-8")))
-            else:
-                self._put(out, binary_frame(message))
-            return
-        ws = self.ws_connection
-        if ws is not None and not ws.is_closing():
-            ws.write_message(message, binary=isinstance(message, bytes))
+        if self.output is not None:
+            self.output.send_message(message)

@@ -22,11 +22,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import protocol as p
+from ..core import protocol as p
+from ..core.errors import AuthError
+from ..core.registry import Registry, User
+from ..storage.sqlite import MessageStore
 from .auth import Authenticator, Credential, guest_name, name_key
-from .errors import AuthError
-from .registry import Registry, User
-from .store import MessageStore
 
 log = logging.getLogger("imserver.identity")
 

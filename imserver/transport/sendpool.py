@@ -21,8 +21,12 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
+
+from ..core.frames import Outbound
+from ..core.registry import Connection
 
 log = logging.getLogger("imserver.sendpool")
 
@@ -173,3 +177,17 @@ class SendPool:
                 error = OSError(f"send thread failed: {exc!r}")
                 unfinished = [(owner, data, 0, error) for owner, _, data in chunk]
             self._done.put(unfinished)
+
+
+def fan_out(pool: SendPool, conns: Sequence[Connection], frame: Outbound) -> int:
+    """Send one frame to every connection of `conns`, the sends shared with the pool's
+    helper threads when there are enough; returns how many connections took it."""
+    sent = 0
+    with pool.fanout(len(conns)):
+        for conn in conns:
+            try:
+                sent += conn.send(frame)
+            except Exception:  # a broken connection must not stop the fan-out
+                log.exception("connection %s: send failed", conn.id)
+                conn.terminate("error")
+    return sent

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from . import protocol as p
 from .registry import Connection
 
 
@@ -98,5 +99,4 @@ class Room:
         skip = set(up_to_date)
         receivers = [c for c in self.conns if c not in skip] if skip else list(self.conns)
         names = {user: self.names[user] for user in joined}
-        return {"type": "presence", "room": self.name, "joined": joined, "left": left,
-                "names": names}, receivers
+        return p.presence_frame(self.name, joined, left, names), receivers

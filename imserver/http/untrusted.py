@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from .protocol import loads, too_deep
+from ..core.protocol import loads, too_deep
 
 # Request bodies nest far less than this; the limit is checked before decoding.
 MAX_BODY_DEPTH = 16

@@ -13,27 +13,73 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from . import protocol as p
-from .config import LimitsConfig
 from .errors import StoreError, UnknownUser
 from .frames import Outbound
-from .metrics import Metrics
 from .registry import Connection, Registry
 from .room import Room
-from .sendpool import SendPool
-from .store import Appended, MessageStore, Recovery
+from .store import Appended, Recovery, Store
 
 log = logging.getLogger("imserver.hub")
+
+# Sends one frame to many connections; returns how many took it (transport/sendpool.py).
+Deliver = Callable[[Sequence[Connection], Outbound], int]
+
+
+class Limits(Protocol):
+    """The limits the hub applies (config.LimitsConfig has them)."""
+
+    @property
+    def max_rooms_per_connection(self) -> int: ...
+    @property
+    def recovery_limit(self) -> int: ...
+    @property
+    def history_page(self) -> int: ...
+    @property
+    def presence_interval(self) -> float: ...
+
+
+class _Delivered(Protocol):
+    delivered: int
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Labelled(Protocol):
+    def labels(self, *values: str) -> _Counter: ...
+
+
+class _Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class _Histogram(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class HubMetrics(Protocol):
+    """What the hub counts (ops.metrics.Metrics has it)."""
+
+    @property
+    def frames(self) -> _Delivered: ...
+    @property
+    def errors(self) -> _Labelled: ...
+    @property
+    def rooms(self) -> _Gauge: ...
+    @property
+    def store_seconds(self) -> _Histogram: ...
 
 
 class Hub:
     """Turns parsed commands into store operations and outbound frames."""
 
-    def __init__(self, store: MessageStore, registry: Registry, limits: LimitsConfig,
-                 metrics: Metrics, send_pool: SendPool,
+    def __init__(self, store: Store, registry: Registry, limits: Limits,
+                 metrics: HubMetrics, deliver: Deliver,
                  resolve: Callable[[str], str] = str) -> None:
         self.store = store
         # A dm's `to` or a history's `with` -> a user id (a claimed guest name -> its holder).
@@ -43,7 +89,10 @@ class Hub:
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
         self.presence_interval = limits.presence_interval
-        self.send_pool = send_pool
+        self.deliver = deliver
+        # protocol.COMMANDS -> the method of the same name; a command without one fails here.
+        self._dispatch: dict[type[p.Command], Callable[[Connection, Any], None]] = {
+            command: getattr(self, command.kind) for command in p.COMMANDS}
 
     # --- sending ---
 
@@ -55,17 +104,10 @@ class Hub:
     def broadcast(self, conns: Iterable[Connection], frame: dict[str, Any], *,
                   skip: Connection | None = None) -> int:
         """Send one frame, encoded once, to many connections."""
-        out = Outbound(frame)
         targets = list(conns)
-        sent = 0
-        with self.send_pool.fanout(len(targets)):
-            for conn in targets:
-                if conn is not skip:
-                    try:
-                        sent += conn.send(out)
-                    except Exception:  # a broken connection must not stop the fan-out
-                        log.exception("connection %s: send failed", conn.id)
-                        conn.terminate("error")
+        if skip is not None and skip in targets:
+            targets.remove(skip)
+        sent = self.deliver(targets, Outbound(frame))
         self.metrics.frames.delivered += sent
         return sent
 
@@ -76,21 +118,8 @@ class Hub:
     # --- commands ---
 
     def handle(self, conn: Connection, command: p.Command) -> None:
-        """Carry out one command from a connection."""
-        if isinstance(command, p.Say):
-            self.say(conn, command)
-        elif isinstance(command, p.DirectMessage):
-            self.direct(conn, command)
-        elif isinstance(command, p.Join):
-            self.join(conn, command)
-        elif isinstance(command, p.Leave):
-            self.leave(conn, command)
-        elif isinstance(command, p.History):
-            self.history(conn, command)
-        elif isinstance(command, p.DmSync):
-            self.dm_sync(conn, command)
-        else:  # pragma: no cover - parse_frame returns only the types above
-            raise TypeError(f"unknown command {command!r}")
+        """Carry out one command from a connection: by the hub's method named after its kind."""
+        self._dispatch[type(command)](conn, command)
 
     def join(self, conn: Connection, cmd: p.Join) -> None:
         if cmd.room not in conn.rooms and len(conn.rooms) >= self.limits.max_rooms_per_connection:
@@ -118,11 +147,9 @@ class Hub:
             self.metrics.rooms.set(len(self.rooms))
         if room.add(conn):
             self._presence_changed(room)
-        self.send(conn, {
-            "type": "joined", "room": name, "members": sorted(room.members),
-            "names": {user_id: room.names[user_id] for user_id in room.members},
-            "messages": [m.to_frame() for m in found.messages], "truncated": found.truncated,
-        })
+        self.send(conn, p.joined_frame(
+            name, sorted(room.members), {user_id: room.names[user_id] for user_id in room.members},
+            found.messages, found.truncated))
         room.snapshot_sent(conn)
 
     def leave(self, conn: Connection, cmd: p.Leave) -> None:
@@ -131,7 +158,7 @@ class Hub:
             return
         conn.rooms.discard(cmd.room)
         self._remove_from_room(conn, cmd.room)
-        self.send(conn, {"type": "left", "room": cmd.room})
+        self.send(conn, p.left_frame(cmd.room))
 
     def _remove_from_room(self, conn: Connection, name: str) -> None:
         room = self.rooms.get(name)
@@ -177,9 +204,9 @@ class Hub:
         msg = done.message
         room = self.rooms.get(msg.room or "")
         if room is not None:
-            self.broadcast(room.conns, msg.to_frame(), skip=conn)
+            self.broadcast(room.conns, p.message_frame(msg), skip=conn)
 
-    def direct(self, conn: Connection, cmd: p.DirectMessage) -> None:
+    def dm(self, conn: Connection, cmd: p.DirectMessage) -> None:
         started = time.monotonic()
         write = self.store.append_direct(conn.user.id, self.resolve(cmd.to), cmd.text, cmd.cid,
                                          conn.user.name)
@@ -193,34 +220,28 @@ class Hub:
         msg = done.message
         receivers = set(self.registry.of_user(msg.sender))
         receivers.update(self.registry.of_user(msg.recipient or ""))
-        self.broadcast(receivers, msg.to_frame(), skip=conn)
+        self.broadcast(receivers, p.message_frame(msg), skip=conn)
 
     def _ack(self, conn: Connection, done: Appended, started: float) -> None:
         if not done.duplicate:
             self.metrics.store_seconds.observe(time.monotonic() - started)
-        frame: dict[str, Any] = {"type": "ack", "cid": done.message.cid,
-                                 "id": done.message.id, "ts": done.message.ts}
-        self.send(conn, frame)
+        self.send(conn, p.ack_frame(done.message.cid, done.message.id, done.message.ts))
 
     def history(self, conn: Connection, cmd: p.History) -> None:
         limit = min(cmd.limit or self.limits.history_page, self.limits.history_page)
         if cmd.with_user is not None:
             read = self.store.dm_before(conn.user.id, self.resolve(cmd.with_user), cmd.before, limit)
-            key: dict[str, Any] = {"with": cmd.with_user}
         else:
             assert cmd.room is not None
             read = self.store.room_before(cmd.room, cmd.before, limit)
-            key = {"room": cmd.room}
-        self._when_done(read, conn, None, lambda page: self.send(conn, {
-            "type": "history", **key,
-            "messages": [m.to_frame() for m in page.messages], "more": page.more}))
+        self._when_done(read, conn, None, lambda page: self.send(conn, p.history_frame(
+            page.messages, page.more, room=cmd.room, with_user=cmd.with_user)))
 
     def dm_sync(self, conn: Connection, cmd: p.DmSync) -> None:
         read = self.store.dm_recover(conn.user.id, cmd.since, self.limits.recovery_limit,
                                      self.limits.history_page)
-        self._when_done(read, conn, None, lambda found: self.send(conn, {
-            "type": "dm_sync", "messages": [m.to_frame() for m in found.messages],
-            "truncated": found.truncated}))
+        self._when_done(read, conn, None, lambda found: self.send(conn, p.dm_sync_frame(
+            found.messages, found.truncated)))
 
     # --- plumbing ---
 

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from .config import Config
+from ..config import Config
 
 log = logging.getLogger("imserver")
 

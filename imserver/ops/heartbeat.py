@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 
 from tornado.ioloop import PeriodicCallback
 
-from .protocol import CLOSE_UNAUTHENTICATED
-from .registry import Connection
+from ..core.protocol import CLOSE_UNAUTHENTICATED
+from ..core.registry import Connection
 
 log = logging.getLogger("imserver.heartbeat")
 

@@ -1,8 +1,14 @@
-"""The wire protocol: parse client frames, build server frames.
+"""The wire protocol, both directions: parse client frames, build server frames.
 
 Pure functions over text; nothing here knows about sockets. See
 docs/PROTOCOL.md. `parse_frame` turns one text frame into a typed command or
-raises ProtocolError carrying the error code to send back.
+raises ProtocolError carrying the error code to send back; every frame the
+server sends is built by one of the `*_frame` functions below.
+
+COMMANDS is the one table of what a client may send: each command class names
+its frame type (`kind`, also its label in the metrics) and parses its fields,
+and the hub carries it out with its method of the same name. A new command is
+a class here, added to COMMANDS, and a hub method.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ProtocolError
+from .store import Message
 
 PING = "ping"
 PONG = "pong"
@@ -28,7 +35,6 @@ CID_MAX = 128
 ID_MAX = 2**63 - 1
 
 # Close codes (docs/PROTOCOL.md).
-CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_DATA = 1007
@@ -43,44 +49,88 @@ RECONNECT_CAUSES = ("close", "error", "watchdog", "network", "shutdown")
 
 @dataclass(frozen=True, slots=True)
 class Join:
+    kind: ClassVar[str] = "join"
     room: str
     since: int | None
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Join:
+        return cls(f.room(), f.optional_id("since"))
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
+    kind: ClassVar[str] = "leave"
     room: str
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Leave:
+        return cls(f.room())
 
 
 @dataclass(frozen=True, slots=True)
 class Say:
+    kind: ClassVar[str] = "say"
     room: str
     text: str
     cid: str | None
 
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Say:
+        return cls(f.room(), f.text(max_text_chars), f.client_id())
+
 
 @dataclass(frozen=True, slots=True)
 class DirectMessage:
+    kind: ClassVar[str] = "dm"
     to: str
     text: str
     cid: str | None
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> DirectMessage:
+        to = f.data.get("to")
+        if not isinstance(to, str) or not valid_user_id(to):
+            raise f.fail("to must be a user name")
+        return cls(to, f.text(max_text_chars), f.client_id())
 
 
 @dataclass(frozen=True, slots=True)
 class History:
     """A page of a room (`room`) or of a direct conversation (`with_user`)."""
+    kind: ClassVar[str] = "history"
     room: str | None
     with_user: str | None
     before: int | None
     limit: int | None
 
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> History:
+        limit = f.optional_id("limit")
+        before = f.optional_id("before")
+        if "with" in f.data:
+            with_user = f.data["with"]
+            if not valid_user_id(with_user):
+                raise f.fail("with must be a user name")
+            return cls(None, with_user, before, limit)
+        return cls(f.room(), None, before, limit)
+
 
 @dataclass(frozen=True, slots=True)
 class DmSync:
+    kind: ClassVar[str] = "dm_sync"
     since: int | None
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> DmSync:
+        return cls(f.optional_id("since"))
 
 
 Command = Join | Leave | Say | DirectMessage | History | DmSync
+
+# Every command a client may send, in the order the metrics list them.
+COMMANDS: tuple[type[Command], ...] = (Join, Leave, Say, DirectMessage, History, DmSync)
+COMMAND_BY_KIND: dict[str, type[Command]] = {command.kind: command for command in COMMANDS}
 
 
 def valid_name(name: object) -> bool:
@@ -185,31 +235,12 @@ def parse_frame(raw: str, *, max_text_chars: int, max_depth: int = 8) -> Command
         raise ProtocolError("bad_request", "frame must be a JSON object")
     f = _Fields(data)
     kind = data.get("type")
-    if kind == "join":
-        return Join(f.room(), f.optional_id("since"))
-    if kind == "leave":
-        return Leave(f.room())
-    if kind == "say":
-        return Say(f.room(), f.text(max_text_chars), f.client_id())
-    if kind == "dm":
-        to = data.get("to")
-        if not isinstance(to, str) or not valid_user_id(to):
-            raise f.fail("to must be a user name")
-        return DirectMessage(to, f.text(max_text_chars), f.client_id())
-    if kind == "history":
-        limit = f.optional_id("limit")
-        before = f.optional_id("before")
-        if "with" in data:
-            with_user = data["with"]
-            if not valid_user_id(with_user):
-                raise f.fail("with must be a user name")
-            return History(None, with_user, before, limit)
-        return History(f.room(), None, before, limit)
-    if kind == "dm_sync":
-        return DmSync(f.optional_id("since"))
     if not isinstance(kind, str):
         raise f.fail("frame has no type")
-    raise f.fail(f"unknown type {kind[:32]!r}")
+    command = COMMAND_BY_KIND.get(kind)
+    if command is None:
+        raise f.fail(f"unknown type {kind[:32]!r}")
+    return command.parse(f, max_text_chars)
 
 
 def reconnect_cause(value: str | None) -> str:
@@ -244,6 +275,66 @@ else:
             return json.loads(text)
 
     encode_bytes, loads = orjson.dumps, _fast_loads
+
+
+# --- server frames (docs/PROTOCOL.md) ---
+
+
+def welcome_frame(conn_id: str, user: dict[str, str], *, interval: float, timeout: float,
+                  server_time: float) -> dict[str, Any]:
+    return {"type": "welcome", "conn": conn_id, "user": user,
+            "heartbeat": {"interval": interval, "timeout": timeout},
+            "server_time": round(server_time, 3)}
+
+
+def message_frame(m: Message) -> dict[str, Any]:
+    """A stored message, as it is delivered live and in backlogs and pages."""
+    frame: dict[str, Any] = {"type": "message", "id": m.id, "from": m.sender,
+                             "name": m.name if m.name is not None else m.sender}
+    if m.room is not None:
+        frame["room"] = m.room
+    else:
+        frame["to"] = m.recipient
+        frame["to_name"] = m.to_name if m.to_name is not None else m.recipient
+    frame["text"] = m.text
+    frame["ts"] = m.ts
+    if m.cid is not None:
+        frame["cid"] = m.cid
+    return frame
+
+
+def joined_frame(room: str, members: list[str], names: dict[str, str], messages: list[Message],
+                 truncated: bool) -> dict[str, Any]:
+    return {"type": "joined", "room": room, "members": members, "names": names,
+            "messages": [message_frame(m) for m in messages], "truncated": truncated}
+
+
+def left_frame(room: str) -> dict[str, Any]:
+    return {"type": "left", "room": room}
+
+
+def presence_frame(room: str, joined: list[str], left: list[str], names: dict[str, str]) -> dict[str, Any]:
+    return {"type": "presence", "room": room, "joined": joined, "left": left, "names": names}
+
+
+def ack_frame(cid: str | None, message_id: int, ts: float) -> dict[str, Any]:
+    return {"type": "ack", "cid": cid, "id": message_id, "ts": ts}
+
+
+def history_frame(messages: list[Message], more: bool, *, room: str | None = None,
+                  with_user: str | None = None) -> dict[str, Any]:
+    """A page of a room, or (`with_user`) of a direct conversation."""
+    key: dict[str, Any] = {"with": with_user} if with_user is not None else {"room": room}
+    return {"type": "history", **key, "messages": [message_frame(m) for m in messages], "more": more}
+
+
+def dm_sync_frame(messages: list[Message], truncated: bool) -> dict[str, Any]:
+    return {"type": "dm_sync", "messages": [message_frame(m) for m in messages], "truncated": truncated}
+
+
+def bye_frame(reason: str, retry_after: float) -> dict[str, Any]:
+    """Sent before a close: when to come back."""
+    return {"type": "bye", "reason": reason, "retry_after": retry_after}
 
 
 def error_frame(code: str, message: str, cid: str | None = None) -> dict[str, Any]:

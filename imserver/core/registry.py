@@ -139,9 +139,6 @@ class Registry:
     def of_user(self, user_id: str) -> list[Connection]:
         return list(self._by_user.get(user_id, ()))
 
-    def is_online(self, user_id: str) -> bool:
-        return user_id in self._by_user
-
     def count_remote(self, remote: str) -> int:
         return self._by_remote.get(remote, 0)
 

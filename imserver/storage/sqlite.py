@@ -26,57 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError, UnknownUser
+from ..core.errors import StoreError, UnknownUser
+from ..core.store import Appended, Message, Page, Recovery
 
 log = logging.getLogger("imserver.store")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A stored message: a room message (room set) or a direct one (recipient set)."""
-    id: int
-    sender: str
-    text: str
-    ts: float
-    cid: str | None
-    room: str | None = None
-    recipient: str | None = None
-    name: str | None = None  # the sender's display name when it sent the message
-    to_name: str | None = None  # a direct message's recipient's display name then
-
-    def to_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "message", "id": self.id, "from": self.sender,
-                                 "name": self.name if self.name is not None else self.sender}
-        if self.room is not None:
-            frame["room"] = self.room
-        else:
-            frame["to"] = self.recipient
-            frame["to_name"] = self.to_name if self.to_name is not None else self.recipient
-        frame["text"] = self.text
-        frame["ts"] = self.ts
-        if self.cid is not None:
-            frame["cid"] = self.cid
-        return frame
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """The result of an append: the stored message, and whether its cid was seen before."""
-    message: Message
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    messages: list[Message]
-    more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """The answer to a join or dm_sync: the messages, and whether some were skipped."""
-    messages: list[Message]
-    truncated: bool
 
 
 def _dm_key(a: str, b: str) -> str:
@@ -306,9 +259,6 @@ class _Database:
                 return Recovery(missed.messages, truncated=False)
         return Recovery(self.dm_after(user, None, page).messages, truncated=since is not None)
 
-    def count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM messages").fetchone()[0])
-
     @staticmethod
     def _page_after(rows: list[Any], limit: int) -> Page:
         return Page([_row(r) for r in rows[:limit]], len(rows) > limit)
@@ -415,17 +365,11 @@ class MessageStore:
         self._known_users[user_id] = name
         return self._submit(True, lambda db: db.touch_user(user_id, name))
 
-    def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:
-        return self._submit(False, lambda db: db.room_after(room, after, limit))
-
     def room_before(self, room: str, before: int | None, limit: int) -> asyncio.Future[Page]:
         return self._submit(False, lambda db: db.room_before(room, before, limit))
 
     def dm_before(self, user: str, other: str, before: int | None, limit: int) -> asyncio.Future[Page]:
         return self._submit(False, lambda db: db.dm_before(user, other, before, limit))
-
-    def dm_after(self, user: str, after: int | None, limit: int) -> asyncio.Future[Page]:
-        return self._submit(False, lambda db: db.dm_after(user, after, limit))
 
     def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
         older_than = time.time() - max_age_seconds if max_age_seconds else None
@@ -436,9 +380,6 @@ class MessageStore:
 
     def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         return self._submit(False, lambda db: db.dm_recover(user, since, limit, page))
-
-    def count(self) -> asyncio.Future[int]:
-        return self._submit(False, lambda db: db.count())
 
     async def close(self) -> None:
         """Finish every queued operation, then close the database."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .registry import TERMINATION_REASONS, Connection
+from ..core.registry import TERMINATION_REASONS, Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +77,12 @@ class Samples:
 
     def __init__(self, window_seconds: int = 900) -> None:
         self._samples: deque[Sample] = deque(maxlen=window_seconds + 1)
+        self.on_add: list[Callable[[], None]] = []  # called after each new sample
 
     def add(self, sample: Sample) -> None:
         self._samples.append(sample)
-
-    def latest(self) -> Sample | None:
-        return self._samples[-1] if self._samples else None
+        for listener in self.on_add:
+            listener()
 
     def _window(self, seconds: float) -> tuple[Sample, Sample] | None:
         """The oldest sample within the last `seconds`, and the newest."""

@@ -15,21 +15,22 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import tornado.web
 from tornado.iostream import StreamBufferFullError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .protocol import CLOSE_KICKED
-from .registry import Connection
-from .stats import Closed
+from ..core.protocol import CLOSE_KICKED
+from ..core.ratelimit import KeyedLimiter
+from ..core.registry import Connection, Registry
+from ..ops.metrics import Metrics
+from ..ops.stats import ClosedLog, Samples
+from .security import origin_allowed
 from .untrusted import same_secret
 from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttled
-from .websocket import origin_allowed
-
-if TYPE_CHECKING:
-    from .app import Runtime
 
 log = logging.getLogger("imserver.admin")
 
@@ -91,31 +92,41 @@ def client_json(conn: Connection, *, mono_now: float, wall_now: float, ping_time
 
 
 class AdminView:
-    """Builds what the API and the push channel send, and pushes changes."""
+    """Builds what the API and the push channel send, and pushes changes: it follows
+    the registry's opened and closed connections (and keeps the log of closed ones)
+    and the samples taken once a second."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, registry: Registry, samples: Samples, *, ping_timeout: float,
+                 rooms: Callable[[], int], started_at: float) -> None:
+        self.registry = registry
+        self.samples = samples
+        self.ping_timeout = ping_timeout
+        self.rooms = rooms  # how many rooms have members now
+        self.started_at = started_at
+        self.closed_log = ClosedLog()
         self.sockets: set[AdminSocket] = set()
+        registry.on_open.append(self.opened)
+        registry.on_close.append(self.closed_one)
+        samples.on_add.append(self.tick)
 
     def clients(self) -> list[dict[str, Any]]:
         mono, wall = time.monotonic(), time.time()
-        timeout = self.runtime.config.heartbeat.ping_timeout
+        timeout = self.ping_timeout
         return [client_json(c, mono_now=mono, wall_now=wall, ping_timeout=timeout)
-                for c in self.runtime.registry]
+                for c in self.registry]
 
     def closed(self) -> list[dict[str, Any]]:
-        return [entry.to_json() for entry in self.runtime.closed_log.entries()]
+        return [entry.to_json() for entry in self.closed_log.entries()]
 
     def stats(self, *, series: bool = True) -> dict[str, Any]:
-        rt = self.runtime
-        samples = rt.samples
+        samples = self.samples
         totals: dict[str, Any] = {
-            "connections": len(rt.registry), "users": rt.registry.users_online(),
-            "rooms": len(rt.hub.rooms),
+            "connections": len(self.registry), "users": self.registry.users_online(),
+            "rooms": self.rooms(),
             "terminations_5m": samples.since(300, "terminations"),
             "reconnects_5m": samples.since(300, "reconnects"),
             "messages_per_second": round(samples.rate("messages"), 2),
-            "uptime": round(time.time() - rt.started_at, 1),
+            "uptime": round(time.time() - self.started_at, 1),
         }
         if series:
             totals["series"] = samples.series()
@@ -140,9 +151,10 @@ class AdminView:
             mono, wall = time.monotonic(), time.time()
             self.push({"type": "opened", "client": client_json(
                 conn, mono_now=mono, wall_now=wall,
-                ping_timeout=self.runtime.config.heartbeat.ping_timeout)})
+                ping_timeout=self.ping_timeout)})
 
-    def closed_one(self, entry: Closed) -> None:
+    def closed_one(self, conn: Connection) -> None:
+        entry = self.closed_log.add(conn)
         self.push({"type": "closed", "closed": entry.to_json()})
 
     def tick(self) -> None:
@@ -150,7 +162,7 @@ class AdminView:
         full series went with the snapshot)."""
         if self.sockets:
             self.push({"type": "tick", "stats": self.stats(series=False),
-                       "point": self.runtime.samples.newest_point(), "clients": self.clients()})
+                       "point": self.samples.newest_point(), "clients": self.clients()})
 
     def end_session(self, session: str) -> None:
         """Close the push channels opened with a session that logged out."""
@@ -159,21 +171,39 @@ class AdminView:
                 sock.close(4001, "logged out")
 
 
-class AdminHandler(JsonHandler):
+@dataclass(eq=False)
+class AdminDeps:
+    """What the admin handlers use, handed to them by the app."""
+
+    auth: AdminAuth
+    failures: KeyedLimiter  # wrong admin tokens, per address
+    view: AdminView
+    registry: Registry
+    resolve: Callable[[str], str]  # a user id, or a guest name held now -> its user id
+    metrics: Metrics
+    cookie_secure: bool
+
+
+class AdminBase(JsonHandler):
+    def initialize(self, admin: AdminDeps) -> None:
+        self.admin = admin
+
+
+class AdminHandler(AdminBase):
     """Base of the admin API: refuses anyone without the admin credential."""
 
     via: str = ""
 
     def prepare(self) -> None:
-        auth = self.runtime.admin_auth
+        auth = self.admin.auth
         header = self.request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            if throttled(self, self.runtime.auth_failures):
+            if throttled(self, self.admin.failures):
                 return
             if auth.token_ok(header[7:]):
                 self.via = "bearer"
                 return
-            failed_attempt(self, self.runtime.auth_failures)
+            failed_attempt(self, self.admin.failures)
         session = self.admin_session()
         if session is None:
             self.fail(401, "unauthorized", "admin login required")
@@ -187,31 +217,31 @@ class AdminHandler(JsonHandler):
     def admin_session(self) -> str | None:
         raw = self.get_signed_cookie(ADMIN_COOKIE)
         session = raw.decode() if raw else ""
-        return session if session and self.runtime.admin_auth.session_ok(session) else None
+        return session if session and self.admin.auth.session_ok(session) else None
 
     @property
     def view(self) -> AdminView:
-        return self.runtime.admin_view
+        return self.admin.view
 
 
-class AdminLoginHandler(JsonHandler):
+class AdminLoginHandler(AdminBase):
     def post(self) -> None:
-        if throttled(self, self.runtime.auth_failures):
+        if throttled(self, self.admin.failures):
             return
         body = self.json_body()
         if body is None:
             return
         token = body.get("token")
-        auth = self.runtime.admin_auth
+        auth = self.admin.auth
         if not isinstance(token, str) or not auth.token_ok(token):
-            failed_attempt(self, self.runtime.auth_failures)
-            self.runtime.metrics.refused.labels("admin_login").inc()
+            failed_attempt(self, self.admin.failures)
+            self.admin.metrics.refused.labels("admin_login").inc()
             log.warning("admin login refused from %s", self.request.remote_ip)
             self.fail(401, "unauthorized", "wrong admin token")
             return
         session = auth.open_session()
         self.set_signed_cookie(ADMIN_COOKIE, session, expires_days=None, httponly=True,
-                               samesite="Strict", secure=self.runtime.config.auth.cookie_secure,
+                               samesite="Strict", secure=self.admin.cookie_secure,
                                path="/admin")
         log.info("admin logged in from %s", self.request.remote_ip)
         self.finish({"csrf": auth.csrf_token(session)})
@@ -220,7 +250,7 @@ class AdminLoginHandler(JsonHandler):
 class AdminSessionHandler(AdminHandler):
     def get(self) -> None:
         session = self.admin_session()
-        self.finish({"csrf": self.runtime.admin_auth.csrf_token(session) if session else None,
+        self.finish({"csrf": self.admin.auth.csrf_token(session) if session else None,
                      "via": self.via})
 
 
@@ -228,7 +258,7 @@ class AdminLogoutHandler(AdminHandler):
     def post(self) -> None:
         session = self.admin_session()
         if session:
-            self.runtime.admin_auth.close_session(session)
+            self.admin.auth.close_session(session)
             self.view.end_session(session)
         self.clear_cookie(ADMIN_COOKIE, path="/admin")
         self.set_status(204)
@@ -270,7 +300,7 @@ class DisconnectClientHandler(AdminHandler):
         reason = _reason(self)
         if reason is None:
             return
-        if not self.runtime.registry.close(conn_id, CLOSE_KICKED, reason, why="kicked"):
+        if not self.admin.registry.close(conn_id, CLOSE_KICKED, reason, why="kicked"):
             self.fail(404, "not_found", f"no live connection {conn_id}")
             return
         log.info("operator disconnected connection %s: %s", conn_id, reason)
@@ -282,9 +312,9 @@ class DisconnectUserHandler(AdminHandler):
         reason = _reason(self)
         if reason is None:
             return
-        registry = self.runtime.registry
+        registry = self.admin.registry
         # The user id; or, for a guest, the name it holds now.
-        conns = registry.of_user(user_id) or registry.of_user(self.runtime.identities.resolve(user_id))
+        conns = registry.of_user(user_id) or registry.of_user(self.admin.resolve(user_id))
         if not conns:
             self.fail(404, "not_found", f"user {user_id} has no live connection")
             return
@@ -297,8 +327,8 @@ class DisconnectUserHandler(AdminHandler):
 class AdminSocket(WebSocketHandler):
     """The dashboard's push channel: a snapshot, then opened/closed/tick events."""
 
-    def initialize(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def initialize(self, admin: AdminDeps) -> None:
+        self.admin = admin
         self.session: str | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -310,14 +340,14 @@ class AdminSocket(WebSocketHandler):
             return
         raw = self.get_signed_cookie(ADMIN_COOKIE)
         header = self.request.headers.get("Authorization", "")
-        auth = self.runtime.admin_auth
+        auth = self.admin.auth
         if raw is not None and auth.session_ok(raw.decode()):
             self.session = raw.decode()
-        elif header.startswith("Bearer ") and throttled(self, self.runtime.auth_failures):
+        elif header.startswith("Bearer ") and throttled(self, self.admin.failures):
             return
         elif not (header.startswith("Bearer ") and auth.token_ok(header[7:])):
             if header.startswith("Bearer "):
-                failed_attempt(self, self.runtime.auth_failures)
+                failed_attempt(self, self.admin.failures)
             self.set_status(401)
             self.finish({"error": "unauthorized", "message": "admin login required"})
             return
@@ -330,7 +360,7 @@ class AdminSocket(WebSocketHandler):
         ws = self.ws_connection
         if ws is not None and ws.stream is not None:
             ws.stream.max_write_buffer_size = ADMIN_PUSH_BUFFER
-        view = self.runtime.admin_view
+        view = self.admin.view
         view.sockets.add(self)
         self.write_message(json.dumps({"type": "snapshot", "clients": view.clients(),
                                        "closed": view.closed(), "stats": view.stats()}))
@@ -339,11 +369,11 @@ class AdminSocket(WebSocketHandler):
         pass  # the channel only pushes
 
     def on_close(self) -> None:
-        self.runtime.admin_view.sockets.discard(self)
+        self.admin.view.sockets.discard(self)
 
 
-def admin_routes(runtime: Runtime, dashboard_dir: str) -> list[Any]:
-    deps = {"runtime": runtime}
+def admin_routes(admin: AdminDeps, dashboard_dir: str) -> list[Any]:
+    deps = {"admin": admin}
     return [
         (r"/admin/?", PageHandler, {"path": f"{dashboard_dir}/index.html"}),
         # The page's modules at a URL that mirrors the repository (dashboard/ next to

@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tornado import httputil
 
-from .auth import Credential
-from .errors import AuthError, StoreError
-from .identity import NameTaken
-from .ratelimit import KeyedLimiter
+from ..config import AuthConfig, ClientConfig
+from ..core.errors import AuthError, StoreError
+from ..core.ratelimit import KeyedLimiter
+from ..core.registry import Registry
+from ..ops.metrics import Metrics
+from .auth import Authenticator, Credential
+from .identity import Identities, NameTaken
+from .security import SESSION_COOKIE
 from .untrusted import parse_json_object, same_secret
-from .websocket import SESSION_COOKIE
-
-if TYPE_CHECKING:
-    from .app import Runtime
-
-# The pages load only their own scripts, styles and sockets (the icons are data: URIs),
-# and no other site may frame them.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-class SecurityHeaders(tornado.web.OutputTransform):
-    """Adds SECURITY_HEADERS to every response: pages, static files, the API, errors."""
-
-    def transform_first_chunk(self, status_code: int, headers: httputil.HTTPHeaders, chunk: bytes,
-                              finishing: bool) -> tuple[int, httputil.HTTPHeaders, bytes]:
-        for name, value in SECURITY_HEADERS.items():
-            headers.setdefault(name, value)
-        return status_code, headers, chunk
 
 
 def throttled(handler: tornado.web.RequestHandler, limiter: KeyedLimiter) -> bool:
@@ -73,9 +51,6 @@ class RevalidatedStaticHandler(tornado.web.StaticFileHandler):
 class JsonHandler(tornado.web.RequestHandler):
     """Base for the JSON API: errors come back as {"error", "message"}."""
 
-    def initialize(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
@@ -98,6 +73,14 @@ class JsonHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.finish({"error": "http_error", "message": self._reason})
 
+
+class SessionHandler(JsonHandler):
+    """Base of the handlers that read or set the chat session: its token and cookie."""
+
+    def initialize(self, auth: Authenticator, settings: AuthConfig) -> None:
+        self.auth = auth
+        self.session_settings = settings
+
     def session_token(self) -> str:
         """The token of the request: `Authorization: Bearer`, else the session cookie."""
         header = self.request.headers.get("Authorization", "")
@@ -117,40 +100,47 @@ class JsonHandler(tornado.web.RequestHandler):
         found = []
         for token in {self.session_token(), self.cookie_token()}:
             with contextlib.suppress(AuthError):
-                found.append(self.runtime.auth.check(token))
+                found.append(self.auth.check(token))
         return found
 
     def set_session(self, token: str) -> None:
-        days = self.runtime.config.auth.token_ttl_seconds / 86400
+        days = self.session_settings.token_ttl_seconds / 86400
         self.set_signed_cookie(SESSION_COOKIE, token, expires_days=days, httponly=True,
-                               samesite="Lax", secure=self.runtime.config.auth.cookie_secure)
+                               samesite="Lax", secure=self.session_settings.cookie_secure)
 
 
-class LoginHandler(JsonHandler):
+class LoginHandler(SessionHandler):
     """A guest login. A name held by another user (one of whose tokens is valid) is
     refused with 409; its holder, with its own cookie or token, gets a fresh token."""
 
+    def initialize(self, auth: Authenticator, settings: AuthConfig,  # type: ignore[override]
+                   identities: Identities, limiter: KeyedLimiter, metrics: Metrics) -> None:
+        super().initialize(auth, settings)
+        self.identities = identities
+        self.limiter = limiter
+        self.metrics = metrics
+
     async def post(self) -> None:
-        auth = self.runtime.auth
+        auth = self.auth
         if not auth.guest_login:
             self.fail(403, "login_disabled", "this server takes tokens from its host application")
             return
-        if not self.runtime.login_limiter.take(self.request.remote_ip or ""):
-            self.runtime.metrics.refused.labels("login_rate").inc()
+        if not self.limiter.take(self.request.remote_ip or ""):
+            self.metrics.refused.labels("login_rate").inc()
             self.fail(429, "too_many_attempts", "too many login attempts, try again in a minute")
             return
         body = self.json_body()
         if body is None:
             return
         try:
-            token, cred = await self.runtime.identities.guest_login(
+            token, cred = await self.identities.guest_login(
                 body.get("name"), self.credentials())
         except AuthError as exc:
-            self.runtime.metrics.refused.labels("bad_name").inc()
+            self.metrics.refused.labels("bad_name").inc()
             self.fail(400, "bad_name", str(exc))
             return
         except NameTaken as exc:
-            self.runtime.metrics.refused.labels("name_taken").inc()
+            self.metrics.refused.labels("name_taken").inc()
             self.fail(409, "name_taken", str(exc))
             return
         except StoreError:
@@ -160,26 +150,31 @@ class LoginHandler(JsonHandler):
         self.finish({"token": token, "user": cred.user.to_json()})
 
 
-class MeHandler(JsonHandler):
+class MeHandler(SessionHandler):
     def get(self) -> None:
         token = self.session_token()
         try:
-            user = self.runtime.auth.verify(token)
+            user = self.auth.verify(token)
         except AuthError:
             self.fail(401, "unauthenticated", "not logged in")
             return
         self.finish({"token": token, "user": user.to_json()})
 
 
-class LogoutHandler(JsonHandler):
+class LogoutHandler(SessionHandler):
     """Revokes the request's token (bearer and cookie) on the server, closes the
     sockets opened with it, and clears the cookie."""
+
+    def initialize(self, auth: Authenticator, settings: AuthConfig,  # type: ignore[override]
+                   identities: Identities) -> None:
+        super().initialize(auth, settings)
+        self.identities = identities
 
     async def post(self) -> None:
         self.clear_cookie(SESSION_COOKIE)
         try:
             for cred in self.credentials():
-                await self.runtime.identities.logout(cred)
+                await self.identities.logout(cred)
         except StoreError:
             self.fail(503, "unavailable", "logged out until the server restarts: try again")
             return
@@ -190,8 +185,11 @@ class LogoutHandler(JsonHandler):
 class ClientConfigHandler(JsonHandler):
     """The browser client's reconnect settings, from config.yaml."""
 
+    def initialize(self, client: ClientConfig) -> None:
+        self.client = client
+
     def get(self) -> None:
-        c = self.runtime.config.client
+        c = self.client
         self.finish({
             "reconnect": {
                 "base": c.reconnect_base_seconds, "factor": c.reconnect_factor,
@@ -205,34 +203,39 @@ class ClientConfigHandler(JsonHandler):
 class MetricsHandler(tornado.web.RequestHandler):
     """Prometheus exposition, optionally behind a bearer token."""
 
-    def initialize(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def initialize(self, metrics: Metrics, token: str, failures: KeyedLimiter,
+                   refresh: Callable[[], None]) -> None:
+        self.metrics = metrics
+        self.token = token
+        self.failures = failures  # wrong tokens, per address
+        self.refresh = refresh  # brings the gauges up to date
 
     def get(self) -> None:
-        token = self.runtime.config.metrics.token
-        if token and throttled(self, self.runtime.auth_failures):
+        token = self.token
+        if token and throttled(self, self.failures):
             return
         if token and not same_secret(self.request.headers.get("Authorization", ""), f"Bearer {token}"):
-            failed_attempt(self, self.runtime.auth_failures)
+            failed_attempt(self, self.failures)
             self.set_status(401)
             self.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
             self.finish("unauthorized\n")
             return
-        self.runtime.refresh_gauges()
+        self.refresh()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.runtime.metrics.registry))
+        self.finish(generate_latest(self.metrics.registry))
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    def initialize(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def initialize(self, health: Callable[[], str | None], registry: Registry) -> None:
+        self.health = health  # the store's problem, if it has one
+        self.registry = registry
 
     def get(self) -> None:
         """200 while the server can take and keep messages; 503 with the reason when not."""
         self.set_header("Cache-Control", "no-store")
-        problem = self.runtime.store.health()
+        problem = self.health()
         if problem is not None:
             self.set_status(503)
             self.finish({"status": "unavailable", "reason": problem})
             return
-        self.finish({"status": "ok", "connections": len(self.runtime.registry)})
+        self.finish({"status": "ok", "connections": len(self.registry)})

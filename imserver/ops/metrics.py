@@ -23,11 +23,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from . import __version__
-from .protocol import RECONNECT_CAUSES
-from .registry import CLOSE_REASONS, TERMINATION_REASONS
+from .. import __version__
+from ..core.protocol import COMMANDS, RECONNECT_CAUSES
+from ..core.registry import CLOSE_REASONS, TERMINATION_REASONS
 
-MESSAGE_TYPES = ("ping", "join", "leave", "say", "dm", "history", "dm_sync", "invalid")
+# The `type` label of frames received: the text ping, every command, and what did not parse.
+MESSAGE_TYPES = ("ping", *(command.kind for command in COMMANDS), "invalid")
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STORE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

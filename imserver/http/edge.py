@@ -29,19 +29,18 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, HTTP1ServerConnection
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.web import Application
 
-from .config import LimitsConfig
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .app import ImServerApp
+from ..config import LimitsConfig
+from ..core.errors import ConfigError
+from ..ops.metrics import Metrics
 
 log = logging.getLogger("imserver.edge")
 
@@ -208,12 +207,12 @@ class EdgeServer(HTTPServer):
     """Tornado's HTTPServer with the bounds above on connections that are not WebSockets."""
 
     # HTTPServer is a Configurable: its constructor's arguments go to initialize().
-    def initialize(self, app: ImServerApp, *, limits: LimitsConfig,  # type: ignore[override]
-                   xheaders: bool = False) -> None:
+    def initialize(self, app: Application, *, limits: LimitsConfig,  # type: ignore[override]
+                   metrics: Metrics, xheaders: bool = False) -> None:
         super().initialize(app, xheaders=xheaders, idle_connection_timeout=limits.header_timeout_seconds,
                            body_timeout=limits.body_timeout_seconds, max_body_size=limits.max_body_bytes)
         self.limits = limits
-        self.metrics = app.runtime.metrics
+        self.metrics = metrics
         self.pending = PendingGuard(limits.max_pending_per_address, limits.max_pending_connections)
         # The first request of a connection has header_timeout_seconds; later ones on a
         # kept-alive connection idle_timeout_seconds (that covers waiting for them).
@@ -344,5 +343,5 @@ def add_accept_handler(sock: socket.socket,
     return remove_handler
 
 
-def make_server(app: ImServerApp, limits: LimitsConfig, *, xheaders: bool) -> EdgeServer:
-    return EdgeServer(app, limits=limits, xheaders=xheaders)
+def make_server(app: Application, limits: LimitsConfig, metrics: Metrics, *, xheaders: bool) -> EdgeServer:
+    return EdgeServer(app, limits=limits, metrics=metrics, xheaders=xheaders)

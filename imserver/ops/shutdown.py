@@ -11,11 +11,28 @@ import asyncio
 import logging
 import random
 import time
+from typing import Protocol
 
 from tornado.httpserver import HTTPServer
 
-from .app import Runtime
-from .protocol import CLOSE_GOING_AWAY
+from ..config import Config
+from ..core.hub import Hub
+from ..core.protocol import CLOSE_GOING_AWAY, bye_frame
+from ..core.registry import Registry
+
+
+class Server(Protocol):
+    """What a shutdown stops (app.Runtime is one)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def hub(self) -> Hub: ...
+
+    async def close(self) -> None:
+        """Stop the timers, drop what is still connected, flush and close the store."""
 
 log = logging.getLogger("imserver.shutdown")
 
@@ -32,7 +49,7 @@ def spread_delays(count: int, window: float, rng: random.Random | None = None,
     return delays
 
 
-async def graceful_shutdown(runtime: Runtime, servers: list[HTTPServer]) -> None:
+async def graceful_shutdown(runtime: Server, servers: list[HTTPServer]) -> None:
     """Stop accepting, bye every client, close with 1001, flush the store."""
     started = time.monotonic()
     for server in servers:
@@ -42,7 +59,7 @@ async def graceful_shutdown(runtime: Runtime, servers: list[HTTPServer]) -> None
     settings = runtime.config.shutdown
     delays = spread_delays(len(conns), settings.spread_seconds, start=settings.retry_min_seconds)
     for conn, delay in zip(conns, delays, strict=True):
-        runtime.hub.send(conn, {"type": "bye", "reason": "shutdown", "retry_after": delay})
+        runtime.hub.send(conn, bye_frame("shutdown", delay))
         conn.end("shutdown", CLOSE_GOING_AWAY, "server shutting down")
     deadline = started + runtime.config.shutdown.grace_seconds
     while len(runtime.registry) and time.monotonic() < deadline:

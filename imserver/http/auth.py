@@ -17,10 +17,10 @@ from pathlib import Path
 
 import jwt
 
-from .config import AuthConfig
-from .errors import AuthError, ConfigError
-from .protocol import valid_name, valid_user_id
-from .registry import User
+from ..config import AuthConfig
+from ..core.errors import AuthError, ConfigError
+from ..core.protocol import valid_name, valid_user_id
+from ..core.registry import User
 
 GUEST_ISSUER = "imserver"
 NAME_INPUT_MAX = 256  # longer input is refused before it is normalised

@@ -2,6 +2,7 @@
 
     ImserverError
     ├── ConfigError        config.yaml is missing, malformed or out of range
+    ├── ListenError        the server cannot listen on its address and port
     ├── StoreError         the message database cannot be opened or used
     │   └── UnknownUser    a direct message names a user never seen
     ├── AuthError          a token or login is not acceptable
@@ -18,6 +19,10 @@ class ImserverError(Exception):
 
 class ConfigError(ImserverError):
     """A configuration value is missing, malformed or out of range."""
+
+
+class ListenError(ImserverError):
+    """The server cannot listen on the address and port it was given."""
 
 
 class StoreError(ImserverError):

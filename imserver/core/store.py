@@ -1,0 +1,73 @@
+"""What the core asks of message storage: the records it reads and writes, and the
+interface of a store (a typing Protocol; storage/sqlite.py is the implementation).
+
+Every operation returns a Future answered on the event loop, in the order the
+operations were queued: the hub relies on that for recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message: a room message (room set) or a direct one (recipient set)."""
+    id: int
+    sender: str
+    text: str
+    ts: float
+    cid: str | None
+    room: str | None = None
+    recipient: str | None = None
+    name: str | None = None  # the sender's display name when it sent the message
+    to_name: str | None = None  # a direct message's recipient's display name then
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The result of an append: the stored message, and whether its cid was seen before."""
+    message: Message
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    messages: list[Message]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The answer to a join or dm_sync: the messages, and whether some were skipped."""
+    messages: list[Message]
+    truncated: bool
+
+
+class Store(Protocol):
+    """The store operations the hub and the chat socket use."""
+
+    def append_room(self, sender: str, room: str, text: str, cid: str | None,
+                    name: str | None = None) -> asyncio.Future[Appended]:
+        """Store a room message (or find the one with this sender's `cid`)."""
+
+    def append_direct(self, sender: str, recipient: str, text: str,
+                      cid: str | None, name: str | None = None) -> asyncio.Future[Appended]:
+        """Store a direct message; UnknownUser when the recipient was never seen."""
+
+    def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
+        """Remember a user, so that direct messages may be sent to it."""
+
+    def room_before(self, room: str, before: int | None, limit: int) -> asyncio.Future[Page]:
+        """A page of a room, newest last, before the id `before`."""
+
+    def dm_before(self, user: str, other: str, before: int | None, limit: int) -> asyncio.Future[Page]:
+        """A page of the conversation of two users."""
+
+    def room_recover(self, room: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
+        """What a (re-)joining member of a room missed after `since`."""
+
+    def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
+        """The direct messages a user missed after `since`."""

@@ -1,0 +1,307 @@
+"""The chat WebSocket: the upgrade's checks, the connection's life, and inbound frames
+turned into hub calls; outbound frames go to bytes through the transport layer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tornado import httputil
+from tornado.websocket import (
+    WebSocketHandler,
+    WebSocketProtocol,
+)
+
+from ..config import Config
+from ..core import protocol as p
+from ..core.errors import AuthError, ProtocolError
+from ..core.frames import Outbound
+from ..core.hub import Hub
+from ..core.ratelimit import FloodGuard, TokenBucket
+from ..core.registry import Connection, Registry, User
+from ..core.store import Store
+from ..ops.heartbeat import Heartbeat
+from ..ops.metrics import Metrics
+from ..transport.outbound import Output, open_output
+from ..transport.tornado_compat import reclass_protocol
+from ..transport.writer import CoalescingWriter
+from ..transport.wsprotocol import ChatProtocol
+from .auth import Authenticator
+from .security import SESSION_COOKIE, origin_allowed
+
+log = logging.getLogger("imserver.ws")
+
+PONG = Outbound(p.PONG)
+
+
+@dataclass(eq=False)
+class ChatDeps:
+    """What a chat socket uses, handed to it by the app (the same for every socket)."""
+
+    config: Config
+    auth: Authenticator
+    registry: Registry
+    hub: Hub
+    heartbeat: Heartbeat
+    metrics: Metrics
+    store: Store
+    writer: CoalescingWriter
+    max_connections: int
+    start: Callable[[], None]  # starts the server's timers, on the first connection
+
+
+class ChatSocket(WebSocketHandler):
+    """One client's chat connection: the upgrade's checks, the connection's life and
+    its inbound frames. Its outbound half, the Transport of its Connection, is
+    `output` (transport/outbound.py)."""
+
+    def initialize(self, deps: ChatDeps) -> None:
+        self.deps = deps
+        self.user: User | None = None
+        self.token_expires = 0.0
+        self.token_id: str | None = None
+        self.conn: Connection | None = None
+        limits = deps.config.limits
+        self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
+        self.flood = FloodGuard(limits.flood_strikes)
+        self.output: Output | None = None  # the outbound half, from open() on
+
+    # --- the upgrade ---
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.deps.metrics.refused.labels("origin").inc()
+            self._refuse(403, "forbidden_origin", "cross-origin connection not allowed")
+            return
+        token = self.get_query_argument("token", "") or (
+            (self.get_signed_cookie(SESSION_COOKIE) or b"").decode())
+        try:
+            cred = self.deps.auth.check(token)
+            self.user, self.token_expires, self.token_id = cred.user, cred.expires, cred.jti
+        except AuthError as exc:
+            self.deps.metrics.refused.labels("unauthenticated").inc()
+            self._refuse(401, "unauthenticated", str(exc))
+            return
+        refusal = self._over_limit(self.user)
+        if refusal is not None:
+            status, reason, message = refusal
+            self.deps.metrics.refused.labels(reason).inc()
+            log.warning("refused connection from %s (user %s): %s",
+                        self.request.remote_ip, self.user.id, message)
+            self._refuse(status, reason, message)
+            return
+        await super().get(*args, **kwargs)
+
+    def _over_limit(self, user: User) -> tuple[int, str, str] | None:
+        limits, registry = self.deps.config.limits, self.deps.registry
+        if len(registry) >= self.deps.max_connections:
+            return 503, "server_full", "the server is at its connection limit"
+        if len(registry.of_user(user.id)) >= limits.max_connections_per_user:
+            return 429, "too_many_connections", "too many connections for this user"
+        if registry.count_remote(self.request.remote_ip or "") >= limits.max_connections_per_address:
+            return 429, "too_many_connections", "too many connections from this address"
+        return None
+
+    def _refuse(self, status: int, error: str, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": error, "message": message})
+
+    def check_origin(self, origin: str) -> bool:
+        return origin_allowed(origin, self.request.host, self.deps.config.server.allowed_origins,
+                              self.request.protocol)
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        proto = super().get_websocket_protocol()
+        reclass_protocol(proto, ChatProtocol)
+        return proto
+
+    # --- lifecycle ---
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        rt = self.deps
+        assert self.user is not None
+        rt.start()
+        self.set_nodelay(True)
+        assert self.ws_connection is not None
+        self.output = output = open_output(
+            self, self.ws_connection, prebuilt=rt.config.server.fanout == "prebuilt", writer=rt.writer,
+            max_bytes=rt.config.limits.max_outbound_buffer_bytes)
+        try:
+            reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
+        except ValueError:
+            reconnect = 0
+        conn = Connection(
+            id=rt.registry.new_id(), user=self.user, transport=output,
+            remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
+            token_id=self.token_id,
+            user_agent=self.request.headers.get("User-Agent", "")[:256])
+        self.conn = conn
+        rt.registry.add(conn)
+        rt.store.touch_user(self.user.id, self.user.name)
+        if reconnect:
+            rt.metrics.reconnects.labels(p.reconnect_cause(self.get_query_argument("cause", None))).inc()
+        log.info("connection %s opened: user=%s remote=%s reconnect=%d",
+                 conn.id, conn.user.id, conn.remote, reconnect)
+        self._forget_request()
+        self.welcome(conn)
+
+    def welcome(self, conn: Connection) -> None:
+        hb = self.deps.config.heartbeat
+        assert self.user is not None
+        self.deps.hub.send(conn, p.welcome_frame(
+            conn.id, self.user.to_json(), interval=hb.client_interval, timeout=hb.client_timeout,
+            server_time=time.time()))
+
+    def _forget_request(self) -> None:
+        """Drop what the upgrade request held (headers, the query with its token): it
+        is not needed once the connection is open, and is kept per connection for hours."""
+        request = self.request
+        request.headers = httputil.HTTPHeaders()
+        request.uri = request.path
+        request.query = ""
+        request.arguments = {}
+        request.query_arguments = {}
+        self._headers = httputil.HTTPHeaders()
+        self.ui = None  # type: ignore[assignment]  # template helpers: a socket never uses them
+
+    def on_close(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if conn.close_reason is None:
+            conn.close_reason, conn.close_code = "client_close", self.close_code
+        rt = self.deps
+        rt.registry.remove(conn)
+        rt.hub.disconnect(conn)
+        reason, code = conn.close_reason, conn.close_code
+        log.info("connection %s closed: user=%s reason=%s code=%s lived=%.1fs",
+                 conn.id, conn.user.id, reason, code, time.time() - conn.connected_at)
+
+    def too_big(self) -> None:
+        if self.conn is not None and self.conn.close_reason is None:
+            self.conn.close_reason, self.conn.close_code = "too_big", p.CLOSE_TOO_BIG
+
+    def bad_utf8(self) -> None:
+        """A text frame of invalid UTF-8 (the connection fails with 1007)."""
+        self.deps.metrics.frames.received["invalid"] += 1
+
+    def on_close_frame(self) -> None:
+        """The client's close frame takes a token too (the connection ends anyway)."""
+        conn = self.conn
+        if conn is not None:
+            conn.last_seen = now = time.monotonic()
+            self.bucket.take(now)
+
+    def _admit(self, conn: Connection, message: str | bytes) -> bool:
+        """Count a message against the rate limit. Over it, the message is answered with
+        a rate_limited error (or, for a connection that keeps flooding, a 4008 close)."""
+        now = conn.last_seen = time.monotonic()
+        conn.frames_in += 1
+        if self.bucket.take(now):
+            return True
+        return self._over_rate(conn, message)
+
+    def _admit_control(self, conn: Connection) -> bool:
+        """Count a ping or a pong against the same rate limit: over it, it goes without
+        an answer, and a connection that keeps flooding is closed with 4008."""
+        now = conn.last_seen = time.monotonic()
+        if self.bucket.take(now):
+            return True
+        return self._over_rate(conn, None)
+
+    def _over_rate(self, conn: Connection, message: str | bytes | None) -> bool:
+        rt = self.deps
+        rt.metrics.refused.labels("rate_limited").inc()
+        if self.flood.strike():
+            log.warning("connection %s (%s) keeps flooding, closing", conn.id, conn.user.id)
+            conn.end("rate_limited", p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+        elif message is not None:
+            rt.hub.error(conn, "rate_limited", "slow down: too many messages", _cid_of(message))
+        return False
+
+    # --- inbound ---
+
+    def on_message(self, message: str | bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        rt = self.deps
+        if not self._admit(conn, message):
+            return
+        if message == p.PING:
+            frames = rt.metrics.frames
+            frames.received["ping"] += 1
+            frames.app_pings += 1
+            rt.hub.send(conn, PONG)
+            rt.heartbeat.ride_along(conn, conn.last_seen)
+            return
+        try:
+            if isinstance(message, bytes):
+                raise ProtocolError("bad_request", "binary frames are not supported")
+            limits = rt.config.limits
+            command = p.parse_frame(message, max_text_chars=limits.max_text_chars,
+                                    max_depth=limits.max_json_depth)
+        except ProtocolError as exc:
+            rt.metrics.frames.received["invalid"] += 1
+            rt.hub.error(conn, exc.code, exc.message, exc.cid)
+            return
+        rt.metrics.frames.received[command.kind] += 1
+        try:
+            rt.hub.handle(conn, command)
+        except Exception:
+            log.exception("connection %s: error handling %s", conn.id, type(command).__name__)
+            conn.end("error", p.CLOSE_INTERNAL_ERROR, "internal error")
+
+    def on_pong(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None and self._admit_control(conn):
+            rtt = Heartbeat.pong_received(conn, data, conn.last_seen)
+            if rtt is not None:
+                self.deps.metrics.frames.observe_rtt(rtt)
+
+    def on_ping(self, data: bytes) -> None:
+        """A ping frame: answered with a pong in order with the other replies, if the
+        rate limit lets it through."""
+        conn = self.conn
+        if conn is not None and self.output is not None and self._admit_control(conn):
+            self.output.send_pong(data)
+
+    def slow_consumer(self) -> None:
+        if self.conn is not None:
+            log.warning("connection %s (%s) is not reading: dropped as a slow consumer",
+                        self.conn.id, self.conn.user.id)
+            self.conn.terminate("slow_consumer")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # Frames queued before the close (a bye) go out before the close frame: not
+        # through the send pool, which would send them after it.
+        if self.output is not None:
+            self.output.flush_queued(pooled=False)
+        super().close(code, reason)
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {} if self.deps.config.server.compression else None
+
+    def abort(self) -> None:
+        ws = self.ws_connection
+        if ws is not None and ws.stream is not None:
+            ws.stream.close()
+        else:
+            self.on_connection_close()
+
+
+def _cid_of(message: str | bytes) -> str | None:
+    """The cid of a refused frame, found without parsing it, so that a flood stays cheap."""
+    if isinstance(message, bytes) or '"cid"' not in message:
+        return None
+    try:
+        cid = json.loads(message).get("cid")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return cid if isinstance(cid, str) and len(cid) <= p.CID_MAX else None

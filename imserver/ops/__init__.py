@@ -1,0 +1,1 @@
+"""Running the server: metrics, the dashboard's samples, the heartbeat sweep, shutdown."""
