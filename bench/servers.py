@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ from imserver.testing import ServerProcess
 
 from .report import machine_busy_seconds, own_cpu_seconds, process_cpu_seconds
 
-# The fast path, and the naive baseline: Tornado's write_message per connection.
+# The fast path, and the naive baseline: Tornado's write_message per connection
+# (bench/baseline.py: not a setting of the product).
 FANOUT_MODES = ("prebuilt", "write_message")
+REPO = Path(__file__).resolve().parent.parent
 
 # A reconnect storm from one address holds thousands of upgrade requests at once.
 PENDING = 4000
@@ -36,10 +39,9 @@ UNLIMITED: dict[str, dict[str, Any]] = {
 }
 
 
-def bench_settings(fanout: str = "prebuilt", **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Server settings for a benchmark: limits raised, `server.fanout`, plus `sections`."""
+def bench_settings(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Server settings for a benchmark: limits raised, plus `sections`."""
     settings: dict[str, dict[str, Any]] = {name: dict(values) for name, values in UNLIMITED.items()}
-    settings["server"] = {"fanout": fanout}
     for name, values in sections.items():
         settings.setdefault(name, {}).update(values)
     return settings
@@ -48,7 +50,15 @@ def bench_settings(fanout: str = "prebuilt", **sections: dict[str, Any]) -> dict
 def start_server(workdir: Path, fanout: str = "prebuilt", **sections: dict[str, Any]) -> ServerProcess:
     """A bench server in its own directory under `workdir`, started."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return ServerProcess(workdir, bench_settings(fanout, **sections)).start()
+    return server_process(workdir, bench_settings(**sections), fanout).start()
+
+
+def server_process(workdir: Path, settings: dict[str, Any], fanout: str = "prebuilt") -> ServerProcess:
+    """The server under test (`prebuilt`), or the naive baseline (`write_message`)."""
+    if fanout == "prebuilt":
+        return ServerProcess(workdir, settings)
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return ServerProcess(workdir, settings, module="bench.baseline", env={**os.environ, "PYTHONPATH": path})
 
 
 def server_pid(server: ServerProcess) -> int:

@@ -175,13 +175,16 @@ class ImServerApp(tornado.web.Application):
     runtime: Runtime
 
 
-def make_app(config: Config, *, registry: CollectorRegistry | None = None) -> ImServerApp:
-    """Build the whole application from a config; `registry` receives the metrics."""
+def make_app(config: Config, *, registry: CollectorRegistry | None = None,
+             prebuilt: bool = True) -> ImServerApp:
+    """Build the whole application from a config; `registry` receives the metrics.
+    `prebuilt=False` sends with Tornado's `write_message` per frame and receiver
+    instead of frames built once: the naive baseline of the benchmarks."""
     rt = Runtime(config, registry)
     chat = {"deps": ChatDeps(
         config=config, auth=rt.auth, registry=rt.registry, hub=rt.hub, heartbeat=rt.heartbeat,
         metrics=rt.metrics, store=rt.store, writer=rt.writer, max_connections=rt.max_connections,
-        start=rt.start)}
+        start=rt.start, prebuilt=prebuilt)}
     session = {"auth": rt.auth, "settings": config.auth}
     admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
                       registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,

@@ -66,9 +66,9 @@ def listen_problem(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, *, prebuilt: bool = True) -> None:
     sockets = listen(config.server.host, config.server.port)  # before anything is opened
-    app = make_app(config)
+    app = make_app(config, prebuilt=prebuilt)
     runtime = app.runtime
     server = make_server(app, config.limits, runtime.metrics, xheaders=config.server.xheaders)
     server.add_sockets(sockets)
@@ -156,7 +156,9 @@ def check_config(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prebuilt: bool = True) -> int:
+    """The command line; `prebuilt=False` runs the benchmarks' naive baseline
+    (bench/baseline.py), which is not a setting of the product."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check-config"]:
         return check_config(argv[1:])
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imserver: config error: {exc}", file=sys.stderr)
         return 2
     try:
-        run_loop(serve(config), use_uvloop=config.server.uvloop)
+        run_loop(serve(config, prebuilt=prebuilt), use_uvloop=config.server.uvloop)
     except (ConfigError, ListenError, StoreError) as exc:
         print(f"imserver: {exc}", file=sys.stderr)
         return 2

@@ -35,7 +35,6 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = _setting(())
     data_dir: str = _setting("data")
     xheaders: bool = _setting(False)
-    fanout: str = _setting("prebuilt", choices=("prebuilt", "write_message"))
     compression: bool = _setting(False)
     uvloop: bool = _setting(True)
     send_threads: int = _setting(1, ge=0, le=64)

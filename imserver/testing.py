@@ -27,11 +27,13 @@ class ServerProcess:
     """An imserver child process on an OS-chosen port, writing its log to a file."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any] | None = None, *,
-                 python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+                 python: str = sys.executable, env: dict[str, str] | None = None,
+                 module: str = "imserver") -> None:
         """`python` and `env` run another installation (the default: this one, in
-        this process's environment)."""
+        this process's environment); `module` is what `python -m` runs."""
         self.workdir = workdir
         self.python = python
+        self.module = module
         self.env = dict(os.environ) if env is None else env
         self.config_path = workdir / "config.yaml"
         data: dict[str, Any] = {"server": {"host": "127.0.0.1", "port": 0, "data_dir": "data"}}
@@ -50,7 +52,7 @@ class ServerProcess:
 
     def start(self, *, port: int | None = None, timeout: float = 20.0) -> ServerProcess:
         """Start (again) and wait until it listens; reuses the last port on a restart."""
-        args = [self.python, "-m", "imserver", "--config", str(self.config_path)]
+        args = [self.python, "-m", self.module, "--config", str(self.config_path)]
         if port is not None or self.port:
             args += ["--port", str(port if port is not None else self.port)]
         self._join_pump()

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from imserver.testing import ServerProcess, SyncClient, login
+from bench.servers import server_process
+from imserver.testing import SyncClient, login
 
 COUNT = 300
 TEXT_SIZE = 3000
@@ -14,9 +15,8 @@ TEXT_SIZE = 3000
 
 @pytest.fixture(scope="module", params=["prebuilt", "write_message"])
 def server(request, tmp_path_factory):
-    proc = ServerProcess(tmp_path_factory.mktemp(request.param), {
-        "server": {"fanout": request.param},
-        "limits": {"messages_per_second": 1e6, "burst": 1_000_000}})
+    proc = server_process(tmp_path_factory.mktemp(request.param), {
+        "limits": {"messages_per_second": 1e6, "burst": 1_000_000}}, request.param)
     proc.start()
     yield proc
     proc.stop()

@@ -52,6 +52,7 @@ class ChatDeps:
     writer: CoalescingWriter
     max_connections: int
     start: Callable[[], None]  # starts the server's timers, on the first connection
+    prebuilt: bool = True  # False: Tornado's write_message, the benchmarks' baseline
 
 
 class ChatSocket(WebSocketHandler):
@@ -130,7 +131,7 @@ class ChatSocket(WebSocketHandler):
         self.set_nodelay(True)
         assert self.ws_connection is not None
         self.output = output = open_output(
-            self, self.ws_connection, prebuilt=rt.config.server.fanout == "prebuilt", writer=rt.writer,
+            self, self.ws_connection, prebuilt=rt.prebuilt, writer=rt.writer,
             max_bytes=rt.config.limits.max_outbound_buffer_bytes)
         try:
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))

@@ -1,7 +1,7 @@
 """The outbound half of a WebSocket connection: every byte the server sends a client
 leaves through one of these objects, the `Transport` of its Connection.
 
-`PrebuiltOutput` (server.fanout: prebuilt) writes frames built once for every
+`PrebuiltOutput` writes frames built once for every
 receiver (`core.frames.Outbound.wire`) straight to the socket:
 
 1. `send()` is the fan-out's path, once per receiver. The first frame a connection
@@ -20,7 +20,7 @@ receiver (`core.frames.Outbound.wire`) straight to the socket:
 4. Once the close handshake begins (`closing`), what is queued goes out before
    the close frame, and nothing after it.
 
-`WriteMessageOutput` (server.fanout: write_message) is the baseline the benchmarks
+`WriteMessageOutput` (`make_app(prebuilt=False)`) is the baseline the benchmarks
 compare with: Tornado's own `write_message` per frame and receiver.
 """
 
