@@ -230,7 +230,7 @@ async def test_disconnecting_a_user_without_connections_is_404(chat):
 
 @pytest.mark.gen_test
 async def test_pages_and_modules_are_revalidated(chat):
-    for path in ("/", "/static/js/app.js", "/admin", "/admin/static/js/app.js"):
+    for path in ("/", "/static/js/app.js", "/admin", "/dashboard/js/app.js"):
         response = await chat.http.fetch(f"{chat.url}{path}")
         assert response.headers["Cache-Control"] == "no-cache", path
 

@@ -158,7 +158,7 @@ async def test_pages_static_files_and_api_carry_security_headers(chat):
     assert "script-src 'self'" in CONTENT_SECURITY_POLICY
     assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
     for path in ("/", "/static/js/app.js", "/static/css/chat.css", "/admin", "/admin/",
-                 "/admin/static/js/app.js", "/api/client-config", "/healthz", "/no/such/page"):
+                 "/dashboard/js/app.js", "/api/client-config", "/healthz", "/no/such/page"):
         try:
             response = await chat.http.fetch(f"{chat.url}{path}")
         except HTTPClientError as exc:

@@ -378,9 +378,8 @@ def admin_routes(admin: AdminDeps, dashboard_dir: str) -> list[Any]:
         (r"/admin/?", PageHandler, {"path": f"{dashboard_dir}/index.html"}),
         # The page's modules at a URL that mirrors the repository (dashboard/ next to
         # static/), so that their relative imports of static/shared/ resolve alike in
-        # the browser and in node; /admin/static/ is the former address.
+        # the browser and in node.
         (r"/dashboard/(.*)", RevalidatedStaticHandler, {"path": dashboard_dir}),
-        (r"/admin/static/(.*)", RevalidatedStaticHandler, {"path": dashboard_dir}),
         (r"/admin/ws", AdminSocket, deps),
         (r"/admin/api/login", AdminLoginHandler, deps),
         (r"/admin/api/logout", AdminLogoutHandler, deps),
