@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import tornado
+import tornado.httpserver
 import tornado.iostream
 import tornado.util
 import tornado.websocket
@@ -55,6 +56,17 @@ def test_the_stream_privates_exist() -> None:
     assert not missing, f"IOStream lost what PushStream relies on: {missing}"
     assert _defined_on(BaseAsyncIOLoop, "selector_loop"), \
         "Tornado's asyncio loop lost selector_loop, which PushStream.adopt registers its reader on"
+
+
+def test_the_edge_servers_privates_exist() -> None:
+    missing = [name for name in compat.SERVER_PRIVATES
+               if not _defined_on(tornado.httpserver.HTTPServer, name)]
+    assert not missing, f"HTTPServer lost what EdgeServer relies on: {missing}"
+    context = getattr(tornado.httpserver, compat.SERVER_REQUEST_CONTEXT, None)
+    assert context is not None, "tornado.httpserver lost _HTTPRequestContext, which EdgeServer builds"
+    handle_stream = inspect.getsource(tornado.httpserver.HTTPServer.handle_stream)
+    assert compat.SERVER_REQUEST_CONTEXT in handle_stream, \
+        "HTTPServer.handle_stream no longer builds an _HTTPRequestContext: compare EdgeServer.handle_stream"
 
 
 def test_the_overrides_still_override_something() -> None:

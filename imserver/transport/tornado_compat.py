@@ -14,6 +14,14 @@ The transport reaches past Tornado's public API in three places, for speed:
 3. **The mask function** (`websocket_mask`): Tornado's C speedup for unmasking
    client frames (`tornado.util._websocket_mask`), used by the inbound parser.
 
+And the HTTP edge (http/edge.py) in one:
+
+4. **The edge server** (edge.EdgeServer): Tornado's HTTPServer with its own
+   accept handler and per-connection bounds. It builds each connection as
+   HTTPServer.handle_stream does, from `tornado.httpserver._HTTPRequestContext`,
+   and keeps HTTPServer's and TCPServer's own bookkeeping. Relies on
+   SERVER_PRIVATES.
+
 tests/test_tornado_compat.py checks each against the installed Tornado, so that an
 upgrade that removes or renames one fails there, by name, and not in production.
 The pinned range is setup.cfg's (TORNADO_RANGE).
@@ -31,6 +39,12 @@ PROTOCOL_PRIVATES = ("_receive_frame_loop", "_handle_message", "_abort", "_run_c
                      "_send_pong", "_frame_compressed", "_decompressor", "_compressor")
 # What PushStream overrides, calls or reads on IOStream beyond its public API.
 STREAM_PRIVATES = ("_handle_read", "_read_buffer_size", "_consume", "_add_io_state")
+
+# What EdgeServer calls, reads or fills on HTTPServer (and TCPServer) beyond their
+# public API; and the request context it builds as HTTPServer.handle_stream does.
+SERVER_PRIVATES = ("_sockets", "_handlers", "_handle_connection", "_connections",
+                   "conn_params", "protocol", "trusted_downstream")
+SERVER_REQUEST_CONTEXT = "_HTTPRequestContext"
 
 websocket_mask = _websocket_mask
 
