@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck test-js test-py system-deps bench screenshots clean
+.PHONY: run test lint typecheck test-js test-py system-deps bench screenshots clean mutation
 
 run: $(STAMP)
 	$(PY) -m imserver --config config.yaml
@@ -43,3 +43,8 @@ screenshots: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+
+# Mutation testing of the chat core (minutes, not part of `make test`): seeded
+# faults per core module, each run against the tests that cover its line.
+mutation: $(STAMP)
+	$(PY) -m tests.mutation.run
