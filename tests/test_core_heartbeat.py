@@ -118,6 +118,28 @@ def test_an_expired_token_closes_with_4001_at_its_expiry():
     assert wire(valid).closed is None
 
 
+def test_the_sweep_goes_on_past_connections_that_need_nothing_or_were_closed():
+    clock = Clock(100.0)
+    fresh = conn("fresh", last_seen=100.0, ping_sent_at=99.0)
+    expired = conn("expired", last_seen=100.0, ping_sent_at=99.0, expires_at=time.time() - 1)
+    due = conn("due", last_seen=100.0, ping_sent_at=90.0)
+    heartbeat([fresh, expired, due], clock).sweep()
+    assert wire(fresh).pings == [] and wire(expired).closed == (4001, "token expired")
+    assert len(wire(due).pings) == 1
+
+
+def test_the_ping_counter_wraps_at_32_bits():
+    clock = Clock(0.0)
+    c = conn(last_seen=0.0)
+    hb = heartbeat([c], clock)
+    hb._counter = 0xFFFFFFFE
+    hb.sweep()
+    clock.now = 9.0
+    hb.sweep()
+    assert wire(c).pings == [b"\xff\xff\xff\xff", b"\x00\x00\x00\x00"]
+    assert not wire(c).aborted
+
+
 def test_a_connection_that_breaks_during_the_sweep_is_aborted_and_the_sweep_goes_on():
     clock = Clock(100.0)
     broken, fine = conn("broken", last_seen=100.0), conn("fine", last_seen=100.0)

@@ -46,6 +46,8 @@ def test_a_resumed_member_is_counted_once():
     assert alice in room.conns and room.members == {"alice": 1, "bob": 1}
     assert room.take_presence() == (None, [])
     assert room.remove(alice) is True  # one leave is enough to be gone
+    assert alice not in room.conns and room.members == {"bob": 1}
+    assert room.remove(alice) is False
     frame, receivers = room.take_presence()
     assert frame == {"type": "presence", "room": "r", "joined": [], "left": ["alice"]}
     assert receivers == [bob]
@@ -165,6 +167,9 @@ def test_a_rejoin_with_since_counts_the_member_once_so_its_leave_reaches_the_oth
         await core.settle()
         assert presence(bob) == [([], ["alice"])]
         assert core.hub.rooms["r"].members == {"bob": 1}
+        core.do(bob, {"type": "say", "room": "r", "text": "three"})
+        await core.settle()
+        assert [f["text"] for f in wire(alice).of_type("message")] == ["one", "two"]  # gone
         await core.aclose()
 
     run(scenario())

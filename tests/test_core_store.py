@@ -129,6 +129,13 @@ def test_dm_pages_hold_both_directions_and_nothing_else(tmp_path):
         assert [m.text for m in recovered.messages] == ["1", "2", "3"] and recovered.truncated
         exact = await store.dm_recover("b", ab.message.id, limit=2, page=5)
         assert [m.text for m in exact.messages] == ["2", "3"] and not exact.truncated
+        assert store.committed == 7  # reads commit nothing
+        await store.dm_after("a", None, 1)
+        await store.room_before("r", None, 1)
+        await store.room_after("r", 0, 1)
+        assert store.committed == 7
+        assert await store.prune(max_age_seconds=None, keep_per_room=None) == 0
+        assert store.committed == 8  # a prune is a write, in a transaction
         await store.close()
 
     asyncio.run(scenario())

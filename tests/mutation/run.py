@@ -16,6 +16,7 @@
    the mutant too. A mutant is caught when a test fails or the run times out.
 4. The score per module leaves out the mutants listed in equivalent.yaml (next
    to this file): those that cannot change behaviour, each with the reason.
+   They are not run (--check-equivalent runs them, to see that none is caught).
    Survivors not listed there are printed: each is behaviour no test pins, or
    an equivalent mutant to add to the list.
 
@@ -386,7 +387,7 @@ def measure_coverage(pytest_args: list[str]) -> dict[str, object]:
 @dataclass
 class Outcome:
     mutant: Mutant
-    status: str  # caught, timeout, survived, uncovered
+    status: str  # caught, timeout, survived, uncovered, equivalent (listed, not run)
     tests: int
     seconds: float
     killer: str = ""
@@ -450,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--modules", default=",".join(CORE))
     parser.add_argument("--list", action="store_true", help="only list the sampled mutants")
+    parser.add_argument("--check-equivalent", action="store_true",
+                        help="run the mutants listed in equivalent.yaml too (to see none is caught)")
     parser.add_argument("--report", type=Path, default=WORK / "report.json")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for the coverage run")
     args = parser.parse_args(argv)
@@ -476,9 +479,13 @@ def main(argv: list[str] | None = None) -> int:
 
     module_tests = {name: {t for ids in by_line.values() for t in ids if t != "*"}
                     for name, by_line in lines.items()}
+    equivalent = load_equivalent()
     outcomes: list[Outcome] = []
     todo: list[tuple[Mutant, list[str]]] = []
     for mutant in chosen:
+        if mutant.key in equivalent and not args.check_equivalent:
+            outcomes.append(Outcome(mutant, "equivalent", 0, 0.0))  # no test can catch it
+            continue
         covering: set[str] = set()
         for lineno in range(mutant.start[0], mutant.end[0] + 1):
             covering.update(lines.get(mutant.module, {}).get(str(lineno), ()))
@@ -516,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         print(mark, end="" if done_count[0] % 60 else "\n", flush=True)
         return outcome
 
-    print(f"mutants: {len(chosen)} ({len(todo)} covered by a test), {args.jobs} at a time", flush=True)
+    print(f"mutants: {len(chosen)}, {len(todo)} to run ({len(chosen) - len(todo)} listed as equivalent"
+          f" or covered by no test), {args.jobs} at a time", flush=True)
     try:
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             outcomes += list(pool.map(run_one, todo))
@@ -524,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         for worker in workers:
             worker.remove()
     print()
-    return report(outcomes, modules, load_equivalent(), args.report, time.monotonic() - started)
+    return report(outcomes, modules, equivalent, args.report, time.monotonic() - started)
 
 
 def report(outcomes: list[Outcome], modules: list[str], equivalent: dict[tuple[str, str, str], str],
