@@ -120,4 +120,13 @@ def presence(conn: Connection) -> list[tuple[list[str], list[str]]]:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run a scenario on a loop of its own. Unlike asyncio.run() this leaves the current
+    event loop setting alone: asyncio.run() clears it, and a loop that a later test
+    then creates by asking for the current one is dropped unclosed (a ResourceWarning
+    that fails whichever test is running when it is collected)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

@@ -7,7 +7,6 @@ store used after it closed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -16,9 +15,10 @@ import pytest
 from imserver import protocol as p
 from imserver.config import config_from_dict
 from imserver.errors import ConfigError, ProtocolError
-from imserver.frames import FrameParser
+from imserver.frames import FrameParser, text_frame
 from imserver.ratelimit import FloodGuard, KeyedLimiter, TokenBucket
 from imserver.store import MessageStore
+from tests.core import run
 
 
 def parse(frame: dict[str, Any] | str, *, max_text_chars: int = 100, max_depth: int = 8) -> p.Command:
@@ -332,6 +332,15 @@ def test_a_64_bit_length_header_split_anywhere_waits_for_the_rest():
         assert parser.error is None
 
 
+def test_outbound_frames_at_each_length_form_boundary_parse_back():
+    for size, header in [(125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"),
+                         (65535, b"\x81\x7e\xff\xff"), (65536, b"\x81\x7f" + (65536).to_bytes(8, "big"))]:
+        payload = b"p" * size
+        wire = text_frame(payload)
+        assert wire == header + payload
+        assert FrameParser(1 << 20).feed(wire) == [(0x1, payload)]
+
+
 def test_a_message_of_exactly_the_maximum_size_is_accepted_even_in_fragments():
     parser = FrameParser(10)
     assert parser.feed(frame(0x1, b"x" * 10)) == [(0x1, b"x" * 10)]
@@ -351,7 +360,7 @@ def test_a_store_refuses_work_after_it_closed():
         with pytest.raises(RuntimeError, match="message store is closed"):
             store.count()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_store_never_used_closes():
@@ -361,4 +370,4 @@ def test_a_store_never_used_closes():
         with pytest.raises(RuntimeError):
             store.room_before("r", None, 1)
 
-    asyncio.run(scenario())
+    run(scenario())

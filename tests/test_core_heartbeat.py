@@ -9,7 +9,7 @@ import time
 
 from imserver.heartbeat import DUE, Action, Heartbeat, decide, ride_along_after, sweep_period
 from imserver.registry import Connection, User
-from tests.core import Wire, wire
+from tests.core import Wire, run, wire
 
 
 class Clock:
@@ -175,8 +175,6 @@ def test_the_sweep_period_is_half_the_shorter_of_interval_and_timeout():
 
 
 def test_start_is_idempotent_and_stop_stops():
-    import asyncio
-
     async def scenario() -> None:
         hb = heartbeat([], Clock(0.0), interval=10.0, timeout=20.0)
         assert hb._timer.callback_time == 5000.0
@@ -186,4 +184,4 @@ def test_start_is_idempotent_and_stop_stops():
         hb.stop()
         assert not hb._timer.is_running()
 
-    asyncio.run(scenario())
+    run(scenario())

@@ -11,6 +11,7 @@ import pytest
 
 from imserver.errors import StoreError, UnknownUser
 from imserver.store import Message, MessageStore
+from tests.core import run
 
 
 def test_a_failed_commit_fails_every_operation_of_its_batch_and_the_store_goes_on(tmp_path):
@@ -36,7 +37,7 @@ def test_a_failed_commit_fails_every_operation_of_its_batch_and_the_store_goes_o
         assert (store.batches, store.committed) == (batches + 1, committed + 1)
         await store.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_failed_read_fails_alone(tmp_path):
@@ -52,7 +53,7 @@ def test_a_failed_read_fails_alone(tmp_path):
         assert [m.text for m in (await store.room_after("r", 0, 10)).messages] == ["one"]
         await store.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_close_finishes_every_queued_operation_first(tmp_path):
@@ -67,7 +68,7 @@ def test_close_finishes_every_queued_operation_first(tmp_path):
         assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 20
         db.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_users_are_written_once_per_run_unless_their_name_changes(tmp_path):
@@ -86,7 +87,7 @@ def test_users_are_written_once_per_run_unless_their_name_changes(tmp_path):
         assert store._db.db.execute("SELECT name FROM users WHERE id = 'u1'").fetchone() == ("Una B.",)
         await store.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_batches_hold_at_most_batch_max_operations(tmp_path):
@@ -96,7 +97,7 @@ def test_batches_hold_at_most_batch_max_operations(tmp_path):
         assert store.batches == 6 and store.committed == 6
         await store.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_message_frames():
@@ -138,4 +139,4 @@ def test_dm_pages_hold_both_directions_and_nothing_else(tmp_path):
         assert store.committed == 8  # a prune is a write, in a transaction
         await store.close()
 
-    asyncio.run(scenario())
+    run(scenario())

@@ -1,4 +1,4 @@
-"""A pytest plugin for the coverage run of `make mutation`.
+"""A pytest plugin for the runs of `make mutation`.
 
 It names the coverage context after the running test (its node id), in this
 process and, through the MUTATION_TEST environment variable, in every server
@@ -16,6 +16,15 @@ from typing import Any
 import pytest
 
 _results: dict[str, dict[str, Any]] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under coverage and a busy machine, data generation is slower than Hypothesis
+    # expects: that is no failure of the code under test (nor a caught mutant).
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("mutation", suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("mutation")
 
 
 def _coverage() -> Any:

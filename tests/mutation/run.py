@@ -53,7 +53,7 @@ EQUIVALENT_FILE = HERE / "equivalent.yaml"
 WORK = ROOT / ".mutation"
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".mutation", "__pycache__", "data", "*.db*",
                                      ".mypy_cache", ".ruff_cache", ".pytest_cache", "node_modules",
-                                     "*.egg-info", "build", "docs")
+                                     "*.egg-info", "build")
 
 SITECUSTOMIZE = """\
 import os
@@ -320,7 +320,8 @@ def sample(module: str, source: str, count: int, seed: int) -> list[Mutant]:
 
 def _fingerprint() -> str:
     digest = hashlib.sha256()
-    for path in sorted(list((ROOT / "imserver").rglob("*.py")) + list((ROOT / "tests").rglob("*.py"))):
+    tests = [p for p in (ROOT / "tests").rglob("*.py") if HERE not in p.parents]
+    for path in sorted(list((ROOT / "imserver").rglob("*.py")) + tests):
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -359,8 +360,11 @@ def measure_coverage(pytest_args: list[str]) -> dict[str, object]:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.mutation.plugin",
          *pytest_args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    (run / "pytest.log").write_text(result.stdout)
     tail = "\n".join(result.stdout.splitlines()[-3:])
     print(f"coverage: suite done in {time.monotonic() - started:.0f} s: {tail}", flush=True)
+    if result.returncode != 0:
+        print(f"coverage: tests that failed are not used (output in {run / 'pytest.log'})", flush=True)
     combined = coverage.Coverage(data_file=str(run / ".coverage"))
     combined.combine([str(run / "data")], keep=False)
     combined.save()
@@ -416,7 +420,8 @@ class Worker:
             env.pop("COVERAGE_PROCESS_START", None)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                 "--no-header", "-o", "addopts=", "--timeout", str(int(timeout) + 5), *tests],
+                 "-p", "tests.mutation.plugin", "--no-header", "-o", "addopts=",
+                 "--timeout", str(int(timeout) + 5), *tests],
                 cwd=self.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, start_new_session=True)
             try:
@@ -428,8 +433,11 @@ class Worker:
             seconds = time.monotonic() - started
             if proc.returncode == 0:
                 return Outcome(mutant, "survived", len(tests), seconds)
+            if "ERROR: not found:" in out or proc.returncode == 5:
+                raise RuntimeError(f"pytest did not find the tests to run:\n{out[-2000:]}")
             killer = next((line.split(" ", 1)[1] for line in out.splitlines()
-                           if line.startswith(("FAILED ", "ERROR "))), f"exit {proc.returncode}")
+                           if line.startswith(("FAILED tests/", "ERROR tests/"))),
+                          f"exit {proc.returncode}: {out.strip().splitlines()[-1:]}")
             return Outcome(mutant, "caught", len(tests), seconds, killer[:160])
         finally:
             path.write_text(original, encoding="utf-8")
@@ -437,6 +445,14 @@ class Worker:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def runnable(nodeid: str) -> str:
+    """A node id pytest accepts on its command line: a parametrized test whose id holds
+    escaped bytes cannot be named that way, so all of its cases run instead."""
+    if "\\" in nodeid and "[" in nodeid:
+        return nodeid[:nodeid.index("[")]
+    return nodeid
 
 
 def load_equivalent() -> dict[tuple[str, str, str], str]:
@@ -451,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--modules", default=",".join(CORE))
     parser.add_argument("--list", action="store_true", help="only list the sampled mutants")
+    parser.add_argument("--only", default="",
+                        help="run only the sampled mutants on these lines: module:line,...")
     parser.add_argument("--check-equivalent", action="store_true",
                         help="run the mutants listed in equivalent.yaml too (to see none is caught)")
     parser.add_argument("--report", type=Path, default=WORK / "report.json")
@@ -464,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         source = (ROOT / "imserver" / f"{module}.py").read_text(encoding="utf-8")
         chosen += sample(module, source, args.per_module, args.seed)
+    if args.only:
+        lines_wanted = {tuple(item.split(":")) for item in args.only.split(",")}
+        chosen = [m for m in chosen if (m.module, str(m.lineno)) in lines_wanted]
     if args.list:
         for m in chosen:
             print(f"{m.module}.py:{m.lineno}: {m.mutation}: {m.line}  =>  {m.replacement}")
@@ -475,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     passing = {t for t, info in tests.items() if info["outcome"] == "passed"}
 
     def duration(test: str) -> float:
-        return float(tests[test]["duration"])  # type: ignore[arg-type]
+        if test in tests:
+            return float(tests[test]["duration"])  # type: ignore[arg-type]
+        return sum(float(info["duration"]) for t, info in tests.items()  # type: ignore[arg-type]
+                   if t.startswith(test + "["))
 
     module_tests = {name: {t for ids in by_line.values() for t in ids if t != "*"}
                     for name, by_line in lines.items()}
@@ -495,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         if not covering:
             outcomes.append(Outcome(mutant, "uncovered", 0, 0.0))
         else:
-            todo.append((mutant, sorted(covering, key=lambda t: (duration(t), t))))
+            ordered = sorted(covering, key=lambda t: (duration(t), t))
+            todo.append((mutant, list(dict.fromkeys(runnable(t) for t in ordered))))
     # Longest first, so that the pool does not end on one long mutant.
     todo.sort(key=lambda item: -sum(duration(t) for t in item[1]))
 
