@@ -409,7 +409,7 @@ class Worker:
         for pyc in (self.tree / "imserver" / "__pycache__").glob(f"{module}.*.pyc"):
             pyc.unlink(missing_ok=True)
 
-    def run(self, mutant: Mutant, tests: list[str], timeout: float) -> Outcome:
+    def run(self, mutant: Mutant, tests: list[str], timeout: float, per_test: float) -> Outcome:
         path = self.tree / "imserver" / f"{mutant.module}.py"
         original = path.read_text(encoding="utf-8")
         started = time.monotonic()
@@ -421,7 +421,7 @@ class Worker:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                  "-p", "tests.mutation.plugin", "--no-header", "-o", "addopts=",
-                 "--timeout", str(int(timeout) + 5), *tests],
+                 "--timeout", str(int(per_test)), "--timeout-method", "thread", *tests],
                 cwd=self.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, start_new_session=True)
             try:
@@ -433,6 +433,8 @@ class Worker:
             seconds = time.monotonic() - started
             if proc.returncode == 0:
                 return Outcome(mutant, "survived", len(tests), seconds)
+            if "+ Timeout +" in out:  # pytest-timeout ended a test that hung, and the process
+                return Outcome(mutant, "timeout", len(tests), seconds)
             if "ERROR: not found:" in out or proc.returncode == 5:
                 raise RuntimeError(f"pytest did not find the tests to run:\n{out[-2000:]}")
             killer = next((line.split(" ", 1)[1] for line in out.splitlines()
@@ -538,8 +540,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 worker = free.pop()
         try:
+            # A test that hangs is stopped after a few times its usual duration (and at least
+            # 30 s); the whole run after 60 s plus three times the tests' usual total.
             timeout = 60 + 3 * sum(duration(t) for t in covering)
-            outcome = worker.run(mutant, covering, timeout)
+            per_test = 30 + 5 * max(duration(t) for t in covering)
+            outcome = worker.run(mutant, covering, timeout, per_test)
         finally:
             with lock:
                 free.append(worker)
