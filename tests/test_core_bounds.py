@@ -20,6 +20,10 @@ from imserver.ratelimit import FloodGuard, KeyedLimiter, TokenBucket
 from imserver.store import MessageStore
 from tests.core import run
 
+# In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
+# is stopped after 30 s rather than the suite's 180.
+pytestmark = pytest.mark.timeout(30)
+
 
 def parse(frame: dict[str, Any] | str, *, max_text_chars: int = 100, max_depth: int = 8) -> p.Command:
     raw = frame if isinstance(frame, str) else json.dumps(frame)
@@ -271,6 +275,17 @@ def test_the_per_address_limiter_remembers_exactly_max_keys():
     assert limiter.take("a")  # the oldest of the four was forgotten
 
 
+def test_the_per_address_limiter_remembers_ten_thousand_addresses_by_default():
+    clock = Clock()
+    limiter = KeyedLimiter(rate=0.001, burst=1, clock=clock)
+    for i in range(10_000):
+        assert limiter.take(f"10.0.{i // 256}.{i % 256}")
+    assert not limiter.take("10.0.0.0")  # the first is still remembered, and is now the newest
+    assert limiter.take("192.0.2.1")  # one more: the least recently used ("10.0.0.1") goes
+    assert limiter.take("10.0.0.1")  # forgotten, so fresh (and "10.0.0.2" goes in turn)
+    assert not limiter.take("10.0.0.3")  # still remembered
+
+
 def test_a_token_bucket_refills_at_its_rate_up_to_its_burst():
     clock = Clock()
     bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
@@ -284,6 +299,16 @@ def test_a_token_bucket_refills_at_its_rate_up_to_its_burst():
     clock.now += 100  # never more than the burst
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
     assert bucket.take(now=clock.now + 0.5)  # a caller's own reading of the clock
+
+
+def test_a_flood_guard_counts_in_two_second_windows_by_default():
+    clock = Clock()
+    guard = FloodGuard(limit=2, clock=clock)
+    assert not guard.strike()
+    clock.now += 1.5
+    assert guard.strike()
+    clock.now += 0.5  # two seconds after the window began
+    assert not guard.strike()
 
 
 def test_a_flood_guard_strikes_at_its_limit_within_one_window():
@@ -304,6 +329,13 @@ def frame(opcode: int, payload: bytes, *, final: bool = True) -> bytes:
     mask = b"\x01\x02\x03\x04"
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return bytes([(0x80 if final else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def test_an_unmasked_empty_frame_alone_is_a_whole_message():
+    parser = FrameParser(10)
+    assert parser.feed(b"\x81\x00") == [(0x1, b"")]
+    assert parser.feed(b"\x81") == []
+    assert parser.feed(b"\x00\x8a\x00") == [(0x1, b""), (0xA, b"")]
 
 
 def test_after_a_fragmented_message_the_next_messages_are_accepted():

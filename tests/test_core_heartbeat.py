@@ -7,9 +7,15 @@ from __future__ import annotations
 import struct
 import time
 
+import pytest
+
 from imserver.heartbeat import DUE, Action, Heartbeat, decide, ride_along_after, sweep_period
 from imserver.registry import Connection, User
 from tests.core import Wire, run, wire
+
+# In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
+# is stopped after 30 s rather than the suite's 180.
+pytestmark = pytest.mark.timeout(30)
 
 
 class Clock:

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from imserver.store import MessageStore
 from tests.core import Core, presence, run, wire
+
+# In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
+# is stopped after 30 s rather than the suite's 180.
+pytestmark = pytest.mark.timeout(30)
 
 
 def texts(conn) -> list[str]:

@@ -6,9 +6,15 @@ a command or a close, and the frames each connection got are checked in order.
 
 from __future__ import annotations
 
+import pytest
+
 from imserver.registry import Connection, User
 from imserver.room import Room
 from tests.core import Core, Wire, presence, run, wire
+
+# In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
+# is stopped after 30 s rather than the suite's 180.
+pytestmark = pytest.mark.timeout(30)
 
 
 def member(user: str, n: int = 1) -> Connection:

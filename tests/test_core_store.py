@@ -13,6 +13,10 @@ from imserver.errors import StoreError, UnknownUser
 from imserver.store import Message, MessageStore
 from tests.core import run
 
+# In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
+# is stopped after 30 s rather than the suite's 180.
+pytestmark = pytest.mark.timeout(30)
+
 
 def test_a_failed_commit_fails_every_operation_of_its_batch_and_the_store_goes_on(tmp_path):
     async def scenario() -> None:
