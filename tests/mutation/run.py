@@ -595,7 +595,7 @@ def report(outcomes: list[Outcome], modules: list[str], equivalent: dict[tuple[s
         print("\nSurvivors (behaviour no test pins, or an equivalent mutant for equivalent.yaml):")
         for o in sorted(survivors, key=lambda o: (o.mutant.module, o.mutant.lineno)):
             m = o.mutant
-            print(f"  {m.module}.py:{m.lineno} [{o.status}, {o.tests} tests] {m.mutation}\n"
+            print(f"  {m.module}.py:{m.lineno} [{o.status}, {o.tests} tests] {m.key[2]}\n"
                   f"      {m.line}\n      => {m.replacement}")
     if caught_equivalents:
         print("\nListed as equivalent but caught (remove them from equivalent.yaml):")
