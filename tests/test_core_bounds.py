@@ -80,6 +80,7 @@ def test_json_of_exactly_the_maximum_depth_is_accepted_and_one_deeper_is_refused
 def test_brackets_inside_strings_are_not_nesting_and_closed_brackets_reset_the_depth():
     text = "[[[[{{{{" * 4
     assert parse({"type": "say", "room": "r", "text": text}) == p.Say("r", text, None)
+    assert p.too_deep(json.dumps({"type": "say", "room": "r", "text": text}), 8) is False
     assert not p.too_deep('{"a":[[[]]],"b":[[[]]],"c":[[[]]]}', 4)
     assert p.too_deep('{"a":[[[[]]]]}', 4)
     assert not p.too_deep('{"s":"\\"[[[[[[[[[["}', 2)  # an escaped quote does not end the string
