@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck test-js test-py system-deps autobahn-env bench screenshots clean
+.PHONY: run test lint typecheck test-js test-py system-deps autobahn-env bench screenshots clean mutation
 
 run: $(RUN_STAMP)
 	$(PY) -m imserver --config config.yaml
@@ -53,3 +53,8 @@ screenshots: $(TEST_STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+
+# Mutation testing of the chat core (minutes, not part of `make test`): seeded
+# faults per core module, each run against the tests that cover its line.
+mutation: $(TEST_STAMP)
+	$(PY) -m tests.mutation.run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -80,7 +81,7 @@ def test_the_sweep_does_what_decide_says_for_every_connection(last_seen, ping_se
     action = decide(now=now, last_seen=last_seen, ping_sent_at=ping_sent_at, interval=10.0, timeout=20.0)
     assert transport.aborted == (action is Action.TERMINATE)
     assert len(transport.pings) == (action is Action.PING)
-    # Set to now by a ping, else left as it was (which may be now already).
+    # A ping sets ping_sent_at to now; otherwise it is left as it was (which may be now too).
     assert conn.ping_sent_at == (now if action is Action.PING else ping_sent_at)
 
 
@@ -135,8 +136,9 @@ async def open_dead_peer(host: str, token: str):
 @pytest.mark.gen_test(timeout=15)
 async def test_dead_peer_terminated_within_bound_live_idle_client_kept(chat, config, metric):
     live = await chat.connect("alive")  # tornado's client answers ping frames by itself
-    dead = await open_dead_peer(chat.host, await chat.login("ghost"))
-    opened = time.monotonic()
+    token = await chat.login("ghost")
+    opened = time.monotonic()  # before the server sees the connection: elapsed >= its silence
+    dead = await open_dead_peer(chat.host, token)
     assert metric("imserver_connections") == 2
     try:
         while True:  # read (and ignore) the server's frames until it drops us
@@ -145,8 +147,9 @@ async def test_dead_peer_terminated_within_bound_live_idle_client_kept(chat, con
         pass
     elapsed = time.monotonic() - opened
     hb = config.heartbeat
-    # Detection must happen within ping_timeout + ping_interval (plus scheduling slack).
-    assert hb.ping_timeout <= elapsed <= hb.ping_timeout + hb.ping_interval + 0.25, elapsed
+    # Never before ping_timeout of silence. That it comes within ping_timeout + ping_interval
+    # is the sweep's schedule, pinned without wall-clock bounds in test_core_heartbeat.py.
+    assert hb.ping_timeout <= elapsed, elapsed
     assert metric("imserver_terminations_total", reason="heartbeat_timeout") == 1
     assert metric("imserver_connections_closed_total", reason="heartbeat_timeout") == 1
     assert metric("imserver_connections") == 1
@@ -160,8 +163,13 @@ async def test_dead_peer_terminated_within_bound_live_idle_client_kept(chat, con
 
 @pytest.mark.gen_test(timeout=10)
 async def test_round_trip_recorded_in_registry(chat, app):
-    client = await chat.connect("alice")
-    await client.nothing(app.runtime.config.heartbeat.ping_interval * 2)
+    started = time.monotonic()
+    await chat.connect("alice")
     (conn,) = list(app.runtime.registry)
-    assert conn.rtt is not None and 0 < conn.rtt < 0.5
+    deadline = time.monotonic() + 8
+    while conn.rtt is None:  # the first ping is answered by tornado's client by itself
+        assert time.monotonic() < deadline, "no round trip recorded"
+        await asyncio.sleep(0.01)
+    # A round trip is positive and no longer than the time the connection has existed.
+    assert 0 < conn.rtt <= time.monotonic() - started
     assert conn.frames_out >= 1 and conn.user.id == chat.id("alice")

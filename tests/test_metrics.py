@@ -210,6 +210,7 @@ async def test_shutdown_closes_are_counted_and_leave_zero(chat, app, metric, raw
 
 @pytest.mark.gen_test(timeout=15)
 async def test_heartbeat_rtt_counts_exactly_the_pongs_that_answer_a_ping(chat, app, metric, raw):
+    started = time.monotonic()
     peer, _ = await raw_peer(chat, "pinger")
     answered = 3
     for _ in range(answered):
@@ -222,7 +223,8 @@ async def test_heartbeat_rtt_counts_exactly_the_pongs_that_answer_a_ping(chat, a
     await until(lambda: len(app.runtime.registry) == 0, what="the termination")
     assert raw("imserver_heartbeat_rtt_seconds_count") == answered
     assert raw("imserver_heartbeat_rtt_seconds_bucket", le="+Inf") == answered
-    assert 0 < raw("imserver_heartbeat_rtt_seconds_sum") < answered * 0.25
+    # Each round trip is positive; together no longer than the test has run.
+    assert 0 < raw("imserver_heartbeat_rtt_seconds_sum") <= time.monotonic() - started
     assert metric("imserver_terminations_total", reason="heartbeat_timeout") == 1
     assert metric("imserver_connections_closed_total", reason="heartbeat_timeout") == 1
     assert metric("imserver_connections") == 0

@@ -1,0 +1,193 @@
+"""The heartbeat without sockets: which pong answers which ping, the exact edges at
+which a ping is due and a connection is dead, and a sweep that survives a broken
+connection."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+
+from imserver.core.registry import Connection, User
+from imserver.ops.heartbeat import DUE, Action, Heartbeat, decide, ride_along_after, sweep_period
+from tests.core import Wire, run, wire
+
+# In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
+# is stopped after 30 s rather than the suite's 180.
+pytestmark = pytest.mark.timeout(30)
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def conn(name: str = "c", **fields: object) -> Connection:
+    return Connection(id=name, user=User("u", "u"), transport=Wire(), **fields)  # type: ignore[arg-type]
+
+
+def heartbeat(conns: list[Connection], clock: Clock, *, interval: float = 10.0, timeout: float = 20.0,
+              client_interval: float = 10.0) -> Heartbeat:
+    return Heartbeat(conns, interval=interval, timeout=timeout, client_interval=client_interval,
+                     send_ping=lambda c, payload: c.transport.send_ping(payload), clock=clock)
+
+
+def test_a_late_pong_to_an_old_ping_is_not_the_answer_to_the_current_one():
+    clock = Clock(100.0)
+    c = conn(last_seen=100.0)
+    hb = heartbeat([c], clock)
+    hb.sweep()
+    first = wire(c).pings[-1]
+    clock.now = 109.0  # the first ping unanswered; the next one is due
+    hb.sweep()
+    second = wire(c).pings[-1]
+    assert first != second and c.ping_payload == second and c.ping_sent_at == 109.0
+    assert Heartbeat.pong_received(c, first, 109.5) is None  # late: answers the old ping
+    assert c.rtt is None and c.ping_payload == second
+    assert c.last_seen == 109.5  # but any frame is a sign of life
+    assert Heartbeat.pong_received(c, second, 109.75) == 0.75
+    assert c.rtt == 0.75 and c.ping_payload is None
+
+
+def test_a_repeated_pong_is_counted_once():
+    clock = Clock(50.0)
+    c = conn(last_seen=50.0)
+    hb = heartbeat([c], clock)
+    hb.sweep()
+    payload = wire(c).pings[-1]
+    assert Heartbeat.pong_received(c, payload, 50.25) == 0.25
+    assert Heartbeat.pong_received(c, payload, 52.0) is None
+    assert c.rtt == 0.25 and c.last_seen == 52.0
+
+
+def test_an_unsolicited_pong_is_life_but_no_round_trip():
+    c = conn(last_seen=1.0)
+    assert Heartbeat.pong_received(c, b"\x00\x00\x00\x01", 5.0) is None
+    assert c.rtt is None and c.last_seen == 5.0
+
+
+def test_ping_payloads_are_distinct_four_byte_counters():
+    clock = Clock(0.0)
+    conns = [conn(f"c{i}", last_seen=0.0) for i in range(3)]
+    heartbeat(conns, clock).sweep()
+    payloads = [wire(c).pings[0] for c in conns]
+    assert [struct.unpack("!I", p)[0] for p in payloads] == [1, 2, 3]
+
+
+def test_a_ping_is_due_at_exactly_nine_tenths_of_the_interval():
+    kw = {"interval": 10.0, "timeout": 20.0}
+    due = 10.0 * DUE
+    assert DUE == 0.9
+    assert decide(now=100.0, last_seen=100.0, ping_sent_at=100.0 - due, **kw) is Action.PING
+    assert decide(now=100.0, last_seen=100.0, ping_sent_at=100.0 - due + 0.01, **kw) is Action.NONE
+    assert decide(now=100.0, last_seen=80.0, ping_sent_at=99.0, **kw) is Action.TERMINATE
+    assert decide(now=100.0, last_seen=80.01, ping_sent_at=99.0, **kw) is Action.NONE
+    assert decide(now=100.0, last_seen=80.01, ping_sent_at=None, **kw) is Action.PING
+
+
+def test_the_sweep_pings_at_exactly_the_due_age_and_not_a_hair_before():
+    clock = Clock(100.0)
+    exact, early = conn("exact", last_seen=100.0, ping_sent_at=91.0), conn("early", last_seen=100.0,
+                                                                           ping_sent_at=91.01)
+    heartbeat([exact, early], clock).sweep()
+    assert len(wire(exact).pings) == 1 and exact.ping_sent_at == 100.0
+    assert wire(early).pings == [] and early.ping_sent_at == 91.01
+
+
+def test_the_sweep_aborts_at_exactly_the_timeout_and_not_a_hair_before():
+    clock = Clock(100.0)
+    dead, alive = conn("dead", last_seen=80.0, ping_sent_at=99.0), conn("alive", last_seen=80.01,
+                                                                        ping_sent_at=99.0)
+    heartbeat([dead, alive], clock).sweep()
+    assert wire(dead).aborted and dead.close_reason == "heartbeat_timeout" and dead.close_code == 1006
+    assert not wire(alive).aborted and alive.close_reason is None and wire(alive).pings == []
+
+
+def test_a_silent_connection_never_pinged_is_aborted_not_pinged():
+    clock = Clock(100.0)
+    c = conn(last_seen=50.0)
+    heartbeat([c], clock).sweep()
+    assert wire(c).aborted and wire(c).pings == []
+
+
+def test_an_expired_token_closes_with_4001_at_its_expiry():
+    clock = Clock(100.0)
+    expired = conn("expired", last_seen=100.0, ping_sent_at=99.0, expires_at=time.time() - 0.001)
+    valid = conn("valid", last_seen=100.0, ping_sent_at=99.0, expires_at=time.time() + 3600)
+    heartbeat([expired, valid], clock).sweep()
+    assert wire(expired).closed == (4001, "token expired") and expired.close_reason == "token_expired"
+    assert wire(expired).pings == [] and not wire(expired).aborted
+    assert wire(valid).closed is None
+
+
+def test_the_sweep_goes_on_past_connections_that_need_nothing_or_were_closed():
+    clock = Clock(100.0)
+    fresh = conn("fresh", last_seen=100.0, ping_sent_at=99.0)
+    expired = conn("expired", last_seen=100.0, ping_sent_at=99.0, expires_at=time.time() - 1)
+    due = conn("due", last_seen=100.0, ping_sent_at=90.0)
+    heartbeat([fresh, expired, due], clock).sweep()
+    assert wire(fresh).pings == [] and wire(expired).closed == (4001, "token expired")
+    assert len(wire(due).pings) == 1
+
+
+def test_the_ping_counter_wraps_at_32_bits():
+    clock = Clock(0.0)
+    c = conn(last_seen=0.0)
+    hb = heartbeat([c], clock)
+    hb._counter = 0xFFFFFFFE
+    hb.sweep()
+    clock.now = 9.0
+    hb.sweep()
+    assert wire(c).pings == [b"\xff\xff\xff\xff", b"\x00\x00\x00\x00"]
+    assert not wire(c).aborted
+
+
+def test_a_connection_that_breaks_during_the_sweep_is_aborted_and_the_sweep_goes_on():
+    clock = Clock(100.0)
+    broken, fine = conn("broken", last_seen=100.0), conn("fine", last_seen=100.0)
+    wire(broken).broken = True
+    heartbeat([broken, fine], clock).sweep()
+    assert wire(broken).aborted and broken.close_reason == "error"
+    assert len(wire(fine).pings) == 1
+
+
+def test_the_first_reason_a_connection_ends_for_is_kept():
+    c = conn()
+    c.terminate("heartbeat_timeout")
+    c.end("kicked", 4003, "bye")
+    assert (c.close_reason, c.close_code) == ("heartbeat_timeout", 1006)
+    assert wire(c).closed == (4003, "bye")
+
+
+def test_ride_along_pings_at_exactly_its_threshold():
+    clock = Clock(0.0)
+    c = conn(last_seen=0.0, ping_sent_at=100.0)
+    hb = heartbeat([c], clock, interval=30.0, client_interval=10.0)
+    assert hb.ride_along_after == 17.0 == ride_along_after(30.0, 10.0)
+    hb.ride_along(c, 116.99)
+    assert wire(c).pings == []
+    hb.ride_along(c, 117.0)
+    assert len(wire(c).pings) == 1 and c.ping_sent_at == 117.0
+    assert ride_along_after(10.0, 100.0) == 1.0  # never under a tenth of the interval
+
+
+def test_the_sweep_period_is_half_the_shorter_of_interval_and_timeout():
+    assert sweep_period(10.0, 20.0) == 5.0
+    assert sweep_period(20.0, 10.0) == 5.0
+
+
+def test_start_is_idempotent_and_stop_stops():
+    async def scenario() -> None:
+        hb = heartbeat([], Clock(0.0), interval=10.0, timeout=20.0)
+        assert hb._timer.callback_time == 5000.0
+        hb.start()
+        hb.start()
+        assert hb._timer.is_running()
+        hb.stop()
+        assert not hb._timer.is_running()
+
+    run(scenario())
