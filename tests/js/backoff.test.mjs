@@ -2,20 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { backoffCeiling, backoffDelay } from '../../static/shared/backoff.js';
+import { seeded } from './fakes.mjs';
 
 const policy = { base: 1, factor: 2, cap: 30 };
-
-/** A small seeded PRNG (mulberry32), so failures are reproducible. */
-function seeded(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('the ceiling grows exponentially from base and stops at cap', () => {
   assert.deepEqual(

@@ -2,22 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { ReconnectingSocket, SocketState, checkPolicy } from '../../static/shared/socket.js';
-import { createFakeTime, createFakeWebSocket } from './fakes.mjs';
+import { createFakeTime, createFakeWebSocket, seeded } from './fakes.mjs';
 
 const URL = 'ws://example.test/socket';
 const POLICY = { base: 1, factor: 2, cap: 8, stableAfter: 5, connectTimeout: 4 };
-
-/** A seeded PRNG (mulberry32), so that failures are reproducible. */
-function seeded(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function setup(options = {}) {
   const time = createFakeTime();
