@@ -462,8 +462,8 @@ class MessageStore:
         if not writes:
             results = [self._call(op) for op in batch]
         elif refused is not None:
-            results = [self._failed([op], StoreError(refused))[0] if op.write else self._call(op)
-                       for op in batch]
+            error = StoreError(refused)
+            results = [(op.future, None, error) if op.write else self._call(op) for op in batch]
         else:
             try:
                 self._db.db.execute("BEGIN IMMEDIATE")
