@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -41,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,17 +411,51 @@ class Outcome:
 
 
 class Worker:
-    """A copy of the tree in which one mutant at a time is applied and tested."""
+    """A copy of the tree in which one mutant at a time is applied and tested, with a
+    fork server (forkserver.py) that starts each pytest run without re-importing
+    pytest, Hypothesis and Tornado."""
 
     def __init__(self, index: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"imserver-mutation-{index}-"))
         shutil.copytree(ROOT, self.dir / "tree", ignore=COPY_IGNORE)
         self.tree = self.dir / "tree"
+        self.log = self.dir / "pytest.log"
+        env = {**os.environ, "PYTHONPATH": str(self.tree), "MUTATION_TEST": ""}
+        env.pop("COVERAGE_PROCESS_START", None)
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tests.mutation.forkserver"], cwd=self.tree, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def _drop_bytecode(self, module: str) -> None:
         source = source_of(self.tree, module)
         for pyc in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
             pyc.unlink(missing_ok=True)
+
+    def _answer(self, timeout: float | None) -> dict[str, int] | None:
+        """The fork server's next answer, or None when `timeout` passes first."""
+        assert self.server.stdout is not None
+        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.server.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fork server in {self.tree} ended")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def _pytest(self, args: list[str], timeout: float) -> tuple[int | None, str]:
+        """Run pytest in a forked child: its exit code (None on a timeout) and output."""
+        assert self.server.stdin is not None
+        self.server.stdin.write(json.dumps({"args": args, "log": str(self.log)}) + "\n")
+        self.server.stdin.flush()
+        started = self._answer(None)
+        assert started is not None
+        finished = self._answer(timeout)
+        if finished is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(started["pid"], signal.SIGKILL)
+            self._answer(None)
+            return None, ""
+        return finished["exit"], self.log.read_text(errors="replace")
 
     def run(self, mutant: Mutant, tests: list[str], timeout: float, per_test: float) -> Outcome:
         path = source_of(self.tree, mutant.module)
@@ -427,36 +464,33 @@ class Worker:
         try:
             path.write_text(mutant.apply(original), encoding="utf-8")
             self._drop_bytecode(mutant.module)
-            env = {**os.environ, "PYTHONPATH": str(self.tree), "MUTATION_TEST": ""}
-            env.pop("COVERAGE_PROCESS_START", None)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                 "-p", "tests.mutation.plugin", "--no-header", "-o", "addopts=",
-                 "--timeout", str(int(per_test)), "--timeout-method", "thread", *tests],
-                cwd=self.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, start_new_session=True)
-            try:
-                out, _ = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                return Outcome(mutant, "timeout", len(tests), time.monotonic() - started)
+            code, out = self._pytest(
+                ["-q", "-x", "-p", "no:cacheprovider", "-p", "tests.mutation.plugin", "--no-header",
+                 "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--timeout", str(int(per_test)), "--timeout-method", "thread",
+                 "--basetemp", str(self.dir / "tmp"), *tests], timeout)
             seconds = time.monotonic() - started
-            if proc.returncode == 0:
+            if code is None:
+                return Outcome(mutant, "timeout", len(tests), seconds)
+            if code == 0:
                 return Outcome(mutant, "survived", len(tests), seconds)
             if "+ Timeout +" in out:  # pytest-timeout ended a test that hung, and the process
                 return Outcome(mutant, "timeout", len(tests), seconds)
-            if "ERROR: not found:" in out or proc.returncode == 5:
-                raise RuntimeError(f"pytest did not find the tests to run:\n{out[-2000:]}")
+            if code == 5 or "ERROR: not found:" in out or "usage:" in out:
+                raise RuntimeError(f"pytest could not run the tests (exit {code}):\n{out[-2000:]}")
+            # Any other failure is the mutant's: a test failed (1), or the tree no longer
+            # imports (4, a conftest that cannot load), or pytest itself broke on it (3).
             killer = next((line.split(" ", 1)[1] for line in out.splitlines()
                            if line.startswith(("FAILED tests/", "ERROR tests/"))),
-                          f"exit {proc.returncode}: {out.strip().splitlines()[-1:]}")
+                          f"exit {code}: {out.strip().splitlines()[-1:]}")
             return Outcome(mutant, "caught", len(tests), seconds, killer[:160])
         finally:
             path.write_text(original, encoding="utf-8")
             self._drop_bytecode(mutant.module)
 
     def remove(self) -> None:
+        if self.server.stdin is not None:
+            self.server.stdin.close()
+        self.server.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -466,6 +500,29 @@ def runnable(nodeid: str) -> str:
     if "\\" in nodeid and "[" in nodeid:
         return nodeid[:nodeid.index("[")]
     return nodeid
+
+
+def select_tests(covering: set[str], duration: Callable[[str], float], budget: float,
+                 slow: float) -> list[str]:
+    """The tests to run against one mutant, fastest first.
+
+    A line run at import is covered by every test of the module, and a few
+    end-to-end tests (a browser, the Autobahn suite, a wheel built in a fresh
+    venv) take seconds each: running them all against every survivor made the
+    run several times longer than its budget. So the slow tests run only for a
+    line no fast test covers, and the tests run for one mutant stop at `budget`
+    seconds of their usual duration (the fastest always runs).
+    """
+    ordered = sorted(covering, key=lambda t: (duration(t), t))
+    fast = [t for t in ordered if duration(t) <= slow]
+    chosen: list[str] = []
+    spent = 0.0
+    for test in fast or ordered:
+        if chosen and spent + duration(test) > budget:
+            break
+        chosen.append(test)
+        spent += duration(test)
+    return chosen
 
 
 def load_equivalent() -> dict[tuple[str, str, str], str]:
@@ -484,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the sampled mutants on these lines: module:line,...")
     parser.add_argument("--check-equivalent", action="store_true",
                         help="run the mutants listed in equivalent.yaml too (to see none is caught)")
+    parser.add_argument("--budget", type=float, default=20.0,
+                        help="seconds of the covering tests' usual duration run per mutant")
+    parser.add_argument("--slow", type=float, default=3.0,
+                        help="a test slower than this runs only for lines no faster test covers")
     parser.add_argument("--report", type=Path, default=WORK / "report.json")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for the coverage run")
     args = parser.parse_args(argv)
@@ -532,8 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         if not covering:
             outcomes.append(Outcome(mutant, "uncovered", 0, 0.0))
         else:
-            ordered = sorted(covering, key=lambda t: (duration(t), t))
-            todo.append((mutant, list(dict.fromkeys(runnable(t) for t in ordered))))
+            chosen_tests = select_tests(covering, duration, args.budget, args.slow)
+            todo.append((mutant, list(dict.fromkeys(runnable(t) for t in chosen_tests))))
     # Longest first, so that the pool does not end on one long mutant.
     todo.sort(key=lambda item: -sum(duration(t) for t in item[1]))
 
