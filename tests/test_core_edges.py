@@ -76,6 +76,8 @@ def test_a_cancelled_read_does_not_keep_the_rest_of_its_batch_from_an_answer(tmp
 def test_defaults_no_other_test_reads():
     assert config_from_dict(None) == config_from_dict({})
     assert config_from_dict({}).auth.jwt.leeway_seconds == 30.0
+    # No leeway at all is a valid choice where the clocks are kept in step.
+    assert config_from_dict({"auth": {"jwt": {"leeway_seconds": 0}}}).auth.jwt.leeway_seconds == 0
 
 
 def test_welcome_gives_the_server_time_in_milliseconds():

@@ -61,6 +61,11 @@ def test_every_length_form(size):
     assert messages(FrameParser(size), client_frame(BINARY, payload)) == [(BINARY, payload)]
 
 
+def test_a_control_frame_may_carry_exactly_125_bytes():
+    payload = os.urandom(125)
+    assert messages(FrameParser(1024), client_frame(PING, payload)) == [(PING, payload)]
+
+
 def test_a_frame_split_anywhere_waits_for_the_rest():
     payload = "héllo wörld".encode() * 20
     frame = client_frame(TEXT, payload)
