@@ -1,4 +1,4 @@
-"""Command line: `imserver --config PATH [--host H] [--port P]`, and
+"""Command line: `imserver --config PATH [--host H] [--port P] [--workers N]`, and
 `imserver check-config PATH`."""
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ import dataclasses
 import errno
 import gc
 import logging
+import os
 import resource
 import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -39,15 +43,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default=None, help="path of config.yaml (default: built-in defaults)")
     parser.add_argument("--host", default=None, help="address to listen on (overrides server.host)")
     parser.add_argument("--port", type=int, default=None, help="port (overrides server.port; 0 picks one)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the port (SO_REUSEPORT); more than 1 needs "
+                             "broker.backend: redis")
+    # A worker of --workers: it shares the port, and listens on a port of its own too.
+    parser.add_argument("--worker-port", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"imserver {__version__}")
     return parser.parse_args(argv)
 
 
-def listen(host: str, port: int) -> list[Any]:
+def listen(host: str, port: int, *, reuse_port: bool = False) -> list[Any]:
     """The listening sockets; ListenError, saying what to change, when the port is taken."""
     try:
         # A deep accept queue: after a restart thousands of clients come back within seconds.
-        return bind_sockets(port, host, backlog=LISTEN_BACKLOG)
+        return bind_sockets(port, host, backlog=LISTEN_BACKLOG, reuse_port=reuse_port)
     except OSError as exc:
         raise ListenError(listen_problem(exc, host, port)) from None
 
@@ -66,8 +75,12 @@ def listen_problem(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
-async def serve(config: Config, *, prebuilt: bool = True) -> None:
-    sockets = listen(config.server.host, config.server.port)  # before anything is opened
+async def serve(config: Config, *, prebuilt: bool = True, worker_port: int | None = None) -> None:
+    host = config.server.host
+    # before anything is opened
+    sockets = listen(host, config.server.port, reuse_port=worker_port is not None)
+    if worker_port is not None:  # this worker's own port: for Prometheus, and to reach it
+        sockets += listen(host, worker_port)
     app = make_app(config, prebuilt=prebuilt)
     runtime = app.runtime
     server = make_server(app, config.limits, runtime.metrics, xheaders=config.server.xheaders)
@@ -75,6 +88,9 @@ async def serve(config: Config, *, prebuilt: bool = True) -> None:
     runtime.start()
     tune_gc()
     port = sockets[0].getsockname()[1]
+    if worker_port is not None:
+        log.info("worker %d listening on its own port %d too", os.getpid(),
+                 sockets[-1].getsockname()[1])
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     log.info("imserver %s listening on http://%s:%d (data in %s, %s loop, at most %d connections)",
              __version__, config.server.host, port, config.data_path, loop_name,
@@ -156,6 +172,81 @@ def check_config(argv: list[str]) -> int:
     return 0
 
 
+class Workers:
+    """`imserver --workers N`: N server processes on one port (SO_REUSEPORT: the kernel
+    spreads the connections), restarted when one dies, stopped together by SIGTERM
+    (each says bye to its clients with the spread retry_after)."""
+
+    RESTART_DELAY = 1.0
+
+    def __init__(self, argv: list[str], config: Config, count: int) -> None:
+        self.argv = argv
+        self.config = config
+        self.count = count
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self.stopping = False
+
+    def run(self) -> int:
+        host, port = self.config.server.host, self.config.server.port
+        # Hold the port (bound, not listening: the kernel gives connections only to the
+        # workers' listening sockets) so that port 0 means one port for all of them.
+        holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            holder.bind((host, port))
+        except OSError as exc:
+            raise ListenError(listen_problem(exc, host, port)) from None
+        self.port = holder.getsockname()[1]
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info("imserver %s: %d workers on port %d", __version__, self.count, self.port)
+        for index in range(self.count):
+            self._start(index)
+        try:
+            while True:
+                for index, proc in enumerate(self.procs):
+                    if proc is None or proc.poll() is None:
+                        continue
+                    if self.stopping:
+                        self.procs[index] = None
+                        continue
+                    log.error("worker %d (pid %d) ended with %s; starting it again",
+                              index, proc.pid, proc.returncode)
+                    time.sleep(self.RESTART_DELAY)
+                    self._start(index)
+                if self.stopping and all(p is None for p in self.procs):
+                    return 0
+                time.sleep(0.1)
+        finally:
+            holder.close()
+
+    def _start(self, index: int) -> None:
+        own = 0 if self.config.server.port == 0 else self.port + 1 + index
+        self.procs[index] = subprocess.Popen(
+            [sys.executable, "-m", "imserver", *self.argv, "--port", str(self.port),
+             "--worker-port", str(own)])
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        for proc in self.procs:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    """The arguments a worker gets: all but --workers (and --port, given anew)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--workers", "--port"):
+            skip = True
+        elif not arg.startswith(("--workers=", "--port=")):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None, *, prebuilt: bool = True) -> int:
     """The command line; `prebuilt=False` runs the benchmarks' naive baseline
     (bench/baseline.py), which is not a setting of the product."""
@@ -179,8 +270,22 @@ def main(argv: list[str] | None = None, *, prebuilt: bool = True) -> int:
     except ConfigError as exc:
         print(f"imserver: config error: {exc}", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("imserver: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        if config.broker.backend == "local":
+            print("imserver: config error: --workers needs broker.backend: redis (the workers "
+                  "of one server are the nodes of a cluster)", file=sys.stderr)
+            return 2
+        try:
+            return Workers(_without_workers(argv), config, args.workers).run()
+        except ListenError as exc:
+            print(f"imserver: {exc}", file=sys.stderr)
+            return 2
     try:
-        run_loop(serve(config, prebuilt=prebuilt), use_uvloop=config.server.uvloop)
+        run_loop(serve(config, prebuilt=prebuilt, worker_port=args.worker_port),
+                 use_uvloop=config.server.uvloop)
     except (ConfigError, ListenError, StoreError) as exc:
         print(f"imserver: {exc}", file=sys.stderr)
         return 2

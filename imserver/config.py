@@ -113,6 +113,18 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class BrokerConfig:
+    """How the nodes of a cluster hear each other: `local` is one process alone."""
+    backend: str = _setting("local", choices=("local", "redis"))
+    url: str = _setting("redis://127.0.0.1:6379/0")
+    prefix: str = _setting("imserver")  # Redis keys and channels start with it: one per cluster
+    node_id: str = _setting("")  # "" : made up at start (host, process, random)
+    lease_seconds: float = _setting(5.0, gt=0)  # a node silent this long is gone, its members too
+    liveness_interval_seconds: float = _setting(1.0, gt=0)
+    outbox_limit: int = _setting(10_000, ge=1)
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     reconnect_base_seconds: float = _setting(1.0, gt=0)
     reconnect_factor: float = _setting(2.0, ge=1)
@@ -147,6 +159,7 @@ class Config:
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -243,6 +256,13 @@ def _check_consistency(config: Config) -> None:
             raise ConfigError("auth.jwt.secret must be set when auth.jwt.algorithm is HS256")
         if jwt.algorithm == "RS256" and not jwt.public_key_file:
             raise ConfigError("auth.jwt.public_key_file must be set when auth.jwt.algorithm is RS256")
+    broker = config.broker
+    if broker.backend == "redis" and not broker.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"broker.url must be a redis://, rediss:// or unix:// URL, got {broker.url!r}")
+    if broker.backend == "redis" and broker.lease_seconds <= 2 * broker.liveness_interval_seconds:
+        raise ConfigError(
+            f"broker.lease_seconds must be > 2 x broker.liveness_interval_seconds "
+            f"({broker.liveness_interval_seconds}), got {broker.lease_seconds}")
     if config.client.reconnect_cap_seconds < config.client.reconnect_base_seconds:
         raise ConfigError(
             f"client.reconnect_cap_seconds must be >= client.reconnect_base_seconds "

@@ -98,3 +98,20 @@ def test_check_config_of_a_missing_file(tmp_path):
     result = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert f"cannot read config file {tmp_path / 'nope.yaml'}" in result.stderr
+
+
+def test_workers_need_the_redis_broker(tmp_path):
+    (tmp_path / "config.yaml").write_text("server:\n  data_dir: data\n  port: 0\n")
+    result = run_cli("--config", str(tmp_path / "config.yaml"), "--workers", "2")
+    assert result.returncode == 2
+    assert "--workers needs broker.backend: redis" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    result = run_cli("--config", str(tmp_path / "config.yaml"), "--workers", "0")
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
+def test_a_worker_gets_every_argument_but_the_workers_and_the_port():
+    from imserver.cli import _without_workers
+
+    assert _without_workers(["--config", "c.yaml", "--workers", "3", "--port=8080", "--host",
+                             "0.0.0.0", "--workers=2"]) == ["--config", "c.yaml", "--host", "0.0.0.0"]

@@ -1,11 +1,16 @@
 """The chat core: rooms, presence, direct messages and fan-out.
 
 Plain Python over Connection records and the message store; no sockets.
-Every command is answered from a store callback, and the store answers in the
-order commands were queued, so for one connection: `joined` comes before the
-ack of a message sent right after the join, and a client that re-joins with
-`since` gets every message it missed exactly once (in the backlog if the store
-read saw it, live otherwise).
+Every command is answered from a store callback, and a connection's answers go
+out in the order of its commands: `joined` comes before the ack of a message
+sent right after the join, whatever order the store answers in.
+
+Room messages and direct messages go out through feeds (feed.py): each stream
+is delivered in id order, once, with no hole, whether a message was written on
+this node or heard from another node of a cluster (the `Broker`), and a gap is
+read from the store before anything newer goes out. A client that re-joins
+with `since` gets every message it missed exactly once: in its backlog if the
+store read saw it, live otherwise.
 """
 
 from __future__ import annotations
@@ -18,15 +23,38 @@ from typing import Any, Protocol
 
 from . import protocol as p
 from .errors import StoreError, UnknownUser
+from .feed import Feed, Held
 from .frames import Outbound
 from .registry import Connection, Registry
 from .room import Room
-from .store import Appended, Recovery, Store
+from .store import Appended, Message, Page, Recovery, Store
 
 log = logging.getLogger("imserver.hub")
 
 # Sends one frame to many connections; returns how many took it (transport/sendpool.py).
 Deliver = Callable[[Sequence[Connection], Outbound], int]
+
+
+# Messages read per store call when a feed fills a gap.
+FILL_PAGE = 500
+# Seconds before a failed fill read is tried again.
+FILL_RETRY = 0.5
+
+
+class Broker(Protocol):
+    """What the hub asks of the other nodes of a cluster (cluster/ has it; one node: None).
+
+    What comes from them reaches the hub's room_published, direct_published,
+    remote_presence, node_gone and resync.
+    """
+
+    def publish_room(self, done: Appended) -> None: ...
+    def publish_direct(self, done: Appended) -> None: ...
+    def watch_room(self, room: str) -> asyncio.Future[None]:
+        """Hear the room's messages and presence; answered once that is in place."""
+    def unwatch_room(self, room: str) -> None: ...
+    def presence(self, room: str, user_id: str, name: str, present: bool) -> None:
+        """A user's first connection here joined a room, or its last one left it."""
 
 
 class Limits(Protocol):
@@ -80,7 +108,7 @@ class Hub:
 
     def __init__(self, store: Store, registry: Registry, limits: Limits,
                  metrics: HubMetrics, deliver: Deliver,
-                 resolve: Callable[[str], str] = str) -> None:
+                 resolve: Callable[[str], str] = str, broker: Broker | None = None) -> None:
         self.store = store
         # A dm's `to` or a history's `with` -> a user id (a claimed guest name -> its holder).
         self.resolve = resolve
@@ -88,8 +116,13 @@ class Hub:
         self.limits = limits
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
+        # user id -> the feed of its direct messages, while it has connections here
+        self.dm_feeds: dict[str, Feed[Connection]] = {}
         self.presence_interval = limits.presence_interval
         self.deliver = deliver
+        self.broker = broker
+        # connection -> its store operations not answered yet, in command order
+        self._answers: dict[Connection, list[_Answer]] = {}
         # protocol.COMMANDS -> the method of the same name; a command without one fails here.
         self._dispatch: dict[type[p.Command], Callable[[Connection, Any], None]] = {
             command: getattr(self, command.kind) for command in p.COMMANDS}
@@ -129,28 +162,59 @@ class Hub:
         # Membership counts for `say` at once; delivery starts when the backlog
         # read has been answered, so nothing falls between backlog and live, and
         # nothing comes twice: a member that re-joins is paused until then.
-        if cmd.room in conn.rooms:
-            room = self.rooms.get(cmd.room)
-            if room is not None:
-                room.suspend(conn)
-        conn.rooms.add(cmd.room)
-        read = self.store.room_recover(cmd.room, cmd.since, self.limits.recovery_limit,
-                                       self.limits.history_page)
-        self._when_done(read, conn, None, lambda found: self._send_joined(conn, cmd.room, found))
-
-    def _send_joined(self, conn: Connection, name: str, found: Recovery) -> None:
-        if conn.closed or name not in conn.rooms:
-            return
-        room = self.rooms.get(name)
+        room = self.rooms.get(cmd.room)
         if room is None:
-            room = self.rooms[name] = Room(name)
+            room = self.rooms[cmd.room] = Room(cmd.room)
             self.metrics.rooms.set(len(self.rooms))
+            if self.broker is not None:
+                room.watched = self.broker.watch_room(cmd.room)
+        if cmd.room in conn.rooms:
+            room.suspend(conn)
+        conn.rooms.add(cmd.room)
+        room.joining += 1
+        self._read_backlog(conn, room, cmd.since)
+
+    def _read_backlog(self, conn: Connection, room: Room, since: int | None) -> None:
+        """Read a joiner's backlog; in a cluster, once this node hears the room, so that
+        whatever is stored after the read reaches it live."""
+        def read() -> asyncio.Future[Recovery]:
+            return self.store.room_recover(room.name, since, self.limits.recovery_limit,
+                                           self.limits.history_page)
+        watched = room.watched
+        backlog = read() if watched is None or watched.done() else _then(watched, read)
+        self._when_done(backlog, conn, None,
+                        lambda found: self._send_joined(conn, room, since, found),
+                        always=lambda: self._join_ended(room))
+
+    def _join_ended(self, room: Room) -> None:
+        room.joining -= 1
+        self._forget_if_empty(room)
+
+    def _send_joined(self, conn: Connection, room: Room, since: int | None,
+                     found: Recovery) -> None:
+        if conn.closed or room.name not in conn.rooms or self.rooms.get(room.name) is not room:
+            return
+        feed = room.feed
+        if feed.delivered is not None and found.latest < feed.delivered:
+            # The read missed messages this node has delivered already (in a cluster,
+            # another node's commit can be seen here before this read sees it): again.
+            room.joining += 1
+            self._read_backlog(conn, room, since)
+            return
         if room.add(conn):
+            self._tell_presence(room, conn, True)
+        if room.changed:
             self._presence_changed(room)
-        self.send(conn, p.joined_frame(
-            name, sorted(room.members), {user_id: room.names[user_id] for user_id in room.members},
-            found.messages, found.truncated))
+        members = room.everyone()
+        self.send(conn, p.joined_frame(room.name, sorted(members), members,
+                                       found.messages, found.truncated))
         room.snapshot_sent(conn)
+        if feed.delivered is None:
+            self._deliver_room(room, feed.start(found.latest))
+            if feed.needs_fill:
+                self._fill_room(room)
+        elif found.latest > feed.delivered:
+            room.ahead[conn] = found.latest  # it has those: the feed skips it up to there
 
     def leave(self, conn: Connection, cmd: p.Leave) -> None:
         if cmd.room not in conn.rooms:
@@ -165,10 +229,21 @@ class Hub:
         if room is None:
             return
         if room.remove(conn):
+            self._tell_presence(room, conn, False)
+        if room.changed:
             self._presence_changed(room)
-        if room.is_empty():
-            del self.rooms[name]
+        self._forget_if_empty(room)
+
+    def _forget_if_empty(self, room: Room) -> None:
+        if room.is_empty() and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
             self.metrics.rooms.set(len(self.rooms))
+            if self.broker is not None:
+                self.broker.unwatch_room(room.name)
+
+    def _tell_presence(self, room: Room, conn: Connection, present: bool) -> None:
+        if self.broker is not None:
+            self.broker.presence(room.name, conn.user.id, conn.user.name, present)
 
     def _presence_changed(self, room: Room) -> None:
         if not room.flush_scheduled:
@@ -187,6 +262,9 @@ class Hub:
         for name in list(conn.rooms):
             self._remove_from_room(conn, name)
         conn.rooms.clear()
+        self._answers.pop(conn, None)
+        if not self.registry.of_user(conn.user.id):
+            self.dm_feeds.pop(conn.user.id, None)
 
     def say(self, conn: Connection, cmd: p.Say) -> None:
         if cmd.room not in conn.rooms:
@@ -201,10 +279,73 @@ class Hub:
         self._ack(conn, done, started)
         if done.duplicate:
             return
-        msg = done.message
-        room = self.rooms.get(msg.room or "")
-        if room is not None:
-            self.broadcast(room.conns, p.message_frame(msg), skip=conn)
+        if self.broker is not None:
+            self.broker.publish_room(done)
+        self._offer_room(done.message, done.previous, conn)
+
+    def room_published(self, message: Message, previous: int) -> None:
+        """A room message stored by another node of the cluster."""
+        self._offer_room(message, previous, None)
+
+    def _offer_room(self, message: Message, previous: int, origin: Connection | None) -> None:
+        room = self.rooms.get(message.room or "")
+        if room is None:
+            return  # nobody here is in the room
+        self._deliver_room(room, room.feed.offer(message, previous, origin))
+        if room.feed.needs_fill:
+            self._fill_room(room)
+
+    def _deliver_room(self, room: Room, ready: list[Held[Connection]]) -> None:
+        for held in ready:
+            msg = held.message
+            targets: Iterable[Connection] = room.conns
+            if room.ahead:
+                targets = [c for c in room.conns if room.ahead.get(c, 0) < msg.id]
+            self.broadcast(targets, p.message_frame(msg), skip=held.origin)
+        if room.ahead and ready:
+            delivered = room.feed.delivered or 0
+            for conn in [c for c, upto in room.ahead.items() if upto <= delivered]:
+                del room.ahead[conn]
+
+    def _fill_room(self, room: Room) -> None:
+        def deliver(ready: list[Held[Connection]]) -> None:
+            if self.rooms.get(room.name) is room:
+                self._deliver_room(room, ready)
+        self._fill(room.feed, lambda after: self.store.room_after(room.name, after, FILL_PAGE),
+                   deliver, f"room {room.name}")
+
+    def _fill(self, feed: Feed[Connection], read: Callable[[int], asyncio.Future[Page]],
+              deliver: Callable[[list[Held[Connection]]], None], what: str) -> None:
+        """Read a feed's gap from the store, page by page, and deliver it with what was
+        held behind it; a failed read is tried again (nothing newer goes out meanwhile)."""
+        feed.filling = True
+        assert feed.delivered is not None
+        started_at = feed.delivered
+
+        def done(f: asyncio.Future[Page]) -> None:
+            try:
+                page = f.result()
+            except Exception as exc:  # the store is down: try again, keep holding
+                log.warning("filling the gap of %s failed: %s", what, exc)
+                asyncio.get_running_loop().call_later(FILL_RETRY, retry)
+                return
+            deliver(feed.filled(page.messages))
+            if page.more:
+                read(feed.delivered or 0).add_done_callback(done)
+                return
+            if feed.delivered == started_at and feed.held:
+                # The store has nothing between: the gap's messages are gone (retention),
+                # so what is held goes out as it is rather than never.
+                feed.delivered = min(feed.held) - 1
+            deliver(feed.fill_done())
+            if feed.needs_fill:
+                self._fill(feed, read, deliver, what)
+
+        def retry() -> None:
+            read(feed.delivered or 0).add_done_callback(done)
+
+        read(started_at).add_done_callback(done)
+
 
     def dm(self, conn: Connection, cmd: p.DirectMessage) -> None:
         started = time.monotonic()
@@ -217,10 +358,81 @@ class Hub:
         self._ack(conn, done, started)
         if done.duplicate:
             return
-        msg = done.message
-        receivers = set(self.registry.of_user(msg.sender))
-        receivers.update(self.registry.of_user(msg.recipient or ""))
-        self.broadcast(receivers, p.message_frame(msg), skip=conn)
+        if self.broker is not None:
+            self.broker.publish_direct(done)
+        self._offer_direct(done.message, done.previous, done.previous_recipient, conn)
+
+    def direct_published(self, message: Message, previous: int, previous_recipient: int) -> None:
+        """A direct message stored by another node of the cluster."""
+        self._offer_direct(message, previous, previous_recipient, None)
+
+    def _offer_direct(self, message: Message, previous: int, previous_recipient: int,
+                      origin: Connection | None) -> None:
+        """Deliver a direct message on the sender's stream and on the recipient's."""
+        streams = [(message.sender, previous)]
+        if message.recipient is not None and message.recipient != message.sender:
+            streams.append((message.recipient, previous_recipient))
+        for user, before in streams:
+            if not self.registry.of_user(user):
+                self.dm_feeds.pop(user, None)
+                continue
+            feed = self.dm_feeds.get(user)
+            if feed is None:  # its first message here: the stream is known from it on
+                feed = self.dm_feeds[user] = Feed(delivered=before)
+            self._deliver_direct(user, feed.offer(message, before, origin))
+            if feed.needs_fill:
+                self._fill_direct(user, feed)
+
+    def _deliver_direct(self, user: str, ready: list[Held[Connection]]) -> None:
+        for held in ready:
+            self.broadcast(self.registry.of_user(user), p.message_frame(held.message),
+                           skip=held.origin)
+
+    def _fill_direct(self, user: str, feed: Feed[Connection]) -> None:
+        def deliver(ready: list[Held[Connection]]) -> None:
+            if self.dm_feeds.get(user) is feed:
+                self._deliver_direct(user, ready)
+        self._fill(feed, lambda after: self.store.dm_after(user, after, FILL_PAGE), deliver,
+                   f"the direct messages of {user}")
+
+    # --- from the other nodes of a cluster ---
+
+    def remote_presence(self, node: str, room_name: str, user_id: str, name: str,
+                        present: bool) -> None:
+        """Another node says a user joined a room there, or left it."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        if present:
+            room.remote_join(node, user_id, name)
+        else:
+            room.remote_leave(node, user_id)
+        if room.changed:
+            self._presence_changed(room)
+
+    def remote_members(self, room_name: str) -> set[tuple[str, str]]:
+        """Who this node shows in a room from other nodes: (node, user id) each."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return set()
+        return {(node, user) for node, users in room.remote.items() for user in users}
+
+    def node_gone(self, node: str) -> None:
+        """Another node stopped (its lease ran out): its members leave every room."""
+        for room in list(self.rooms.values()):
+            room.node_gone(node)
+            if room.changed:
+                self._presence_changed(room)
+
+    def resync(self) -> None:
+        """What other nodes published may have been lost (the broker was unreachable):
+        read every stream from where this node is, before anything newer."""
+        for room in list(self.rooms.values()):
+            if room.feed.delivered is not None and not room.feed.filling:
+                self._fill_room(room)
+        for user, feed in list(self.dm_feeds.items()):
+            if feed.delivered is not None and not feed.filling:
+                self._fill_direct(user, feed)
 
     def _ack(self, conn: Connection, done: Appended, started: float) -> None:
         if not done.duplicate:
@@ -246,29 +458,91 @@ class Hub:
     # --- plumbing ---
 
     def _when_done(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
-                   then: Callable[[Any], None], *, write: bool = False) -> None:
-        """Run `then(result)` when a store operation is answered, in queue order.
+                   then: Callable[[Any], None], *, write: bool = False,
+                   always: Callable[[], None] | None = None) -> None:
+        """Run `then(result)` when a store operation is answered, and a connection's
+        answers in the order of its commands (the store may answer reads and writes
+        in another order). `always` runs after it, whatever the outcome.
 
         A write's `then` runs even when its sender has gone: the message is
         durable, so the others must get it.
         """
+        answer = _Answer(future, conn, cid, then, write, always)
+        queue = self._answers.get(conn)
+        if queue is None:
+            queue = self._answers[conn] = []
+        queue.append(answer)
 
-        def done(f: asyncio.Future[Any]) -> None:
+        def ready(_: asyncio.Future[Any]) -> None:
+            answer.ready = True
+            self._answer_in_order(conn, queue)
+        future.add_done_callback(ready)
+
+    def _answer_in_order(self, conn: Connection, queue: list[_Answer]) -> None:
+        # `ready` rather than future.done(): a store that answers in order has its
+        # callbacks run in that order too, across connections.
+        while queue and queue[0].ready:
+            self._answer(queue.pop(0))
+        if not queue and self._answers.get(conn) is queue:
+            del self._answers[conn]
+
+    def _answer(self, answer: _Answer) -> None:
+        conn, cid = answer.conn, answer.cid
+        try:
             try:
-                result = f.result()
+                result = answer.future.result()
             except UnknownUser as exc:
                 self.error(conn, "unknown_user", str(exc), cid)
                 return
-            except StoreError as exc:
-                log.error("store operation for connection %s failed: %s", conn.id, exc)
+            except (StoreError, asyncio.CancelledError) as exc:
+                log.error("store operation for connection %s failed: %r", conn.id, exc)
                 if not conn.closed:
                     self.error(conn, "unavailable", "message store unavailable, try again", cid)
                 return
-            if write or not conn.closed:
-                try:
-                    then(result)
-                except Exception:  # one connection's failure must not reach the others
-                    log.exception("connection %s: error answering a store result", conn.id)
-                    conn.end("error", p.CLOSE_INTERNAL_ERROR, "internal error")
+            if answer.write or not conn.closed:
+                answer.then(result)
+        except Exception:  # one connection's failure must not reach the others
+            log.exception("connection %s: error answering a store result", conn.id)
+            conn.end("error", p.CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            if answer.always is not None:
+                answer.always()
 
-        future.add_done_callback(done)
+
+class _Answer:
+    """A store operation a connection waits on, and what to do with its result."""
+    __slots__ = ("always", "cid", "conn", "future", "ready", "then", "write")
+
+    def __init__(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
+                 then: Callable[[Any], None], write: bool,
+                 always: Callable[[], None] | None) -> None:
+        self.future, self.conn, self.cid, self.then = future, conn, cid, then
+        self.write, self.always = write, always
+        self.ready = False
+
+
+def _then(first: asyncio.Future[None],
+          second: Callable[[], asyncio.Future[Any]]) -> asyncio.Future[Any]:
+    """A future for `second()`, started once `first` is done (whatever its outcome)."""
+    result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def relay(f: asyncio.Future[Any]) -> None:
+        if result.done():
+            return
+        if f.cancelled():
+            result.cancel()
+        elif f.exception() is not None:
+            result.set_exception(f.exception())  # type: ignore[arg-type]
+        else:
+            result.set_result(f.result())
+
+    def start(_: asyncio.Future[None]) -> None:
+        try:
+            inner = second()
+        except Exception as exc:
+            result.set_exception(exc)
+            return
+        inner.add_done_callback(relay)
+
+    first.add_done_callback(start)
+    return result

@@ -31,6 +31,10 @@ class Appended:
     """The result of an append: the stored message, and whether its cid was seen before."""
     message: Message
     duplicate: bool
+    # The id of the message before it in its stream (0: none): a room message's room,
+    # a direct message's sender's direct messages; and the recipient's, for those.
+    previous: int = 0
+    previous_recipient: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +45,11 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """The answer to a join or dm_sync: the messages, and whether some were skipped."""
+    """The answer to a join or dm_sync: the messages, whether some were skipped, and
+    the newest id of the stream (the room, or the user's direct messages) the read saw."""
     messages: list[Message]
     truncated: bool
+    latest: int = 0
 
 
 class Store(Protocol):
@@ -65,6 +71,12 @@ class Store(Protocol):
 
     def dm_before(self, user: str, other: str, before: int | None, limit: int) -> asyncio.Future[Page]:
         """A page of the conversation of two users."""
+
+    def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:
+        """A room's messages after the id `after`, oldest first (`more`: the page is full)."""
+
+    def dm_after(self, user: str, after: int, limit: int) -> asyncio.Future[Page]:
+        """Every direct message to or from `user` after the id `after`, oldest first."""
 
     def room_recover(self, room: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         """What a (re-)joining member of a room missed after `since`."""

@@ -245,19 +245,26 @@ class _Database:
     def room_recover(self, room: str, since: int | None, limit: int, page: int) -> Recovery:
         """What a (re)join gets: every message after `since`, or, when more than `limit`
         were missed (or no `since`), the latest `page`. One read, one snapshot."""
+        (latest,) = self.db.execute("SELECT coalesce(max(id), 0) FROM messages WHERE room = ?",
+                                    (room,)).fetchone()
         if since is not None:
             missed = self.room_after(room, since, limit)
             if not missed.more:
-                return Recovery(missed.messages, truncated=False)
-        return Recovery(self.room_before(room, None, page).messages, truncated=since is not None)
+                return Recovery(missed.messages, False, latest)
+        return Recovery(self.room_before(room, None, page).messages, since is not None, latest)
 
     def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> Recovery:
         """As room_recover, for every direct message to or from `user`."""
+        latest = self.db.execute(
+            "SELECT max(id) FROM messages WHERE dm_key IS NOT NULL AND sender = ?"
+            " UNION ALL SELECT max(id) FROM messages WHERE dm_key IS NOT NULL AND recipient = ?",
+            (user, user)).fetchall()
+        newest = max((r[0] for r in latest if r[0] is not None), default=0)
         if since is not None:
             missed = self.dm_after(user, since, limit)
             if not missed.more:
-                return Recovery(missed.messages, truncated=False)
-        return Recovery(self.dm_after(user, None, page).messages, truncated=since is not None)
+                return Recovery(missed.messages, False, newest)
+        return Recovery(self.dm_after(user, None, page).messages, since is not None, newest)
 
     @staticmethod
     def _page_after(rows: list[Any], limit: int) -> Page:
@@ -374,6 +381,12 @@ class MessageStore:
     def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
         older_than = time.time() - max_age_seconds if max_age_seconds else None
         return self._submit(True, lambda db: db.prune(older_than, keep_per_room))
+
+    def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.room_after(room, after, limit))
+
+    def dm_after(self, user: str, after: int, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.dm_after(user, after, limit))
 
     def room_recover(self, room: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         return self._submit(False, lambda db: db.room_recover(room, since, limit, page))

@@ -55,7 +55,8 @@ HERE = Path(__file__).resolve().parent
 # each is under imserver/ ("frames" is the inbound frame parser).
 CORE_PATHS = {"protocol": "core/protocol.py", "hub": "core/hub.py", "room": "core/room.py",
               "store": "storage/sqlite.py", "heartbeat": "ops/heartbeat.py",
-              "ratelimit": "core/ratelimit.py", "frames": "transport/parser.py", "config": "config.py"}
+              "ratelimit": "core/ratelimit.py", "frames": "transport/parser.py", "config": "config.py",
+              "feed": "core/feed.py"}
 CORE = tuple(CORE_PATHS)
 
 
