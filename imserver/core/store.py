@@ -1,5 +1,6 @@
 """What the core asks of message storage: the records it reads and writes, and the
-interface of a store (a typing Protocol; storage/sqlite.py is the implementation).
+interface of a store (a typing Protocol; storage/sqlite.py and storage/postgres.py
+implement it).
 
 Every operation returns a Future answered on the event loop, in the order the
 operations were queued: the hub relies on that for recovery.
@@ -28,9 +29,20 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The result of an append: the stored message, and whether its cid was seen before."""
+    """The result of an append: the stored message, and whether its cid was seen before.
+
+    `previous` links the message to the one before it in its stream, so that a
+    receiver can tell a gap from the end: for a room message, the id of the room's
+    previous message; for a direct message, the previous id in the sender's
+    direct-message stream (every direct message it sent or received), and
+    `previous_recipient` the same in the recipient's stream (the same stream, and
+    the same id, when they are one user). 0: no message before it. A duplicate
+    carries 0 in both: it was linked when it was first stored.
+    """
     message: Message
     duplicate: bool
+    previous: int = 0
+    previous_recipient: int = 0
 
 
 @dataclass(frozen=True, slots=True)
