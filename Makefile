@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# `make run` installs only what the server needs (and uvloop, orjson); tests add the rest.
+# `make run` installs only what the server needs (and uvloop, orjson); tests add the rest
+# (asyncpg, for storage.backend postgres, among them: the `cluster` extra).
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck test-js test-py system-deps autobahn-env bench screenshots clean mutation
+.PHONY: run test lint typecheck test-js test-py system-deps services autobahn-env bench screenshots clean mutation
 
 run: $(RUN_STAMP)
 	$(PY) -m imserver --config config.yaml
@@ -25,6 +26,10 @@ $(TEST_STAMP): $(RUN_STAMP)
 system-deps:
 	@bash .ci/system-deps
 
+# PostgreSQL and Redis on 127.0.0.1 for the cluster tests, installed and started when not answering.
+services:
+	@bash .ci/services
+
 # Autobahn|Testsuite (Python 2.7) for tests/test_autobahn.py, installed once outside the repo.
 autobahn-env:
 	@bash .ci/autobahn-env >/dev/null
@@ -38,7 +43,7 @@ typecheck: $(TEST_STAMP)
 test-js:
 	node --test tests/js/
 
-test-py: $(TEST_STAMP) system-deps autobahn-env
+test-py: $(TEST_STAMP) system-deps services autobahn-env
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint typecheck test-js test-py

@@ -36,8 +36,8 @@ from .http.web import (
 from .ops.heartbeat import Heartbeat
 from .ops.metrics import Metrics
 from .ops.stats import Sample, Samples
+from .storage import open_store
 from .storage.private import secure_data_files
-from .storage.sqlite import MessageStore
 from .transport.sendpool import SendPool, fan_out, spare_cores
 from .transport.writer import CoalescingWriter
 
@@ -66,11 +66,9 @@ class Runtime:
         secret = config.auth.secret or load_or_create_secret(config.data_path)
         self.secret = secret
         self.auth = Authenticator(config.auth, secret)
-        self.store = MessageStore(config.storage_path, batch_max=config.storage.batch_max,
-                                  synchronous=config.storage.synchronous.upper(),
-                                  health_deadline=config.storage.health_deadline_seconds)
+        self.store = open_store(config)
         self.identities = Identities(self.auth, self.store, self.registry)
-        self.identities.load()
+        self.opened = False
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
@@ -95,6 +93,14 @@ class Runtime:
         self.started_at = time.time()
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
                                     rooms=lambda: len(self.hub.rooms), started_at=self.started_at)
+
+    async def open(self) -> None:
+        """Make the store ready (for PostgreSQL: connect and migrate) and read back the
+        guest identities it keeps; before serving. Idempotent."""
+        if self.opened:
+            return
+        self.identities.load(await self.store.open(time.time()))
+        self.opened = True
 
     def start(self) -> None:
         """Start the timers (on the running loop); idempotent."""
@@ -178,6 +184,7 @@ class ImServerApp(tornado.web.Application):
 def make_app(config: Config, *, registry: CollectorRegistry | None = None,
              prebuilt: bool = True) -> ImServerApp:
     """Build the whole application from a config; `registry` receives the metrics.
+    `await app.runtime.open()` before serving: it opens the store.
     `prebuilt=False` sends with Tornado's `write_message` per frame and receiver
     instead of frames built once: the naive baseline of the benchmarks."""
     rt = Runtime(config, registry)

@@ -24,7 +24,7 @@ from tornado.netutil import bind_sockets
 
 from . import __version__
 from .app import make_app
-from .config import Config, load_config, replace
+from .config import Config, hide_password, load_config, replace
 from .core.errors import ConfigError, ListenError, StoreError
 from .http.edge import check_fd_budget, make_server
 from .ops.shutdown import graceful_shutdown
@@ -83,6 +83,7 @@ async def serve(config: Config, *, prebuilt: bool = True, worker_port: int | Non
         sockets += listen(host, worker_port)
     app = make_app(config, prebuilt=prebuilt)
     runtime = app.runtime
+    await runtime.open()
     server = make_server(app, config.limits, runtime.metrics, xheaders=config.server.xheaders)
     server.add_sockets(sockets)
     runtime.start()
@@ -146,6 +147,8 @@ def effective_settings(config: Config) -> dict[str, Any]:
             return [shown(key, v) for v in value]
         if key in SECRET_KEYS and value:
             return "(set)"
+        if key == "dsn" and value:
+            return hide_password(value)
         return value
 
     settings: dict[str, Any] = shown("", dataclasses.asdict(config))

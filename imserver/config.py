@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -103,7 +104,11 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    path: str = _setting("imserver.db")
+    backend: str = _setting("sqlite", choices=("sqlite", "postgres"))
+    path: str = _setting("imserver.db")  # sqlite
+    dsn: str = _setting("")  # postgres: libpq connection URI or key=value string
+    schema: str = _setting("public")  # postgres: the schema holding the tables
+    timeout_seconds: float = _setting(10.0, gt=0)  # postgres: connect and each statement
     max_age_days: float = _setting(30.0, ge=0)
     max_messages_per_room: int = _setting(100_000, ge=0)
     retention_interval_seconds: float = _setting(600.0, gt=0)
@@ -175,6 +180,12 @@ class Config:
         if self.storage.path == ":memory:":
             return ":memory:"
         return str(self.data_path / self.storage.path)
+
+
+def hide_password(dsn: str) -> str:
+    """A connection string with its password, if it holds one, shown as (set)."""
+    dsn = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1(set)@", dsn)
+    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1(set)", dsn)
 
 
 def _describe(value: Any) -> str:
@@ -263,6 +274,13 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             f"broker.lease_seconds must be > 2 x broker.liveness_interval_seconds "
             f"({broker.liveness_interval_seconds}), got {broker.lease_seconds}")
+    storage = config.storage
+    if storage.backend == "postgres" and not storage.dsn.strip():
+        raise ConfigError("storage.dsn must be set when storage.backend is postgres "
+                          "(e.g. postgresql://user@host:5432/dbname)")
+    if not 0 < len(storage.schema.encode("utf-8", "replace")) <= 63 or "\x00" in storage.schema:
+        raise ConfigError(f"storage.schema must be a PostgreSQL schema name of 1-63 bytes, "
+                          f"got {storage.schema!r}")
     if config.client.reconnect_cap_seconds < config.client.reconnect_base_seconds:
         raise ConfigError(
             f"client.reconnect_cap_seconds must be >= client.reconnect_base_seconds "

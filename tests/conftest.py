@@ -15,6 +15,8 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.app import ImServerApp, make_app
 from imserver.config import Config, config_from_dict
+from tests import pg
+from tests.backends import Stores
 
 # Short heartbeat settings keep the timing tests fast.
 TEST_SETTINGS: dict[str, Any] = {
@@ -44,8 +46,31 @@ def config(tmp_path: Path) -> Config:
 @pytest.fixture
 def app(config: Config, io_loop: Any) -> Iterator[ImServerApp]:
     application = make_app(config, registry=CollectorRegistry())
+    io_loop.run_sync(application.runtime.open)
     yield application
     io_loop.run_sync(application.runtime.close, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The shared PostgreSQL server (skips, or fails on CI, when it is not there)."""
+    return pg.require_postgres()
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh schema name on the shared server, dropped after the test."""
+    with pg.fresh_schema(pg_dsn) as schema:
+        yield schema
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    """Each store test that holds for both stores runs on both."""
+    if request.param == "sqlite":
+        return Stores("sqlite", path=tmp_path / "data" / "chat.db")
+    return Stores("postgres", dsn=request.getfixturevalue("pg_dsn"),
+                  schema=request.getfixturevalue("pg_schema"))
 
 
 @pytest.fixture

@@ -94,6 +94,22 @@ def test_check_config_names_the_bad_key(tmp_path, text, error):
     assert result.stdout == "" and "Traceback" not in result.stderr
 
 
+def test_check_config_refuses_postgres_without_a_dsn_and_hides_a_dsn_password(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("storage:\n  backend: postgres\n")
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 2
+    assert "storage.dsn must be set when storage.backend is postgres" in result.stderr
+    config.write_text("storage:\n  backend: postgres\n"
+                      "  dsn: postgresql://imserver:hunter2@db.internal:5432/chat\n")
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    storage = yaml.safe_load(result.stdout)["storage"]
+    assert storage["dsn"] == "postgresql://imserver:(set)@db.internal:5432/chat"
+    assert (storage["backend"], storage["schema"]) == ("postgres", "public")
+    assert "hunter2" not in result.stdout
+
+
 def test_check_config_of_a_missing_file(tmp_path):
     result = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2

@@ -56,6 +56,10 @@ def test_data_dir_relative_to_config_file(tmp_path):
      "heartbeat.client_timeout must be > heartbeat.client_interval (30.0), got 20.0"),
     ({"heartbeat": {"ping_timeout": float("nan")}}, "heartbeat.ping_timeout must be a number, got nan"),
     ([1, 2], "the config file must be a mapping of settings, got [1, 2]"),
+    ({"storage": {"backend": "mysql"}}, "storage.backend must be one of sqlite, postgres, got 'mysql'"),
+    ({"storage": {"backend": "postgres"}},
+     "storage.dsn must be set when storage.backend is postgres (e.g. postgresql://user@host:5432/dbname)"),
+    ({"storage": {"schema": ""}}, "storage.schema must be a PostgreSQL schema name of 1-63 bytes, got ''"),
 ])
 def test_errors_name_the_key_and_value(data, message):
     with pytest.raises(ConfigError) as info:

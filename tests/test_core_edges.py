@@ -5,10 +5,15 @@ and boundaries of settings, frames and limiters; a room forgetting a name)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+
+import pytest
 
 from imserver.config import config_from_dict
 from imserver.core import protocol as p
+from imserver.core.errors import ProtocolError
+from imserver.core.frames import Outbound
 from imserver.core.ratelimit import KeyedLimiter
 from imserver.core.registry import Connection, User
 from imserver.core.room import Room
@@ -102,3 +107,16 @@ def test_a_room_forgets_the_name_of_a_user_who_left():
     assert room.names == {"u1": "Ann"}
     room.remove(conn)
     assert room.names == {}
+
+
+@pytest.mark.parametrize("cid", ["\ud8af", "ok\udeb5"])
+def test_an_error_leaves_out_a_cid_that_cannot_be_sent(cid):
+    """An error answers with the frame's cid so the client can match it, but not one
+    holding a lone surrogate: UTF-8 cannot carry it, and the error would never go out."""
+    with pytest.raises(ProtocolError) as info:
+        p.parse_frame(json.dumps({"type": "", "cid": cid}), max_text_chars=100)
+    assert info.value.cid is None
+    Outbound(p.error_frame(info.value.code, info.value.message, info.value.cid))  # encodes
+    with pytest.raises(ProtocolError) as info:
+        p.parse_frame(json.dumps({"type": "", "cid": "ok-1"}), max_text_chars=100)
+    assert info.value.cid == "ok-1"

@@ -309,7 +309,7 @@ def test_a_fill_that_fails_is_tried_again_and_nothing_newer_goes_out_meanwhile()
         alice = core.connect("alice")
         core.do(alice, {"type": "join", "room": "r"})
         await core.settle()
-        m1, m2, m3 = [await other.say("r", f"m{i}") for i in (1, 2, 3)]
+        sent = [await other.say("r", f"m{i}") for i in (1, 2, 3)]
         failing = {"left": 1}
         real_after = core.store.room_after
 
@@ -322,7 +322,7 @@ def test_a_fill_that_fails_is_tried_again_and_nothing_newer_goes_out_meanwhile()
             return real_after(*args)
 
         core.store.room_after = room_after  # type: ignore[method-assign]
-        core.hub.room_published(*m3)
+        core.hub.room_published(*sent[2])  # m1 and m2 lost
         await core.settle()
         assert texts(wire(alice).frames) == []
         deadline = asyncio.get_running_loop().time() + 10

@@ -1,11 +1,10 @@
 """The store's edges: a failed commit fails its whole batch and the store goes on, a
 close finishes what was queued, users are written once per run, and nothing is
-accepted after close."""
+accepted after close. The tests taking `stores` run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 
@@ -13,6 +12,7 @@ from imserver.core.errors import StoreError, UnknownUser
 from imserver.core.protocol import message_frame
 from imserver.core.store import Message
 from imserver.storage.sqlite import MessageStore
+from tests.backends import Stores
 from tests.core import run
 from tests.store_reads import dm_after, room_after
 
@@ -63,24 +63,23 @@ def test_a_failed_read_fails_alone(tmp_path):
     run(scenario())
 
 
-def test_close_finishes_every_queued_operation_first(tmp_path):
+def test_close_finishes_every_queued_operation_first(stores: Stores):
     async def scenario() -> None:
-        path = str(tmp_path / "chat.db")
-        store = MessageStore(path)
+        store = await stores.open()
         writes = [store.append_room("a", "r", f"m{i}", f"c{i}") for i in range(20)]
         await store.close()
         assert all(w.done() and not w.cancelled() for w in writes)
         assert [w.result().message.text for w in writes] == [f"m{i}" for i in range(20)]
-        db = sqlite3.connect(path)
-        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 20
-        db.close()
+        assert await stores.sql("SELECT count(*) FROM messages") == [(20,)]
+        with pytest.raises(RuntimeError, match="closed"):
+            store.append_room("a", "r", "too late", None)
 
     run(scenario())
 
 
-def test_users_are_written_once_per_run_unless_their_name_changes(tmp_path):
+def test_users_are_written_once_per_run_unless_their_name_changes(stores: Stores):
     async def scenario() -> None:
-        store = MessageStore(str(tmp_path / "chat.db"))
+        store = await stores.open()
         await store.touch_user("u1", "Una")
         assert store.committed == 1
         await store.touch_user("u1", "Una")
@@ -91,15 +90,15 @@ def test_users_are_written_once_per_run_unless_their_name_changes(tmp_path):
             await store.append_direct("u1", "u2", "hi", None)
         sent = await store.append_direct("u2", "u1", "hi", None)
         assert sent.message.recipient == "u1" and sent.message.room is None
-        assert store._db.db.execute("SELECT name FROM users WHERE id = 'u1'").fetchone() == ("Una B.",)
+        assert await stores.sql("SELECT name FROM users WHERE id = 'u1'") == [("Una B.",)]
         await store.close()
 
     run(scenario())
 
 
-def test_batches_hold_at_most_batch_max_operations(tmp_path):
+def test_batches_hold_at_most_batch_max_operations(stores: Stores):
     async def scenario() -> None:
-        store = MessageStore(str(tmp_path / "chat.db"), batch_max=1)
+        store = await stores.open(batch_max=1)
         await asyncio.gather(*[store.append_room("a", "r", f"m{i}", None) for i in range(6)])
         assert store.batches == 6 and store.committed == 6
         await store.close()
@@ -116,9 +115,9 @@ def test_message_frames():
                                      "to_name": "b", "text": "t", "ts": 2.0}
 
 
-def test_dm_pages_hold_both_directions_and_nothing_else(tmp_path):
+def test_dm_pages_hold_both_directions_and_nothing_else(stores: Stores):
     async def scenario() -> None:
-        store = MessageStore(str(tmp_path / "chat.db"))
+        store = await stores.open()
         for user in ("a", "b", "c"):
             await store.touch_user(user, user)
         ab = await store.append_direct("a", "b", "1", None)

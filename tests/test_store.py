@@ -1,9 +1,11 @@
-"""The SQLite message store on a real file."""
+"""The message stores: SQLite on a real file, PostgreSQL in a fresh schema. The tests
+taking `stores` run on both; the others are SQLite's own (its file, its pragmas)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +13,10 @@ import pytest
 
 from imserver.core import protocol as p
 from imserver.core.errors import StoreError, UnknownUser
+from imserver.storage import open_store
 from imserver.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, MessageStore
+from tests.backends import Stores
+from tests.conftest import make_config
 from tests.store_reads import count, dm_after, room_after
 
 
@@ -42,8 +47,8 @@ async def test_migrates_an_empty_file_and_reopens(db_path):
 
 
 @pytest.mark.gen_test
-async def test_ids_strictly_increase_in_queue_order(db_path):
-    store = MessageStore(db_path)
+async def test_ids_strictly_increase_in_queue_order(stores: Stores):
+    store = await stores.open()
     a = await fill(store, "a", 50)
     b = await fill(store, "b", 50, prefix="n")
     assert a == sorted(a) and b == sorted(b) and a[-1] < b[0]
@@ -52,8 +57,8 @@ async def test_ids_strictly_increase_in_queue_order(db_path):
 
 
 @pytest.mark.gen_test
-async def test_group_commit_batches_a_burst(db_path):
-    store = MessageStore(db_path)
+async def test_group_commit_batches_a_burst(stores: Stores):
+    store = await stores.open()
     await fill(store, "r", 1)
     batches_before = store.batches
     await fill(store, "r", 500, prefix="burst")
@@ -63,10 +68,10 @@ async def test_group_commit_batches_a_burst(db_path):
 
 
 @pytest.mark.gen_test
-async def test_answers_come_back_in_queue_order_reads_and_writes_mixed(db_path):
+async def test_answers_come_back_in_queue_order_reads_and_writes_mixed(stores: Stores):
     """Writes run first in a batch, but a read queued before a write is answered first:
     a join sent before a say gets its `joined` before the say's ack."""
-    store = MessageStore(db_path)
+    store = await stores.open()
     await fill(store, "r", 1)
     answered: list[str] = []
     for round_ in range(20):  # a burst, so that many share a batch with both kinds
@@ -83,10 +88,10 @@ async def test_answers_come_back_in_queue_order_reads_and_writes_mixed(db_path):
 
 
 @pytest.mark.gen_test
-async def test_a_read_sees_exactly_the_writes_queued_before_it(db_path):
+async def test_a_read_sees_exactly_the_writes_queued_before_it(stores: Stores):
     """Queued in one burst, so that batches mix writes and reads: each read's newest
     message is the write queued just before it, never one queued after."""
-    store = MessageStore(db_path)
+    store = await stores.open()
     ops = []
     for i in range(100):
         ops.append(store.append_room("alice", "r", f"m{i}", f"c{i}"))
@@ -102,8 +107,8 @@ async def test_a_read_sees_exactly_the_writes_queued_before_it(db_path):
 
 
 @pytest.mark.gen_test
-async def test_paging_before_and_after(db_path):
-    store = MessageStore(db_path)
+async def test_paging_before_and_after(stores: Stores):
+    store = await stores.open()
     ids = await fill(store, "r", 10)
     await fill(store, "other", 5, prefix="o")
     latest = await store.room_before("r", None, 4)
@@ -121,8 +126,8 @@ async def test_paging_before_and_after(db_path):
 
 
 @pytest.mark.gen_test
-async def test_duplicate_cid_returns_the_original(db_path):
-    store = MessageStore(db_path)
+async def test_duplicate_cid_returns_the_original(stores: Stores):
+    store = await stores.open()
     await store.touch_user("bob", "bob")
     first = await store.append_room("alice", "r", "hello", "c-1")
     again = await store.append_room("alice", "r", "hello (resent)", "c-1")
@@ -134,15 +139,15 @@ async def test_duplicate_cid_returns_the_original(db_path):
     no_cid = [await store.append_room("alice", "r", "same", None) for _ in range(2)]
     assert no_cid[0].message.id != no_cid[1].message.id
     await store.close()
-    reopened = MessageStore(db_path)  # survives a restart
+    reopened = await stores.open()  # survives a restart
     assert (await reopened.append_room("alice", "r", "hello", "c-1")).message == first.message
     assert await count(reopened) == 4
     await reopened.close()
 
 
 @pytest.mark.gen_test
-async def test_direct_messages_belong_to_their_two_participants(db_path):
-    store = MessageStore(db_path)
+async def test_direct_messages_belong_to_their_two_participants(stores: Stores):
+    store = await stores.open()
     for user in ("alice", "bob", "carol"):
         await store.touch_user(user, user)
     ab = (await store.append_direct("alice", "bob", "hi bob", "1")).message
@@ -162,8 +167,8 @@ async def test_direct_messages_belong_to_their_two_participants(db_path):
 
 
 @pytest.mark.gen_test
-async def test_retention_by_age_and_by_count(db_path):
-    store = MessageStore(db_path)
+async def test_retention_by_age_and_by_count(stores: Stores):
+    store = await stores.open()
     ids = await fill(store, "r", 10)
     await fill(store, "s", 3, prefix="s")
     removed = await store.prune(max_age_seconds=None, keep_per_room=4)
@@ -171,11 +176,8 @@ async def test_retention_by_age_and_by_count(db_path):
     assert [m.id for m in (await room_after(store, "r", 0, 100)).messages] == ids[-4:]
     assert len((await room_after(store, "s", 0, 100)).messages) == 3
     await store.close()
-    db = sqlite3.connect(db_path)
-    db.execute("UPDATE messages SET ts = ? WHERE room = 's'", (time.time() - 3 * 86400,))
-    db.commit()
-    db.close()
-    store = MessageStore(db_path)
+    await stores.sql("UPDATE messages SET ts = ? WHERE room = 's'", time.time() - 3 * 86400)
+    store = await stores.open()
     assert await store.prune(max_age_seconds=2 * 86400, keep_per_room=None) == 3
     assert await count(store) == 4
     await store.close()
@@ -216,8 +218,8 @@ async def test_synchronous_setting_is_applied(db_path, mode):
 
 
 @pytest.mark.gen_test
-async def test_recover_gives_what_was_missed_or_the_latest_page_truncated(db_path):
-    store = MessageStore(db_path)
+async def test_recover_gives_what_was_missed_or_the_latest_page_truncated(stores: Stores):
+    store = await stores.open()
     ids = await fill(store, "r", 10)
     within = await store.room_recover("r", ids[6], limit=5, page=3)
     assert [m.id for m in within.messages] == ids[7:] and not within.truncated
@@ -257,9 +259,9 @@ async def test_a_version_1_database_is_migrated_and_its_messages_keep_their_send
 
 
 @pytest.mark.gen_test
-async def test_name_claims_and_revocations_are_read_back_at_start(db_path):
+async def test_name_claims_and_revocations_are_read_back_at_start(stores: Stores):
     now = time.time()
-    store = MessageStore(db_path)
+    store = await stores.open()
     await store.claim_name("alice", "g:a", "Alice", "j1", now + 60)
     await store.claim_name("alice", "g:a", "Alice", "j2", now + 60)
     await store.claim_name("bob", "g:b", "bob", "j3", now + 60)
@@ -267,11 +269,62 @@ async def test_name_claims_and_revocations_are_read_back_at_start(db_path):
     await store.revoke_token("j2", "g:a", now + 60)
     await store.revoke_token("j3", "g:b", now + 60)
     await store.close()
-    store = MessageStore(db_path)
+    store = stores.new()
     try:
-        snapshot = store.load_identities(now + 1)
+        snapshot = await store.open(now + 1)
         assert snapshot.claims == [("alice", "g:a", "Alice", "j1", now + 60)]
         assert await store.prune_identities(now + 1) == 3  # carol's token, bob's and carol's names
         assert await store.prune_identities(now + 120) == 4
     finally:
         await store.close()
+
+
+@pytest.mark.gen_test
+async def test_each_append_links_to_the_previous_message_of_its_streams(stores: Stores):
+    store = await stores.open()
+    for user in ("alice", "bob", "carol"):
+        await store.touch_user(user, user)
+    r1 = await store.append_room("alice", "r", "1", "c1")
+    s1 = await store.append_room("alice", "s", "another room", "c2")
+    r2, r3 = await asyncio.gather(store.append_room("bob", "r", "2", None),
+                                  store.append_room("alice", "r", "3", "c3"))
+    assert (r1.previous, s1.previous, r2.previous, r3.previous) == (0, 0, r1.message.id, r2.message.id)
+    assert r1.previous_recipient == r3.previous_recipient == 0
+    ab = await store.append_direct("alice", "bob", "hi", "d1")
+    assert (ab.previous, ab.previous_recipient) == (0, 0)
+    bc = await store.append_direct("bob", "carol", "hey", "d2")
+    assert (bc.previous, bc.previous_recipient) == (ab.message.id, 0)
+    ca = await store.append_direct("carol", "alice", "yo", "d3")
+    assert (ca.previous, ca.previous_recipient) == (bc.message.id, ab.message.id)
+    aa = await store.append_direct("alice", "alice", "a note to self", "d4")
+    assert aa.previous == aa.previous_recipient == ca.message.id
+    # A duplicate carries no links; the next message links to the stored one.
+    again = await store.append_room("alice", "r", "3", "c3")
+    assert again.duplicate and (again.previous, again.previous_recipient) == (0, 0)
+    # In one batch: each links to the one before it, and what is not stored links nothing.
+    burst = await asyncio.gather(
+        *[store.append_room("carol", "r", f"b{i}", f"b{i}") for i in range(3)],
+        store.append_direct("carol", "dave", "who?", None),
+        store.append_direct("bob", "carol", "burst", None),
+        store.append_room("carol", "r", "b0 again", "b0"), return_exceptions=True)
+    assert isinstance(burst[3], UnknownUser) and burst[5].duplicate
+    room_ids = [r3.message.id] + [b.message.id for b in burst[:3]]
+    assert [b.previous for b in burst[:3]] == room_ids[:-1]
+    assert (burst[4].previous, burst[4].previous_recipient) == (bc.message.id, ca.message.id)
+    await store.close()
+    reopened = await stores.open()  # the links survive a restart
+    r5 = await reopened.append_room("carol", "r", "5", None)
+    back = await reopened.append_direct("bob", "alice", "back", None)
+    assert r5.previous == room_ids[-1]
+    assert (back.previous, back.previous_recipient) == (burst[4].message.id, aa.message.id)
+    page = await reopened.room_before("r", None, 100)
+    assert [m.id for m in page.messages] == [r1.message.id, r2.message.id, *room_ids, r5.message.id]
+    await reopened.close()
+
+
+def test_postgres_without_its_driver_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "imserver.storage.postgres", raising=False)
+    config = make_config(tmp_path, storage={"backend": "postgres", "dsn": "postgresql://chat@db/chat"})
+    with pytest.raises(StoreError, match=r"needs the asyncpg package: pip install 'imserver\[cluster\]'"):
+        open_store(config)

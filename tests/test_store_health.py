@@ -22,6 +22,7 @@ from tornado.httpclient import HTTPClientError
 
 from imserver.core.errors import StoreError
 from imserver.storage.sqlite import MessageStore
+from tests.backends import Stores
 from tests.conftest import make_config
 from tests.store_reads import room_after
 
@@ -79,9 +80,9 @@ async def test_ids_out_of_range_are_refused_and_others_are_still_served(chat, va
 
 
 @pytest.mark.gen_test
-async def test_an_operation_that_raises_fails_alone_and_the_next_is_served(tmp_path):
-    store = MessageStore(str(tmp_path / "chat.db"))
-    # Below the protocol's checks: the store itself must survive what SQLite refuses.
+async def test_an_operation_that_raises_fails_alone_and_the_next_is_served(stores: Stores):
+    store = await stores.open()
+    # Below the protocol's checks: the store itself must survive what the database refuses.
     with pytest.raises(StoreError):
         await store.room_before("r", 2**63, 10)
     with pytest.raises(StoreError):
@@ -94,8 +95,8 @@ async def test_an_operation_that_raises_fails_alone_and_the_next_is_served(tmp_p
 
 
 @pytest.mark.gen_test
-async def test_a_failed_write_does_not_undo_the_others_in_its_batch(tmp_path):
-    store = MessageStore(str(tmp_path / "chat.db"))
+async def test_a_failed_write_does_not_undo_the_others_in_its_batch(stores: Stores):
+    store = await stores.open()
     await store.append_room("alice", "r", "first", "c0")
     results = await asyncio.gather(
         store.append_room("alice", "r", "a", "c1"),
@@ -105,7 +106,7 @@ async def test_a_failed_write_does_not_undo_the_others_in_its_batch(tmp_path):
     assert isinstance(results[1], StoreError)
     assert [r.message.text for r in (results[0], results[2])] == ["a", "b"]
     await store.close()
-    reopened = MessageStore(str(tmp_path / "chat.db"))
+    reopened = await stores.open()
     page = await room_after(reopened, "r", 0, 10)
     assert [m.text for m in page.messages] == ["first", "a", "b"]
     await reopened.close()

@@ -173,7 +173,9 @@ class _Fields:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         cid = data.get("cid")
-        self.cid = cid if isinstance(cid, str) else None
+        # Errors carry the frame's cid back, even a refused one, so that the client can
+        # match them; but not a string UTF-8 cannot carry (a lone surrogate).
+        self.cid = cid if isinstance(cid, str) and _encodable(cid) else None
 
     def fail(self, message: str, code: str = "bad_request") -> ProtocolError:
         return ProtocolError(code, message, self.cid)
@@ -208,9 +210,22 @@ class _Fields:
         cid = self.data.get("cid")
         if cid is None:
             return None
-        if not isinstance(cid, str) or not 0 < len(cid) <= CID_MAX or not cid.isprintable():
+        if not _valid_cid(cid):
             raise self.fail(f"cid must be a printable string of 1-{CID_MAX} characters")
+        assert isinstance(cid, str)
         return cid
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _valid_cid(cid: Any) -> bool:
+    return isinstance(cid, str) and 0 < len(cid) <= CID_MAX and cid.isprintable()
 
 
 def clean_text(text: str) -> str:

@@ -1,5 +1,6 @@
 """What the core asks of message storage: the records it reads and writes, and the
-interface of a store (a typing Protocol; storage/sqlite.py is the implementation).
+interface of a store (a typing Protocol; storage/sqlite.py and storage/postgres.py
+implement it).
 
 Every operation returns a Future answered on the event loop, in the order the
 operations were queued: the hub relies on that for recovery.
@@ -28,11 +29,18 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The result of an append: the stored message, and whether its cid was seen before."""
+    """The result of an append: the stored message, and whether its cid was seen before.
+
+    `previous` links the message to the one before it in its stream, so that a
+    receiver can tell a gap from the end: for a room message, the id of the room's
+    previous message; for a direct message, the previous id in the sender's
+    direct-message stream (every direct message it sent or received), and
+    `previous_recipient` the same in the recipient's stream (the same stream, and
+    the same id, when they are one user). 0: no message before it. A duplicate
+    carries 0 in both: it was linked when it was first stored.
+    """
     message: Message
     duplicate: bool
-    # The id of the message before it in its stream (0: none): a room message's room,
-    # a direct message's sender's direct messages; and the recipient's, for those.
     previous: int = 0
     previous_recipient: int = 0
 
@@ -50,6 +58,13 @@ class Recovery:
     messages: list[Message]
     truncated: bool
     latest: int = 0
+
+
+def recovery_of(messages: list[Message], truncated: bool, latest: int) -> Recovery:
+    """A Recovery whose `latest` covers its own messages. A store reads the stream's
+    newest id first and the messages after it: another process's commit in between
+    shows in the messages, and never as a `latest` the messages fall short of."""
+    return Recovery(messages, truncated, max(latest, messages[-1].id if messages else 0))
 
 
 class Store(Protocol):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..core import protocol as p
 from ..core.errors import AuthError
 from ..core.registry import Registry, User
-from ..storage.sqlite import MessageStore
+from ..storage.base import Backend, IdentitySnapshot
 from .auth import Authenticator, Credential, guest_name, name_key
 
 log = logging.getLogger("imserver.identity")
@@ -59,7 +59,7 @@ class Claim:
 class Identities:
     """Who holds which guest name, and which guest tokens are valid."""
 
-    def __init__(self, auth: Authenticator, store: MessageStore, registry: Registry) -> None:
+    def __init__(self, auth: Authenticator, store: Backend, registry: Registry) -> None:
         self.auth = auth
         self.store = store
         self.registry = registry
@@ -67,10 +67,8 @@ class Identities:
         self._key_of: dict[str, str] = {}  # user id -> its name key
         self.tokens = auth.guest_tokens  # jti -> expiry; the Authenticator refuses the others
 
-    def load(self) -> None:
-        """Read the claims and revocations kept in the database (at start-up)."""
-        now = time.time()
-        snapshot = self.store.load_identities(now)
+    def load(self, snapshot: IdentitySnapshot) -> None:
+        """Take the claims and valid tokens kept in the database (read at start-up)."""
         for key, user_id, name, jti, expires in snapshot.claims:
             claim = self._claims.get(key)
             if claim is None or claim.user_id != user_id:

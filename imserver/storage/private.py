@@ -49,7 +49,8 @@ def _private_dir(path: Path) -> None:
 
 def secure_data_files(config: Config) -> None:
     """Create or tighten the data directory and the database files (see the module doc)."""
-    db = None if config.storage_path == ":memory:" else Path(config.storage_path)
+    sqlite = config.storage.backend == "sqlite"
+    db = None if not sqlite or config.storage_path == ":memory:" else Path(config.storage_path)
     if not config.auth.secret or (db is not None and db.parent == config.data_path):
         _private_dir(config.data_path)
     if db is None:

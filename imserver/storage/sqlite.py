@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import StoreError, UnknownUser
-from ..core.store import Appended, Message, Page, Recovery
+from ..core.store import Appended, Message, Page, Recovery, recovery_of
+from .base import IdentitySnapshot
 
 log = logging.getLogger("imserver.store")
 
@@ -87,16 +88,16 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+# The newest id of a room, and of a user's direct messages (sent or received); 0 if none.
+_LAST_IN_ROOM = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?"
+_LAST_DIRECT = (
+    "SELECT max(coalesce((SELECT max(id) FROM messages WHERE dm_key IS NOT NULL AND sender = ?), 0),"
+    " coalesce((SELECT max(id) FROM messages WHERE dm_key IS NOT NULL AND recipient = ?), 0))")
+
+
 def _row(r: tuple[Any, ...]) -> Message:
     return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6],
                    name=r[7], to_name=r[8] if r[6] is not None else None)
-
-
-@dataclass(frozen=True, slots=True)
-class IdentitySnapshot:
-    """What the identity side keeps in memory, as stored: the name claims with their
-    holders' valid tokens (not expired, not revoked)."""
-    claims: list[tuple[str, str, str, str, float]]  # name key, user id, name, jti, expires
 
 
 class _Database:
@@ -151,13 +152,23 @@ class _Database:
             to_name = known[0]
         ts = round(time.time(), 3)
         dm_key = _dm_key(sender, recipient) if recipient is not None else None
+        # The links to the streams' previous messages: one thread writes, so the newest
+        # stored id of a stream (an index lookup) is the one before this message.
+        if recipient is None:
+            (previous,) = self.db.execute(_LAST_IN_ROOM, (room,)).fetchone()
+            previous_recipient = 0
+        else:
+            (previous,) = self.db.execute(_LAST_DIRECT, (sender, sender)).fetchone()
+            previous_recipient = previous if recipient == sender else \
+                self.db.execute(_LAST_DIRECT, (recipient, recipient)).fetchone()[0]
         cursor = self.db.execute(
             "INSERT INTO messages (sender, text, ts, cid, room, recipient, dm_key, sender_name,"
             " recipient_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (sender, text, ts, cid, room, recipient, dm_key, name, to_name))
         assert cursor.lastrowid is not None
         return Appended(Message(cursor.lastrowid, sender, text, ts, cid, room, recipient,
-                                name if name is not None else sender, to_name), False)
+                                name if name is not None else sender, to_name), False,
+                        previous, previous_recipient)
 
     def touch_user(self, user_id: str, name: str) -> None:
         self.db.execute(
@@ -250,8 +261,8 @@ class _Database:
         if since is not None:
             missed = self.room_after(room, since, limit)
             if not missed.more:
-                return Recovery(missed.messages, False, latest)
-        return Recovery(self.room_before(room, None, page).messages, since is not None, latest)
+                return recovery_of(missed.messages, False, latest)
+        return recovery_of(self.room_before(room, None, page).messages, since is not None, latest)
 
     def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> Recovery:
         """As room_recover, for every direct message to or from `user`."""
@@ -263,8 +274,8 @@ class _Database:
         if since is not None:
             missed = self.dm_after(user, since, limit)
             if not missed.more:
-                return Recovery(missed.messages, False, newest)
-        return Recovery(self.dm_after(user, None, page).messages, since is not None, newest)
+                return recovery_of(missed.messages, False, newest)
+        return recovery_of(self.dm_after(user, None, page).messages, since is not None, newest)
 
     @staticmethod
     def _page_after(rows: list[Any], limit: int) -> Page:
@@ -350,6 +361,10 @@ class MessageStore:
 
     def prune_identities(self, now: float) -> asyncio.Future[int]:
         return self._submit(True, lambda db: db.prune_identities(now))
+
+    async def open(self, now: float) -> IdentitySnapshot:
+        """The database was opened by the constructor; this reads the identities."""
+        return self.load_identities(now)
 
     def load_identities(self, now: float) -> IdentitySnapshot:
         """A synchronous read, for start-up only: before the store thread owns the database."""

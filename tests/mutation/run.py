@@ -467,7 +467,8 @@ class Worker:
             self._drop_bytecode(mutant.module)
             code, out = self._pytest(
                 ["-q", "-x", "-p", "no:cacheprovider", "-p", "tests.mutation.plugin", "--no-header",
-                 "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning", "--timeout", str(int(per_test)), "--timeout-method", "thread",
+                 "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                 "--timeout", str(int(per_test)), "--timeout-method", "thread",
                  "--basetemp", str(self.dir / "tmp"), *tests], timeout)
             seconds = time.monotonic() - started
             if code is None:

@@ -1,0 +1,884 @@
+"""Message storage on PostgreSQL (asyncpg), for several server processes sharing one
+database. The same interface and answers as the SQLite store (storage/sqlite.py);
+what follows is what a cluster needs on top, and how it is had.
+
+- Durable before ack. Every operation is queued to one writer task on one
+  connection, which takes whatever has queued up (a batch, at most `batch_max`),
+  runs it in queue order in one transaction, commits once (group commit), and
+  only then answers, in queue order. A read queued in a batch runs there, so it
+  sees exactly the writes this process queued before it. A COMMIT whose outcome
+  is unknown (the connection dropped, a timeout) is answered with StoreError,
+  never with an ack: the client resends with the same cid, and dedup makes that
+  safe whichever way the COMMIT went.
+- cid dedup per sender, across processes: INSERT ... ON CONFLICT (sender, cid)
+  DO NOTHING, then the stored row is read back. When two processes race on one
+  (sender, cid), PostgreSQL makes the second wait for the first's transaction;
+  one row is kept, and the other append answers `duplicate=True` with it. A
+  unique violation never aborts a batch.
+- Ids come from one global sequence, and within one room, and within one
+  user's direct-message stream (every direct message it sent or received),
+  they increase in commit order: a reader that sees id N of a room has already
+  been able to see every smaller id of that room. A batch first locks the row
+  of every stream it writes to (`rooms.name`, `dm_streams.user_id`), rooms
+  first, each table's rows in one sorted order, so that batches of different
+  processes cannot deadlock on them; only then does it draw ids with nextval.
+  An id drawn under a stream's lock is larger than every id of the stream
+  committed before, and no smaller id of the stream can commit after it. The
+  locked rows also keep each stream's last id: Appended.previous and
+  previous_recipient come from them. (Other waits, on users' rows or on a cid
+  two processes insert at once, can still deadlock in rare orders: PostgreSQL
+  then aborts one transaction, and its batch is run again.)
+- Failure. Each connect and each statement is bounded (`timeout`). When the
+  connection is lost, the operations queued fail at once with StoreError
+  (the hub answers `unavailable`, clients resend), health() gives the reason
+  (so /healthz answers 503), and the store reconnects by itself with capped,
+  jittered backoff, then serves again. An operation whose own statement fails
+  (a table missing, say) fails alone: the transaction is rolled back and the
+  rest of its batch runs again. Consecutive appends share their statements and
+  would fail together, so what PostgreSQL would refuse of a value is refused
+  before it is sent (below).
+- Migrations are versioned (MIGRATIONS; the version in `imserver_schema`), in
+  the configured schema, applied in one transaction under an advisory lock
+  keyed by the schema: processes that start together migrate once.
+
+Departures from the SQLite store: PostgreSQL text cannot hold NUL, and an index
+entry only a few kilobytes, so an operation carrying a NUL, a lone surrogate, or
+an id or name over KEY_MAX_BYTES is refused with StoreError before it reaches
+the database, answered in its place in the queue. And a stream's last id
+survives retention: once every message of a room has been deleted, the next one
+still links to the last id the room had (SQLite's links start again from 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ..config import hide_password
+from ..core.errors import StoreError, UnknownUser
+from ..core.store import Appended, Message, Page, Recovery, recovery_of
+from .base import IdentitySnapshot
+
+log = logging.getLogger("imserver.store")
+
+# Each entry moves the schema from version i to i + 1; never edit a released one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE SEQUENCE message_ids AS BIGINT;
+    CREATE TABLE messages (
+        id             BIGINT PRIMARY KEY,
+        sender         TEXT NOT NULL,
+        text           TEXT NOT NULL,
+        ts             DOUBLE PRECISION NOT NULL,
+        cid            TEXT,
+        room           TEXT,
+        recipient      TEXT,
+        dm_key         TEXT,
+        sender_name    TEXT NOT NULL,
+        recipient_name TEXT
+    );
+    CREATE INDEX messages_room ON messages (room, id) WHERE room IS NOT NULL;
+    CREATE INDEX messages_dm ON messages (dm_key, id) WHERE dm_key IS NOT NULL;
+    CREATE INDEX messages_dm_sender ON messages (sender, id) WHERE dm_key IS NOT NULL;
+    CREATE INDEX messages_dm_recipient ON messages (recipient, id) WHERE dm_key IS NOT NULL;
+    CREATE UNIQUE INDEX messages_cid ON messages (sender, cid) WHERE cid IS NOT NULL;
+    CREATE INDEX messages_ts ON messages (ts);
+    -- One row per stream, locked by a batch before it draws ids for the stream.
+    CREATE TABLE rooms (
+        name    TEXT PRIMARY KEY,
+        last_id BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE dm_streams (
+        user_id TEXT PRIMARY KEY,
+        last_id BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE users (
+        id        TEXT PRIMARY KEY,
+        name      TEXT NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE name_claims (
+        name_key TEXT PRIMARY KEY,
+        user_id  TEXT NOT NULL,
+        name     TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        jti     TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL,
+        revoked BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX tokens_user ON tokens (user_id, expires);
+    CREATE INDEX tokens_expires ON tokens (expires);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+KNOWN_USERS_MAX = 100_000
+RECONNECT_FIRST = 0.05  # seconds before the first reconnect attempt; doubles up to the cap
+RECONNECT_CAP = 2.0
+CLIENT_GRACE = 1.0  # seconds the client waits for a statement beyond the server's own timeout
+BATCH_RETRIES = 3  # runs of a batch again after a deadlock or serialization failure
+ID_MAX = (1 << 63) - 1
+KEY_MAX_BYTES = 2000  # ids and names are indexed; a B-tree entry holds at most about 2700 bytes
+
+_COLUMNS = "id, sender, text, ts, cid, room, recipient, sender_name, recipient_name"
+_LOCK_ROOMS = (
+    "INSERT INTO rooms (name) SELECT n FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
+    " ON CONFLICT (name) DO UPDATE SET last_id = rooms.last_id RETURNING name, last_id")
+_LOCK_USERS = (
+    "INSERT INTO dm_streams (user_id) SELECT u FROM unnest($1::text[]) AS u ORDER BY u COLLATE \"C\""
+    " ON CONFLICT (user_id) DO UPDATE SET last_id = dm_streams.last_id RETURNING user_id, last_id")
+_SAVE_ROOMS = ("UPDATE rooms SET last_id = v.last FROM unnest($1::text[], $2::bigint[]) AS v(name, last)"
+               " WHERE rooms.name = v.name")
+_SAVE_USERS = ("UPDATE dm_streams SET last_id = v.last FROM unnest($1::text[], $2::bigint[])"
+               " AS v(user_id, last) WHERE dm_streams.user_id = v.user_id")
+_NEXT_IDS = "SELECT nextval('message_ids') FROM generate_series(1, $1)"
+_INSERT = (
+    "INSERT INTO messages (id, sender, text, ts, cid, room, recipient, dm_key, sender_name,"
+    " recipient_name) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+    " ON CONFLICT (sender, cid) WHERE cid IS NOT NULL DO NOTHING RETURNING id")
+_BY_CID = (f"SELECT {_COLUMNS} FROM messages WHERE (sender, cid) IN"
+           " (SELECT * FROM unnest($1::text[], $2::text[]))")
+_DM_SIDES = ("SELECT {cols} FROM ((SELECT {cols} FROM messages WHERE dm_key IS NOT NULL AND sender = $1"
+             " {cond} ORDER BY id {order} LIMIT {limit}) UNION (SELECT {cols} FROM messages"
+             " WHERE dm_key IS NOT NULL AND recipient = $1 {cond} ORDER BY id {order} LIMIT {limit}))"
+             " AS m ORDER BY id {order} LIMIT {limit}")
+_DM_LATEST = _DM_SIDES.format(cols=_COLUMNS, cond="", order="DESC", limit="$2")
+_DM_AFTER = _DM_SIDES.format(cols=_COLUMNS, cond="AND id > $2", order="", limit="$3")
+
+# SQLSTATE classes of errors that belong to one statement (a value refused, a table
+# missing, a row too large): the operation that ran it fails alone.
+_OWN_ERROR_CLASSES = ("22", "23", "42", "54")
+# Deadlock, serialization failure: nothing was committed, the batch may run again.
+_RETRY_STATES = ("40P01", "40001")
+
+
+def _dm_key(a: str, b: str) -> str:
+    """The conversation of two users, whoever sent: unambiguous without a separator."""
+    lo, hi = (a, b) if a <= b else (b, a)
+    return f"{len(lo)}:{lo}{hi}"
+
+
+def _row(r: Any) -> Message:
+    return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6],
+                   name=r[7], to_name=r[8] if r[6] is not None else None)
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as 'DELETE 3'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _check(values: Iterable[object]) -> None:
+    """Refuse, before the database does, what PostgreSQL cannot store: so that a
+    statement fails only for reasons of the database, never for one operation's
+    value (an append run shares its statements)."""
+    for value in values:
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise StoreError("PostgreSQL text cannot hold NUL characters")
+            try:
+                size = len(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise StoreError("a value is not valid Unicode (lone surrogate)") from None
+            if size > KEY_MAX_BYTES:
+                raise StoreError(f"a name or id of {size} bytes: at most {KEY_MAX_BYTES}")
+        elif isinstance(value, int) and not -ID_MAX - 1 <= value <= ID_MAX:
+            raise StoreError(f"{value} is out of PostgreSQL's 64-bit range")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    sender: str
+    text: str
+    cid: str | None
+    room: str | None
+    recipient: str | None
+    name: str | None
+
+
+@dataclass(slots=True)
+class _Op:
+    write: bool
+    call: Callable[[_Session], Awaitable[Any]] | None  # None: an append
+    future: asyncio.Future[Any]
+    append: _Append | None = None
+    touches: str | None = None  # the user id a touch_user or claim_name writes
+    refused: StoreError | None = None
+
+
+_Answer = tuple[Any, BaseException | None]
+
+
+class _OwnFailure(Exception):
+    """Operations whose own statement failed; the transaction was rolled back."""
+
+    def __init__(self, positions: list[int], error: BaseException) -> None:
+        super().__init__(str(error))
+        self.positions = positions
+        self.error = error
+
+
+class _Again(Exception):
+    """The batch was rolled back for a reason of the moment (a deadlock): run it again."""
+
+
+class _Session:
+    """One batch's statements over the writer's connection, with what the batch has
+    learnt: the users known (for direct messages) and the locked streams' last ids."""
+
+    def __init__(self, conn: Any, timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.names: dict[str, str] = {}  # user id -> name, as of this point of the batch
+        self.last: dict[tuple[str, str], int] = {}  # ("r", room) or ("u", user) -> last id
+        self.changed: set[tuple[str, str]] = set()
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self.conn.fetch(sql, *args, timeout=self.timeout))
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        return str(await self.conn.execute(sql, *args, timeout=self.timeout))
+
+    # --- appends ---
+
+    async def lock_streams(self, appends: list[_Append], touched: set[str]) -> None:
+        """Lock the row of every stream the batch writes to, before any id is drawn:
+        rooms, then users' direct-message streams, each in one sorted order. A
+        recipient's stream is locked only for a user that exists (or that the batch
+        writes), so that unknown names sent by clients leave no rows behind."""
+        recipients = sorted({a.recipient for a in appends if a.recipient is not None})
+        if recipients:
+            rows = await self.fetch("SELECT id, name FROM users WHERE id = ANY($1::text[])", recipients)
+            self.names = {r[0]: r[1] for r in rows}
+        rooms = sorted({a.room for a in appends if a.room is not None})
+        if rooms:
+            for name, last in await self.fetch(_LOCK_ROOMS, rooms):
+                self.last[("r", name)] = last
+        users = {a.sender for a in appends if a.recipient is not None}
+        users.update(r for r in recipients if r in self.names or r in touched)
+        if users:
+            for user, last in await self.fetch(_LOCK_USERS, sorted(users)):
+                self.last[("u", user)] = last
+
+    async def append_run(self, run: list[_Append]) -> list[_Answer]:
+        """Store consecutive appends with one nextval and one INSERT; answers in order."""
+        ts = round(time.time(), 3)
+        storable = [i for i, a in enumerate(run) if a.recipient is None or a.recipient in self.names]
+        ids: dict[int, int] = {}
+        inserted: set[int] = set()
+        if storable:
+            drawn = sorted(r[0] for r in await self.fetch(_NEXT_IDS, len(storable)))
+            ids = dict(zip(storable, drawn, strict=True))
+            chosen = [run[i] for i in storable]
+            to_names = [self.names[a.recipient] if a.recipient is not None else None for a in chosen]
+            rows = await self.fetch(
+                _INSERT, drawn, [a.sender for a in chosen], [a.text for a in chosen],
+                [ts] * len(chosen), [a.cid for a in chosen], [a.room for a in chosen],
+                [a.recipient for a in chosen],
+                [_dm_key(a.sender, a.recipient) if a.recipient is not None else None for a in chosen],
+                [a.name if a.name is not None else a.sender for a in chosen], to_names)
+            inserted = {r[0] for r in rows}
+        # The others are duplicates (their cid is stored, by anyone, even earlier in
+        # this run), or direct messages to users nobody knows.
+        missing = [a for i, a in enumerate(run) if ids.get(i) not in inserted and a.cid is not None]
+        found: dict[tuple[str, str | None], Message] = {}
+        if missing:
+            for r in await self.fetch(_BY_CID, [a.sender for a in missing], [a.cid for a in missing]):
+                message = _row(r)
+                found[(message.sender, message.cid)] = message
+        answers: list[_Answer] = []
+        for i, a in enumerate(run):
+            msg_id = ids.get(i)
+            if msg_id is not None and msg_id in inserted:
+                answers.append((self._stored(a, msg_id, ts), None))
+            elif (a.sender, a.cid) in found:
+                answers.append((Appended(found[(a.sender, a.cid)], True), None))
+            elif a.recipient is not None and a.recipient not in self.names:
+                answers.append((None, UnknownUser(f"no user {a.recipient!r}")))
+            else:  # its cid's row was deleted between the two statements (retention)
+                answers.append((None, StoreError("the message was not stored, try again")))
+        return answers
+
+    def _stored(self, a: _Append, msg_id: int, ts: float) -> Appended:
+        """The answer for a newly stored message, linked to its streams' previous ids."""
+        to_name = self.names[a.recipient] if a.recipient is not None else None
+        message = Message(msg_id, a.sender, a.text, ts, a.cid, a.room, a.recipient,
+                          a.name if a.name is not None else a.sender, to_name)
+        if a.room is not None:
+            previous = self._advance(("r", a.room), msg_id)
+            return Appended(message, False, previous)
+        assert a.recipient is not None
+        previous = self._advance(("u", a.sender), msg_id)
+        previous_recipient = previous if a.recipient == a.sender else \
+            self._advance(("u", a.recipient), msg_id)
+        return Appended(message, False, previous, previous_recipient)
+
+    def _advance(self, stream: tuple[str, str], msg_id: int) -> int:
+        previous = self.last[stream]
+        self.last[stream] = msg_id
+        self.changed.add(stream)
+        return previous
+
+    async def save_streams(self) -> None:
+        for kind, sql in (("r", _SAVE_ROOMS), ("u", _SAVE_USERS)):
+            keys = sorted(key for k, key in self.changed if k == kind)
+            if keys:
+                await self.execute(sql, keys, [self.last[(kind, key)] for key in keys])
+
+    # --- other writes ---
+
+    async def touch_user(self, user_id: str, name: str) -> None:
+        await self.execute(
+            "INSERT INTO users (id, name, last_seen) VALUES ($1, $2, $3) ON CONFLICT (id)"
+            " DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen",
+            user_id, name, time.time())
+        self.names[user_id] = name
+
+    async def claim_name(self, key: str, user_id: str, name: str, jti: str, expires: float) -> None:
+        await self.execute(
+            "INSERT INTO name_claims (name_key, user_id, name) VALUES ($1, $2, $3) ON CONFLICT"
+            " (name_key) DO UPDATE SET user_id = excluded.user_id, name = excluded.name",
+            key, user_id, name)
+        await self.execute(
+            "INSERT INTO tokens (jti, user_id, expires, revoked) VALUES ($1, $2, $3, false)"
+            " ON CONFLICT (jti) DO UPDATE SET user_id = excluded.user_id, expires = excluded.expires,"
+            " revoked = false", jti, user_id, expires)
+        await self.touch_user(user_id, name)
+
+    async def revoke_token(self, jti: str, user_id: str, expires: float) -> None:
+        await self.execute(
+            "INSERT INTO tokens (jti, user_id, expires, revoked) VALUES ($1, $2, $3, true)"
+            " ON CONFLICT (jti) DO UPDATE SET revoked = true", jti, user_id, expires)
+
+    async def prune_identities(self, now: float) -> int:
+        removed = _count(await self.execute("DELETE FROM tokens WHERE expires <= $1", now))
+        removed += _count(await self.execute(
+            "DELETE FROM name_claims c WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE"
+            " t.user_id = c.user_id AND NOT t.revoked AND t.expires > $1)", now))
+        return removed
+
+    async def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
+        removed = 0
+        if older_than is not None:
+            removed += _count(await self.execute("DELETE FROM messages WHERE ts < $1", older_than))
+        if keep_per_room:
+            removed += _count(await self.execute(
+                "DELETE FROM messages m USING rooms r, LATERAL (SELECT id FROM messages"
+                " WHERE room = r.name ORDER BY id DESC OFFSET $1 LIMIT 1) AS cut"
+                " WHERE m.room = r.name AND m.id <= cut.id", keep_per_room))
+        return removed
+
+    # --- reads ---
+
+    async def identities(self, now: float) -> IdentitySnapshot:
+        rows = await self.fetch(
+            "SELECT c.name_key, c.user_id, c.name, t.jti, t.expires FROM name_claims c"
+            " JOIN tokens t ON t.user_id = c.user_id WHERE NOT t.revoked AND t.expires > $1", now)
+        return IdentitySnapshot([tuple(r) for r in rows])
+
+    async def room_after(self, room: str, after: int, limit: int) -> Page:
+        rows = await self.fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND id > $2 ORDER BY id LIMIT $3",
+            room, after, limit + 1)
+        return _page_after(rows, limit)
+
+    async def room_before(self, room: str, before: int | None, limit: int) -> Page:
+        rows = await self.fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            room, before if before is not None else ID_MAX, limit + 1)
+        return _page_before(rows, limit)
+
+    async def dm_before(self, user: str, other: str, before: int | None, limit: int) -> Page:
+        rows = await self.fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE dm_key = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            _dm_key(user, other), before if before is not None else ID_MAX, limit + 1)
+        return _page_before(rows, limit)
+
+    async def dm_after(self, user: str, after: int | None, limit: int) -> Page:
+        """Every direct message to or from `user` after an id (None: the latest page)."""
+        if after is None:
+            return _page_before(await self.fetch(_DM_LATEST, user, limit + 1), limit)
+        return _page_after(await self.fetch(_DM_AFTER, user, after, limit + 1), limit)
+
+    async def room_recover(self, room: str, since: int | None, limit: int, page: int) -> Recovery:
+        """What a (re)join gets: every message after `since`, or, when more than `limit`
+        were missed (or no `since`), the latest `page`; and the room's newest id."""
+        # The newest id first: the messages, read after, are at least as new.
+        latest = await self._last_id("SELECT last_id FROM rooms WHERE name = $1", room)
+        if since is not None:
+            missed = await self.room_after(room, since, limit)
+            if not missed.more:
+                return recovery_of(missed.messages, False, latest)
+        return recovery_of((await self.room_before(room, None, page)).messages, since is not None,
+                         latest)
+
+    async def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> Recovery:
+        """As room_recover, for every direct message to or from `user`."""
+        latest = await self._last_id("SELECT last_id FROM dm_streams WHERE user_id = $1", user)
+        if since is not None:
+            missed = await self.dm_after(user, since, limit)
+            if not missed.more:
+                return recovery_of(missed.messages, False, latest)
+        return recovery_of((await self.dm_after(user, None, page)).messages, since is not None,
+                         latest)
+
+    async def _last_id(self, query: str, key: str) -> int:
+        rows = await self.fetch(query, key)
+        return int(rows[0][0]) if rows else 0
+
+    async def count(self) -> int:
+        """How many messages are stored."""
+        return int((await self.fetch("SELECT count(*) FROM messages"))[0][0])
+
+
+def _page_after(rows: list[Any], limit: int) -> Page:
+    return Page([_row(r) for r in rows[:limit]], len(rows) > limit)
+
+
+def _page_before(rows: list[Any], limit: int) -> Page:
+    return Page([_row(r) for r in reversed(rows[:limit])], len(rows) > limit)
+
+
+class PostgresStore:
+    """The message store on PostgreSQL; every method returns an awaitable (see the
+    module's docstring for what it guarantees). `await open()` before anything else."""
+
+    def __init__(self, dsn: str, *, schema: str = "public", batch_max: int = 512,
+                 timeout: float = 10.0, health_deadline: float = 10.0) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.where = f"{hide_password(dsn)} schema {schema}"
+        self.timeout = timeout
+        # The server cancels a statement at `timeout` (statement_timeout) and the
+        # connection goes on; the client gives up a little later, for a server that
+        # does not answer at all.
+        self.client_timeout = timeout + CLIENT_GRACE
+        self.health_deadline = health_deadline
+        self._batch_max = batch_max
+        self._queue: collections.deque[_Op] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._conn: Any = None  # the writer's asyncpg connection, None while there is none
+        self._problem: str | None = "the message store is not open"
+        self._writer: asyncio.Task[None] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._opened = False
+        self._closed = False
+        self._busy_since: float | None = None
+        self.batches = 0
+        self.committed = 0
+        self.reconnects = 0
+        self.reruns = 0  # batches run again after a deadlock or a serialization failure
+        self._known_users: dict[str, str] = {}  # user id -> name, written this run
+
+    # --- start, health, close ---
+
+    async def open(self, now: float) -> IdentitySnapshot:
+        """Connect, bring the schema up to date, read the identities; then serve."""
+        if self._opened:
+            raise RuntimeError("the message store is open already")
+        try:
+            conn = await self._connect()
+        except _CONNECT_ERRORS as exc:
+            raise StoreError(f"cannot connect to PostgreSQL ({self.where}): {_describe(exc)}") from None
+        try:
+            await self._migrate(conn)
+            snapshot = await _Session(conn, self.client_timeout).identities(now)
+        except BaseException as exc:
+            conn.terminate()
+            if isinstance(exc, StoreError):
+                raise
+            if isinstance(exc, _CONNECT_ERRORS):
+                raise StoreError(f"PostgreSQL ({self.where}): {_describe(exc)}") from None
+            raise
+        self._conn = conn
+        self._problem = None
+        self._opened = True
+        self._wake = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._run())
+        return snapshot
+
+    def health(self) -> str | None:
+        """Why the store cannot be trusted now (for /healthz), or None when it can."""
+        if self._closed:
+            return None
+        if self._writer is not None and self._writer.done():
+            return "the message store task is not running"
+        if self._problem is not None:
+            return self._problem
+        if self._conn is None or self._conn.is_closed():
+            return "no connection to PostgreSQL"
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self.health_deadline:
+            return f"the message store has been stuck on one batch for over {self.health_deadline:g} s"
+        return None
+
+    async def close(self) -> None:
+        """Finish every queued operation, then close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None and self._wake is not None:
+            self._wake.set()
+            await self._writer
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnect
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), self.client_timeout)
+            except Exception:
+                conn.terminate()
+
+    # --- public API ---
+
+    def append_room(self, sender: str, room: str, text: str, cid: str | None,
+                    name: str | None = None) -> asyncio.Future[Appended]:
+        return self._submit(True, None, (sender, room, cid, name), text,
+                            append=_Append(sender, text, cid, room, None, name))
+
+    def append_direct(self, sender: str, recipient: str, text: str,
+                      cid: str | None, name: str | None = None) -> asyncio.Future[Appended]:
+        return self._submit(True, None, (sender, recipient, cid, name), text,
+                            append=_Append(sender, text, cid, None, recipient, name))
+
+    def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
+        """Remember a user (direct messages may be sent only to known users). Written
+        once per user per run: reconnects after a restart cost no commit each."""
+        if self._known_users.get(user_id) == name:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        if len(self._known_users) >= KNOWN_USERS_MAX:
+            self._known_users.clear()
+        self._known_users[user_id] = name
+        future = self._submit(True, lambda s: s.touch_user(user_id, name), (user_id, name),
+                              touches=user_id)
+        future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
+        return future
+
+    def claim_name(self, key: str, user_id: str, name: str, jti: str,
+                   expires: float) -> asyncio.Future[None]:
+        self._known_users[user_id] = name
+        future = self._submit(True, lambda s: s.claim_name(key, user_id, name, jti, expires),
+                              (key, user_id, name, jti), touches=user_id)
+        future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
+        return future
+
+    def revoke_token(self, jti: str, user_id: str, expires: float) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.revoke_token(jti, user_id, expires), (jti, user_id))
+
+    def prune_identities(self, now: float) -> asyncio.Future[int]:
+        return self._submit(True, lambda s: s.prune_identities(now), ())
+
+    def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
+        older_than = time.time() - max_age_seconds if max_age_seconds else None
+        return self._submit(True, lambda s: s.prune(older_than, keep_per_room), (keep_per_room,))
+
+    def room_before(self, room: str, before: int | None, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda s: s.room_before(room, before, limit), (room, before, limit))
+
+    def dm_before(self, user: str, other: str, before: int | None, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda s: s.dm_before(user, other, before, limit),
+                            (user, other, before, limit))
+
+    def room_after(self, room: str, after: int, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda s: s.room_after(room, after, limit), (room, after, limit))
+
+    def dm_after(self, user: str, after: int, limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda s: s.dm_after(user, after, limit), (user, after, limit))
+
+    def room_recover(self, room: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
+        return self._submit(False, lambda s: s.room_recover(room, since, limit, page),
+                            (room, since, limit, page))
+
+    def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
+        return self._submit(False, lambda s: s.dm_recover(user, since, limit, page),
+                            (user, since, limit, page))
+
+    # --- the queue ---
+
+    def _submit(self, write: bool, call: Callable[[_Session], Awaitable[Any]] | None,
+                values: Iterable[object] = (), text: str = "", *, append: _Append | None = None,
+                touches: str | None = None) -> asyncio.Future[Any]:
+        """Queue an operation. `values` are the ids, names and numbers it sends (checked
+        here), `text` a message's text (any length)."""
+        if self._closed:
+            raise RuntimeError("message store is closed")
+        future = asyncio.get_running_loop().create_future()
+        if not self._opened or self._wake is None:
+            future.set_exception(StoreError("the message store is not open"))
+            return future
+        if self._writer is not None and self._writer.done():
+            future.set_exception(StoreError("the message store task is not running"))
+            return future
+        op = _Op(write, call, future, append, touches)
+        try:
+            _check(values)
+            if "\x00" in text or not (text.isascii() or _encodes(text)):
+                raise StoreError("the text has NUL characters or lone surrogates")
+        except StoreError as exc:
+            op.refused = exc
+            op.touches = None
+        self._queue.append(op)
+        self._wake.set()
+        return future
+
+    def _forget_on_failure(self, future: asyncio.Future[None], user_id: str, name: str) -> None:
+        if not future.cancelled() and future.exception() is not None \
+                and self._known_users.get(user_id) == name:
+            del self._known_users[user_id]
+
+    async def _run(self) -> None:
+        """The writer task: batches of what is queued, one after the other, until closed
+        and drained."""
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_max))]
+            self._busy_since = time.monotonic()
+            try:
+                await self._run_batch(batch)
+            except Exception:  # the task serves on: only this batch fails
+                log.exception("message store (%s): a batch failed", self.where)
+                error = StoreError("message store error")
+                _resolve_all([(op.future, None, error) for op in batch])
+            finally:
+                self._busy_since = None
+
+    async def _run_batch(self, batch: list[_Op]) -> None:
+        answers: dict[int, _Answer] = {i: (None, op.refused) for i, op in enumerate(batch) if op.refused}
+        live = [i for i in range(len(batch)) if i not in answers]
+        retries = 0
+        while live:
+            conn = self._conn
+            if conn is not None and conn.is_closed():
+                self._lost(conn, f"lost the connection to PostgreSQL ({self.where})")
+                conn = None
+            if conn is None:
+                error = StoreError(self._problem or "no connection to PostgreSQL")
+                answers.update((i, (None, error)) for i in live)
+                break
+            ops = [batch[i] for i in live]
+            try:
+                results = await self._attempt(conn, ops)
+            except _OwnFailure as failed:
+                log.error("message store (%s): operation refused: %s", self.where, failed.error)
+                error = StoreError(f"PostgreSQL: {_describe(failed.error)}")
+                answers.update((live[k], (None, error)) for k in failed.positions)
+                live = [i for k, i in enumerate(live) if k not in failed.positions]
+                continue
+            except _Again as again:
+                retries += 1
+                if retries <= BATCH_RETRIES:
+                    self.reruns += 1
+                    log.info("message store (%s): batch rolled back (%s), running it again",
+                             self.where, again)
+                    continue
+                error = StoreError(f"PostgreSQL: {again}")
+            except Exception as exc:
+                error = self._trouble(conn, exc)
+            else:
+                answers.update(zip(live, results, strict=True))
+                writes = sum(op.write for op in ops)
+                if writes:
+                    self.batches += 1
+                    self.committed += writes
+                break
+            answers.update((i, (None, error)) for i in live)
+            break
+        _resolve_all([(op.future, *answers[i]) for i, op in enumerate(batch)])
+
+    async def _attempt(self, conn: Any, ops: list[_Op]) -> list[_Answer]:
+        """Run operations in queue order, in one transaction when any writes; their
+        answers, valid once this returns (after the COMMIT)."""
+        session = _Session(conn, self.client_timeout)
+        appends = [k for k, op in enumerate(ops) if op.append is not None]
+        in_transaction = False
+        current: list[int] = []  # the operations whose statements are running
+        try:
+            if any(op.write for op in ops):
+                await session.execute("BEGIN")
+                in_transaction = True
+            if appends:
+                current = appends
+                touched = {op.touches for op in ops if op.touches is not None}
+                await session.lock_streams([op.append for op in ops if op.append is not None], touched)
+            answers: list[_Answer] = []
+            k = 0
+            while k < len(ops):
+                if ops[k].append is not None:
+                    end = k
+                    while end < len(ops) and ops[end].append is not None:
+                        end += 1
+                    current = list(range(k, end))
+                    answers += await session.append_run(
+                        [op.append for op in ops[k:end] if op.append is not None])
+                    k = end
+                    continue
+                current = [k]
+                call = ops[k].call
+                assert call is not None
+                answers.append((await call(session), None))
+                k += 1
+            if appends:
+                current = appends
+                await session.save_streams()
+            current = []  # a failed COMMIT is the whole batch's
+            if in_transaction:
+                await session.execute("COMMIT")
+                in_transaction = False
+            return answers
+        except asyncpg.PostgresError as exc:
+            if in_transaction:
+                await conn.execute("ROLLBACK", timeout=self.client_timeout)
+            # After a schema change a cached statement may no longer fit: asyncpg
+            # prepares it again on the next run.
+            if exc.sqlstate in _RETRY_STATES or isinstance(exc, asyncpg.InvalidCachedStatementError):
+                raise _Again(str(exc)) from None
+            if current and str(exc.sqlstate)[:2] in _OWN_ERROR_CLASSES:
+                raise _OwnFailure(current, exc) from None
+            raise
+        except asyncpg.DataError as exc:  # a value the driver could not send
+            if in_transaction:
+                await conn.execute("ROLLBACK", timeout=self.client_timeout)
+            if current:
+                raise _OwnFailure(current, exc) from None
+            raise
+
+    def _trouble(self, conn: Any, exc: Exception) -> StoreError:
+        """The error for a batch that failed as a whole. Anything but a plain refusal
+        from the server leaves the connection in doubt (a COMMIT may or may not have
+        happened): it is dropped, and the store reconnects."""
+        if isinstance(exc, asyncpg.PostgresError) and not conn.is_closed():
+            log.error("message store (%s): batch failed: %s", self.where, _describe(exc))
+            return StoreError(f"PostgreSQL: {_describe(exc)}")
+        self._lost(conn, f"lost the connection to PostgreSQL ({self.where}): {_describe(exc)}")
+        return StoreError(self._problem or "lost the connection to PostgreSQL")
+
+    # --- the connection ---
+
+    async def _connect(self) -> Any:
+        ms = str(int(self.timeout * 1000))
+        conn = await asyncpg.connect(
+            self.dsn, timeout=self.timeout, command_timeout=self.client_timeout,
+            server_settings={
+                "search_path": _quote(self.schema),
+                "application_name": "imserver",
+                "statement_timeout": ms,
+                # A process stalled inside a transaction must not hold its rows' locks
+                # for long: the other processes wait on them.
+                "idle_in_transaction_session_timeout": str(int(max(3 * self.timeout, 30) * 1000)),
+            })
+        conn.add_termination_listener(self._terminated)
+        return conn
+
+    def _terminated(self, conn: Any) -> None:
+        """asyncpg calls this when a connection closes, also when the server goes away
+        while the store is idle: health() tells at once, and reconnecting starts."""
+        if conn is self._conn and not self._closed:
+            self._lost(conn, f"lost the connection to PostgreSQL ({self.where})")
+
+    def _lost(self, conn: Any, problem: str) -> None:
+        if conn is not self._conn:
+            return
+        log.warning("message store: %s; reconnecting", problem)
+        self._conn = None
+        self._problem = problem
+        if not conn.is_closed():
+            conn.terminate()
+        if not self._closed and (self._reconnect is None or self._reconnect.done()):
+            self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay = RECONNECT_FIRST
+        while not self._closed:
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RECONNECT_CAP)
+            try:
+                conn = await self._connect()
+            except _CONNECT_ERRORS as exc:
+                self._problem = f"cannot reach PostgreSQL ({self.where}): {_describe(exc)}"
+                log.debug("message store: %s", self._problem)
+                continue
+            if self._closed:
+                conn.terminate()
+                return
+            self._conn = conn
+            self._problem = None
+            self.reconnects += 1
+            log.warning("message store: connected to PostgreSQL again (%s)", self.where)
+            return
+
+    async def _migrate(self, conn: Any) -> None:
+        """Bring the schema to SCHEMA_VERSION, one process at a time."""
+        schema = _quote(self.schema)
+        key = int.from_bytes(hashlib.sha256(f"imserver {self.schema}".encode()).digest()[:8],
+                             "big", signed=True)
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+            if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema):
+                await conn.execute(f"CREATE SCHEMA {schema}")
+            await conn.execute(f"SET LOCAL search_path TO {schema}")
+            await conn.execute("CREATE TABLE IF NOT EXISTS imserver_schema (version INTEGER NOT NULL)")
+            version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM imserver_schema")
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL schema {self.schema} has imserver schema version {version}, "
+                    f"newer than this imserver knows ({SCHEMA_VERSION})")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                await conn.execute(MIGRATIONS[target - 1])
+                log.info("PostgreSQL schema %s migrated to version %d", self.schema, target)
+            if version < SCHEMA_VERSION:
+                await conn.execute("DELETE FROM imserver_schema")
+                await conn.execute("INSERT INTO imserver_schema (version) VALUES ($1)", SCHEMA_VERSION)
+
+
+# What a connect may raise when the server is away, refuses, or is starting up.
+_CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if future.done():  # cancelled meanwhile
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
