@@ -13,7 +13,9 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 from tornado.ioloop import PeriodicCallback
 
+from .cluster.node import ClusterLink, new_node_id
 from .config import Config
+from .core.errors import ConfigError
 from .core.hub import Hub
 from .core.ratelimit import KeyedLimiter
 from .core.registry import TERMINATION_REASONS, Connection, Registry
@@ -71,8 +73,12 @@ class Runtime:
         self.opened = False
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
+        self.cluster = _cluster_link(config, self.registry, self.metrics)
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
-                       functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve)
+                       functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve,
+                       broker=self.cluster)
+        if self.cluster is not None:
+            self.cluster.attach(self.hub)
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -102,11 +108,21 @@ class Runtime:
         self.identities.load(await self.store.open(time.time()))
         self.opened = True
 
+    def health(self) -> str | None:
+        """Why this node cannot be trusted to keep and deliver messages now (for
+        /healthz), or None: the store's problem, else the broker's."""
+        problem = self.store.health()
+        if problem is None and self.cluster is not None:
+            problem = self.cluster.health()
+        return problem
+
     def start(self) -> None:
         """Start the timers (on the running loop); idempotent."""
         if self.started:
             return
         self.started = True
+        if self.cluster is not None:
+            self.cluster.start()
         self.heartbeat.start()
         self._retention.start()
         self._sampler.start()
@@ -123,6 +139,8 @@ class Runtime:
         self._sampler.stop()
         for conn in self.registry:
             conn.terminate("shutdown")
+        if self.cluster is not None:
+            await self.cluster.close()
         self.send_pool.close()
         await self.store.close()
 
@@ -161,6 +179,29 @@ class Runtime:
         if reason in TERMINATION_REASONS:
             self.metrics.terminations.labels(reason).inc()
         self.refresh_gauges()
+
+
+def _cluster_link(config: Config, registry: Registry, metrics: Metrics) -> ClusterLink | None:
+    """This node's link to the others of its cluster (broker.backend: redis), or None."""
+    broker = config.broker
+    if broker.backend == "local":
+        return None
+    try:
+        from .cluster.redisbus import RedisBus
+    except ImportError as exc:
+        raise ConfigError(f"broker.backend redis needs the {exc.name or 'redis'} package: "
+                          "pip install 'imserver[cluster]'") from None
+    node_id = broker.node_id or new_node_id()
+
+    def bus(link: ClusterLink) -> RedisBus:
+        return RedisBus(broker.url, broker.prefix, node_id, link, metrics,
+                        liveness_interval=broker.liveness_interval_seconds,
+                        liveness_timeout=3 * broker.liveness_interval_seconds,
+                        outbox_limit=broker.outbox_limit)
+
+    return ClusterLink(bus, registry, node_id=node_id, prefix=broker.prefix,
+                       lease_seconds=broker.lease_seconds,
+                       observe_lag=metrics.broker_lag.observe)
 
 
 access_log = logging.getLogger("tornado.access")
@@ -203,7 +244,7 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
         (r"/api/logout", LogoutHandler, {**session, "identities": rt.identities}),
         (r"/api/me", MeHandler, session),
         (r"/api/client-config", ClientConfigHandler, {"client": config.client}),
-        (r"/healthz", HealthHandler, {"health": rt.store.health, "registry": rt.registry}),
+        (r"/healthz", HealthHandler, {"health": rt.health, "registry": rt.registry}),
         (r"/()", RevalidatedStaticHandler,
          {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/static/(.*)", RevalidatedStaticHandler, {"path": str(STATIC_DIR)}),

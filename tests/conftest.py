@@ -17,6 +17,7 @@ from imserver.app import ImServerApp, make_app
 from imserver.config import Config, config_from_dict
 from tests import pg
 from tests.backends import Stores
+from tests.cluster import cluster_settings, redis_prefix, redis_url, second_node  # noqa: F401
 
 # Short heartbeat settings keep the timing tests fast.
 TEST_SETTINGS: dict[str, Any] = {
@@ -38,8 +39,24 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     return config_from_dict(data)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module with CLUSTER_TOO = True runs its chat tests twice: against one
+    server, and against two nodes of a cluster with the clients spread over both."""
+    if getattr(metafunc.module, "CLUSTER_TOO", False) and "chat" in metafunc.fixturenames:
+        metafunc.parametrize("topology", ["one", "two"], indirect=True)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def topology(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "one")
+
+
+@pytest.fixture
+def config(tmp_path: Path, topology: str, request: pytest.FixtureRequest) -> Config:
+    if topology == "two":
+        return make_config(tmp_path, **cluster_settings(
+            request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_schema"),
+            request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")))
     return make_config(tmp_path)
 
 
@@ -137,8 +154,11 @@ class Client:
 class ChatServer:
     """Logs users in and opens clients against the test server; closes them all at teardown."""
 
-    def __init__(self, host: str, http_client: AsyncHTTPClient) -> None:
+    def __init__(self, host: str, http_client: AsyncHTTPClient, *,
+                 others: list[str] | None = None) -> None:
         self.host = host
+        # With other nodes, each new client goes to the next node in turn.
+        self.hosts = [host, *(others or [])]
         self.http = http_client
         self.clients: list[Client] = []
         # A name logged in again within a test is the same person: the login carries
@@ -172,7 +192,8 @@ class ChatServer:
         if token is None:
             assert name is not None
             token = await self.login(name)
-        url = f"ws://{self.host}/ws?token={token}{query}"
+        node = self.hosts[len(self.clients) % len(self.hosts)]
+        url = f"ws://{node}/ws?token={token}{query}"
         ws = await websocket_connect(HTTPRequest(url, headers=headers))
         client = Client(ws)
         self.clients.append(client)
@@ -191,7 +212,15 @@ class ChatServer:
 
 
 @pytest.fixture
-def chat(http_server: Any, http_client: AsyncHTTPClient, http_port: int) -> Iterator[ChatServer]:
-    server = ChatServer(f"127.0.0.1:{http_port}", http_client)
-    yield server
-    server.close_all()
+def chat(http_server: Any, http_client: AsyncHTTPClient, http_port: int, topology: str,
+         config: Config, io_loop: Any, tmp_path: Path) -> Iterator[ChatServer]:
+    if topology == "one":
+        server = ChatServer(f"127.0.0.1:{http_port}", http_client)
+        yield server
+        server.close_all()
+        return
+    with second_node(config, tmp_path / "node-b", io_loop) as other_port:
+        server = ChatServer(f"127.0.0.1:{http_port}", http_client,
+                            others=[f"127.0.0.1:{other_port}"])
+        yield server
+        server.close_all()

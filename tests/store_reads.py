@@ -22,7 +22,8 @@ def dm_after(store: Any, user: str, after: int | None, limit: int) -> asyncio.Fu
 
 
 def count(store: Any) -> asyncio.Future[int]:
-    """How many messages are stored."""
+    """How many messages are stored (through a wrapper that holds the store as `.store`)."""
+    store = getattr(store, "store", store)
     if isinstance(store, MessageStore):
         return store._submit(False, lambda db: db.db.execute("SELECT count(*) FROM messages").fetchone()[0])
     future: asyncio.Future[int] = store._submit(False, lambda db: db.count())

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from imserver.core import room as room_module
 from imserver.core.feed import Feed
 from imserver.core.store import Message, Page, Recovery
 from imserver.storage.sqlite import MessageStore
@@ -250,7 +251,12 @@ def test_a_connections_answers_go_out_in_the_order_of_its_commands_whatever_the_
     run(scenario())
 
 
-def test_a_join_whose_read_saw_less_than_the_room_delivered_reads_again():
+@pytest.mark.parametrize("recent", [256, 0])
+def test_a_join_whose_read_saw_less_than_the_room_delivered_gets_the_rest_too(recent, monkeypatch):
+    """From the room's recent messages; or, when they do not reach back so far, by
+    reading the backlog again."""
+    monkeypatch.setattr(room_module, "RECENT", recent)
+
     async def scenario() -> None:
         slow = SlowReads(MessageStore(":memory:"))
         core = Core(store=slow)  # type: ignore[arg-type]
@@ -330,5 +336,31 @@ def test_a_fill_that_fails_is_tried_again_and_nothing_newer_goes_out_meanwhile()
             await asyncio.sleep(0.05)
         assert texts(wire(alice).frames) == ["m1", "m2", "m3"]
         await core.aclose()
+
+    run(scenario())
+
+
+def test_messages_heard_before_the_first_join_is_answered_wait_for_it_and_a_gap_behind_them_is_read():
+    async def scenario() -> None:
+        slow = SlowReads(MessageStore(":memory:"))
+        core = Core(store=slow)  # type: ignore[arg-type]
+        other = OtherNode(core)
+        alice = core.connect("alice")
+        core.do(alice, {"type": "join", "room": "r"})  # the first member here: read under way
+        await asyncio.sleep(0)
+        await slow.waiting[0][0]  # the read saw an empty room
+        sent = [await other.say("r", f"m{i}") for i in (1, 2, 3)]
+        core.hub.room_published(*sent[0])  # heard before the join's answer: held
+        core.hub.room_published(*sent[2])  # and m2 lost
+        await asyncio.sleep(0)
+        assert wire(alice).frames == []
+        await slow.release()
+        await core.settle()
+        await core.settle()
+        frames = wire(alice).frames
+        assert frames[0]["type"] == "joined" and frames[0]["messages"] == []
+        assert texts(frames) == ["m1", "m2", "m3"]
+        await slow.store.close()
+        core.pool.close()
 
     run(scenario())

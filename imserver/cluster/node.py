@@ -37,6 +37,9 @@ log = logging.getLogger("imserver.cluster")
 class Bus(Protocol):
     """What the link needs of the Redis bus (redisbus.RedisBus)."""
 
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    def health(self) -> str | None: ...
     def subscribe(self, topic: str) -> None: ...
     def unsubscribe(self, topic: str) -> None: ...
     def publish(self, topic: str, payload: bytes) -> None: ...
@@ -121,8 +124,13 @@ class ClusterLink:
     # --- lifecycle ---
 
     def start(self) -> None:
+        """Join the cluster (on the running loop): hear the others, keep the lease."""
         self.bus.subscribe("ctl")
+        self._spawn(self.bus.start())
         self._lease_task = asyncio.get_running_loop().create_task(self._keep_lease())
+
+    def health(self) -> str | None:
+        return self.bus.health()
 
     async def close(self) -> None:
         """Leave the cluster: the others drop this node's members at once."""
@@ -134,6 +142,9 @@ class ClusterLink:
             await asyncio.wait_for(self._forget_node(self.node_id), 2.0)
         except Exception as exc:  # Redis away: the lease runs out instead
             log.warning("could not remove this node's presence from Redis: %r", exc)
+        await self.bus.close()
+        for task in list(self._tasks):
+            task.cancel()
 
     async def _keep_lease(self) -> None:
         """Renew this node's lease, and see which other nodes' leases ran out."""

@@ -197,10 +197,15 @@ class Hub:
         feed = room.feed
         if feed.delivered is not None and found.latest < feed.delivered:
             # The read missed messages this node has delivered already (in a cluster,
-            # another node's commit can be seen here before this read sees it): again.
-            room.joining += 1
-            self._read_backlog(conn, room, since)
-            return
+            # another node's commit can be seen here before this read sees it): they
+            # join the backlog from the room's recent ones, or, when those do not
+            # reach back so far, the backlog is read again.
+            missing = room.recent_after(found.latest)
+            if missing is None:
+                room.joining += 1
+                self._read_backlog(conn, room, since)
+                return
+            found = Recovery(found.messages + missing, found.truncated, feed.delivered)
         if room.add(conn):
             self._tell_presence(room, conn, True)
         if room.changed:
@@ -210,6 +215,7 @@ class Hub:
                                        found.messages, found.truncated))
         room.snapshot_sent(conn)
         if feed.delivered is None:
+            room.recent_from = found.latest
             self._deliver_room(room, feed.start(found.latest))
             if feed.needs_fill:
                 self._fill_room(room)
@@ -298,6 +304,7 @@ class Hub:
     def _deliver_room(self, room: Room, ready: list[Held[Connection]]) -> None:
         for held in ready:
             msg = held.message
+            room.remember(msg)
             targets: Iterable[Connection] = room.conns
             if room.ahead:
                 targets = [c for c in room.conns if room.ahead.get(c, 0) < msg.id]

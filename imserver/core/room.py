@@ -10,18 +10,23 @@ it, gives the room as it is at the end of the window.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from . import protocol as p
 from .feed import Feed
 from .registry import Connection
+from .store import Message
+
+# How many of its newest messages a room keeps, for a joiner whose backlog read came
+# back older than what the room has delivered since.
+RECENT = 256
 
 
 class Room:
     __slots__ = ("_changes", "_joined", "_left", "_snapshots", "_suspended", "ahead", "conns",
-                 "feed", "flush_scheduled", "joining", "members", "name", "names", "remote",
-                 "remote_names", "watched")
+                 "feed", "flush_scheduled", "joining", "members", "name", "names", "recent",
+                 "recent_from", "remote", "remote_names", "watched")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -33,6 +38,8 @@ class Room:
         self.remote: dict[str, set[str]] = {}
         self.remote_names: dict[str, str] = {}
         self.feed: Feed[Connection] = Feed()  # what this node has delivered of the room
+        self.recent: deque[Message] = deque(maxlen=RECENT)  # the newest it delivered
+        self.recent_from = 0  # `recent` holds every message delivered after this id
         # Members whose backlog read saw messages the feed has not delivered yet:
         # connection -> the newest id it has; the feed skips it up to there.
         self.ahead: dict[Connection, int] = {}
@@ -82,6 +89,19 @@ class Room:
         found = {user: self.remote_names[user] for users in self.remote.values() for user in users}
         found.update(self.names)
         return found
+
+    def remember(self, message: Message) -> None:
+        """A message delivered to the room (in the room's order)."""
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_from = self.recent[0].id if self.recent else message.id
+        self.recent.append(message)
+
+    def recent_after(self, after: int) -> list[Message] | None:
+        """The messages delivered here after the id `after`, when the recent ones reach
+        back to it (None when they do not: some may be missing)."""
+        if after < self.recent_from:
+            return None
+        return [m for m in self.recent if m.id > after]
 
     def remote_join(self, node: str, user: str, name: str) -> None:
         """Another node says `user` is in the room there."""
