@@ -7,12 +7,14 @@ the bottom up (docs/design.md, "Layers"):
     core        imports only core (and no Tornado)
     config      core
     storage     core, config
+    cluster     core, config
     ops         core, config
     transport   core, config
     http        core, config, storage, ops, transport
     top         anything (app.py, cli.py, __main__.py, testing.py)
 
 The package's own `__init__.py` holds only the version: any layer may read it.
+Only cluster/ may use the optional `redis` package.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ ALLOWED: dict[str, frozenset[str]] = {
     "core": frozenset({"core"}),
     "config": frozenset({"core"}),
     "storage": frozenset({"core", "config"}),
+    "cluster": frozenset({"core", "config"}),
     "ops": frozenset({"core", "config"}),
     "transport": frozenset({"core", "config"}),
     "http": frozenset({"core", "config", "storage", "ops", "transport"}),
-    "top": frozenset({"core", "config", "storage", "ops", "transport", "http", "top"}),
+    "top": frozenset({"core", "config", "storage", "cluster", "ops", "transport", "http", "top"}),
 }
-# Third-party packages a layer must not use: the core is plain Python.
+# Third-party packages a layer must not use: the core is plain Python, and `redis` is an
+# optional dependency (the `cluster` extra) that only cluster/ imports.
 FORBIDDEN_OUTSIDE: dict[str, tuple[str, ...]] = {
-    "core": ("tornado", "prometheus_client", "jwt", "yaml"),
+    "core": ("tornado", "prometheus_client", "jwt", "yaml", "redis"),
+    **{layer: ("redis",) for layer in ("config", "storage", "ops", "transport", "http", "top")},
 }
 TOP = ("imserver.app", "imserver.cli", "imserver.__main__", "imserver.testing")
 
@@ -54,7 +59,7 @@ def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if module == "imserver":
         return None
-    if parts[1] in ("core", "storage", "ops", "transport", "http"):
+    if parts[1] in ("core", "storage", "cluster", "ops", "transport", "http"):
         return parts[1]
     if module == "imserver.config":
         return "config"
