@@ -8,8 +8,16 @@ import sys
 from . import deadpeer, idle, reconnect, soak, storage
 from .fanout import cli_burst, cli_rate
 
+
+def bus_cli(argv: list[str]) -> None:
+    """The Redis bus (needs the `cluster` extra, so imported only when asked for)."""
+    from . import bus
+
+    bus.cli(argv)
+
+
 SCENARIOS = {"fanout": cli_burst, "fanout-rate": cli_rate, "idle": idle.cli, "dead-peer": deadpeer.cli,
-             "reconnect": reconnect.cli, "storage": storage.cli, "soak": soak.cli}
+             "reconnect": reconnect.cli, "storage": storage.cli, "soak": soak.cli, "bus": bus_cli}
 
 # What `all` runs, in order, and the arguments of each for `all --quick`.
 ALL = {"fanout": ["--quick"], "fanout-rate": ["--quick"], "idle": ["--quick"], "dead-peer": ["--quick"],

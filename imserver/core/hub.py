@@ -101,6 +101,8 @@ class HubMetrics(Protocol):
     def rooms(self) -> _Gauge: ...
     @property
     def store_seconds(self) -> _Histogram: ...
+    @property
+    def gaps_filled(self) -> _Labelled: ...
 
 
 class Hub:
@@ -318,6 +320,7 @@ class Hub:
         def deliver(ready: list[Held[Connection]]) -> None:
             if self.rooms.get(room.name) is room:
                 self._deliver_room(room, ready)
+        self.metrics.gaps_filled.labels("room").inc()
         self._fill(room.feed, lambda after: self.store.room_after(room.name, after, FILL_PAGE),
                    deliver, f"room {room.name}")
 
@@ -399,6 +402,7 @@ class Hub:
         def deliver(ready: list[Held[Connection]]) -> None:
             if self.dm_feeds.get(user) is feed:
                 self._deliver_direct(user, ready)
+        self.metrics.gaps_filled.labels("direct").inc()
         self._fill(feed, lambda after: self.store.dm_after(user, after, FILL_PAGE), deliver,
                    f"the direct messages of {user}")
 

@@ -30,7 +30,10 @@ from ..core.registry import CLOSE_REASONS, TERMINATION_REASONS
 # The `type` label of frames received: the text ping, every command, and what did not parse.
 MESSAGE_TYPES = ("ping", *(command.kind for command in COMMANDS), "invalid")
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# The `connection` label of the broker's reconnects (cluster.redisbus: PUBLISH, SUBSCRIBE).
+BROKER_CONNECTIONS = ("publish", "subscribe")
 
 
 class Metrics:
@@ -73,6 +76,34 @@ class Metrics:
         self.errors = Counter(
             "imserver_protocol_errors_total", "Error frames sent to clients, by code.",
             ["code"], registry=r)
+        # The cluster's Redis bus (cluster/redisbus.py); they stay at 0 on a server without one.
+        self.broker_published = Counter(
+            "imserver_broker_published_total", "Messages to the other nodes that Redis took.",
+            registry=r)
+        self.broker_received = Counter(
+            "imserver_broker_received_total", "Messages from the nodes handed to the hub.", registry=r)
+        self.broker_dropped = Counter(
+            "imserver_broker_dropped_total",
+            "Messages dropped, oldest first, from a full outbox while Redis did not take them.",
+            registry=r)
+        self.broker_reconnects = Counter(
+            "imserver_broker_reconnects_total", "Redis connections made again after a loss, by connection.",
+            ["connection"], registry=r)
+        self.broker_connected = Gauge(
+            "imserver_broker_connected",
+            "1 while the Redis bus can publish and its subscription is live, else 0.", registry=r)
+        self.broker_deaf = Counter(
+            "imserver_broker_deaf_total",
+            "Subscriptions found deaf: the node's own ping not heard back in time.", registry=r)
+        self.broker_lag = Histogram(
+            "imserver_broker_lag_seconds",
+            "From a message's commit on another node to its arrival here.",
+            buckets=LAG_BUCKETS, registry=r)
+        self.gaps_filled = Counter(
+            "imserver_gaps_filled_total",
+            "Reads of a stream (a room's, or a user's direct messages) from the store to fill "
+            "a gap before anything newer goes out, or after the bus was deaf; by stream.",
+            ["stream"], registry=r)
         self._prime()
 
     @staticmethod
@@ -92,6 +123,10 @@ class Metrics:
             self.terminations.labels(reason)
         for cause in (*RECONNECT_CAUSES, "other"):
             self.reconnects.labels(cause)
+        for connection in BROKER_CONNECTIONS:
+            self.broker_reconnects.labels(connection)
+        for stream in ("room", "direct"):
+            self.gaps_filled.labels(stream)
 
 
 _RTT_LE = tuple(floatToGoString(bound) for bound in (*RTT_BUCKETS, math.inf))  # type: ignore[no-untyped-call]
