@@ -12,18 +12,32 @@ store afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+
+
+# The host application's secret, when the nodes are in `jwt` mode (JWT_SETTINGS).
+APP_SECRET = "the-host-application-secret-" + "y" * 20
+JWT_SETTINGS = {"mode": "jwt", "jwt": {"algorithm": "HS256", "secret": APP_SECRET}}
+
+
+def app_token(user_id: str, name: str) -> str:
+    """A token as the host application issues it: any node takes it, no state."""
+    return jwt.encode({"sub": user_id, "name": name, "exp": int(time.time()) + 3600},
+                      APP_SECRET, algorithm="HS256")
 
 
 async def login(host: str, name: str) -> tuple[str, str]:
-    """A guest token and the user id, from one node (any node accepts the token)."""
+    """A guest token and the user id, from one node."""
     response = await AsyncHTTPClient().fetch(
         f"http://{host}/api/login", method="POST", body=json.dumps({"name": name}),
         headers={"Content-Type": "application/json"})
@@ -53,8 +67,12 @@ class Chatter:
     _reconnecting: asyncio.Future[None] | None = None
     _live: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def start(self) -> None:
-        self.token, self.user_id = await login(self.hosts[0], self.name)
+    async def start(self, *, guest: bool = False) -> None:
+        if guest:
+            self.token, self.user_id = await login(self.hosts[0], self.name)
+        else:
+            self.user_id = self.name
+            self.token = app_token(self.name, self.name)
         await self._connect()
 
     async def _connect(self) -> None:
@@ -78,12 +96,11 @@ class Chatter:
         if self.seen:
             join["since"] = self.seen[-1]
         self._live.clear()
-        ws.write_message(json.dumps(join))
+        self._write(ws, join)
         self._reader = asyncio.ensure_future(self._read(ws))
         await asyncio.wait_for(self._live.wait(), 15)
         for cid, text in list(self.pending.items()):
-            ws.write_message(json.dumps({"type": "say", "room": self.room, "text": text,
-                                         "cid": cid}))
+            self._write(ws, {"type": "say", "room": self.room, "text": text, "cid": cid})
 
     async def _read(self, ws: WebSocketClientConnection) -> None:
         while True:
@@ -106,13 +123,13 @@ class Chatter:
                 self.members |= set(frame["joined"])
                 self.members -= set(frame["left"])
                 self.left_seen |= set(frame["left"])
-            elif kind == "error" and frame.get("code") == "unavailable":
-                self.unavailable += 1
+            elif kind == "error" and frame.get("code") in ("unavailable", "rate_limited"):
+                self.unavailable += frame["code"] == "unavailable"
                 cid = frame.get("cid")
                 if cid in self.pending:  # resend after a moment, with the same cid
-                    asyncio.get_running_loop().call_later(0.2, self._resend, ws, cid)
+                    asyncio.get_running_loop().call_later(0.5, self._resend, ws, cid)
             elif kind == "ping":
-                ws.write_message(json.dumps({"type": "pong"}))
+                self._write(ws, {"type": "pong"})
         if not self.closed:  # the server went away: back, to the next node
             self.reconnects += 1
             self.node += 1
@@ -124,19 +141,25 @@ class Chatter:
             await self._connect()
 
     def _resend(self, ws: WebSocketClientConnection, cid: str) -> None:
-        if cid in self.pending and ws is self.ws and ws.protocol is not None:
-            ws.write_message(json.dumps({"type": "say", "room": self.room,
-                                         "text": self.pending[cid], "cid": cid}))
+        if cid in self.pending and ws is self.ws:
+            self._write(ws, {"type": "say", "room": self.room, "text": self.pending[cid],
+                             "cid": cid})
 
     def say(self) -> None:
         self.sent += 1
         cid = f"{self.name}-{self.sent}"
         text = f"{self.name} #{self.sent}"
         self.pending[cid] = text
-        ws = self.ws
-        if ws is not None and ws.protocol is not None and self._live.is_set():
-            ws.write_message(json.dumps({"type": "say", "room": self.room, "text": text,
-                                         "cid": cid}))
+        if self._live.is_set():
+            self._write(self.ws, {"type": "say", "room": self.room, "text": text, "cid": cid})
+
+    @staticmethod
+    def _write(ws: WebSocketClientConnection | None, frame: dict[str, Any]) -> None:
+        """Send, unless the connection is gone: what is pending is resent after the reconnect."""
+        if ws is None or ws.protocol is None:
+            return
+        with contextlib.suppress(WebSocketClosedError, StreamClosedError):
+            ws.write_message(json.dumps(frame))
 
     def close(self) -> None:
         self.closed = True
@@ -168,8 +191,9 @@ class Tally:
             doubled += sum(n - 1 for n in given.values() if n > 1)
             disorder += sum(1 for a, b in zip(chatter.seen, chatter.seen[1:], strict=False) if b <= a)
             first = min(chatter.seen) if chatter.seen else None
+            own = set(chatter.acked.values())  # its own messages come back as acks
             if first is not None:
-                missed += sum(1 for i in ids if i >= first and i not in given)
+                missed += sum(1 for i in ids if i >= first and i not in given and i not in own)
         return cls(sent=sum(c.sent for c in chatters), acked=len(acked), stored=len(stored),
                    stored_twice=sum(n - 1 for n in cids.values() if n > 1),
                    lost=sum(1 for mid in acked.values() if mid not in set(ids)),

@@ -19,7 +19,7 @@ import pytest
 
 from imserver.testing import ServerProcess
 from tests import pg
-from tests.chatters import Chatter, Tally
+from tests.chatters import JWT_SETTINGS, Chatter, Tally
 from tests.cluster import cluster_settings
 from tests.core import run
 
@@ -44,8 +44,11 @@ def start_nodes(tmp_path: Path, settings: dict[str, dict[str, Any]], names: tupl
         workdir.mkdir()
         node_settings = {k: dict(v) for k, v in settings.items()}
         node_settings["broker"]["node_id"] = f"node-{name}"
+        node_settings["auth"] = JWT_SETTINGS
         node_settings["heartbeat"] = {"ping_interval": 1.0, "ping_timeout": 3.0}
-        node_settings["limits"] = {"presence_interval": 0.05}
+        # Resends after a fault come in bursts far above a person's typing.
+        node_settings["limits"] = {"presence_interval": 0.05, "messages_per_second": 1000,
+                                   "burst": 1000}
         nodes.append(ServerProcess(workdir, node_settings).start())
     return nodes
 
@@ -90,9 +93,19 @@ def chatters_on(nodes: list[ServerProcess], per_node: int = 3) -> list[Chatter]:
             for i in range(len(nodes)) for j in range(per_node)]
 
 
-def stop_all(nodes: list[ServerProcess], chatters: list[Chatter]) -> None:
-    for chatter in chatters:
-        chatter.close()
+def in_loop(chatters: list[Chatter], scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run a scenario, closing its clients on the same loop at the end."""
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:
+            for chatter in chatters:
+                chatter.close()
+            await asyncio.sleep(0.1)
+    run(main())
+
+
+def stop_all(nodes: list[ServerProcess]) -> None:
     for node in nodes:
         if node.proc is not None and node.proc.poll() is None:
             node.stop()
@@ -130,9 +143,9 @@ def test_a_node_killed_mid_stream_loses_and_doubles_nothing_and_its_members_leav
         assert all(c.reconnects >= 1 for c in chatters if c.name.startswith("a"))
 
     try:
-        run(scenario())
+        in_loop([*chatters, onlooker], scenario)
     finally:
-        stop_all(nodes, [*chatters, onlooker])
+        stop_all(nodes)
 
 
 def test_redis_restarted_mid_stream_loses_and_doubles_nothing(
@@ -156,9 +169,9 @@ def test_redis_restarted_mid_stream_loses_and_doubles_nothing(
         assert all(c.reconnects == 0 for c in chatters)  # no node went away
 
     try:
-        run(scenario())
+        in_loop(chatters, scenario)
     finally:
-        stop_all(nodes, chatters)
+        stop_all(nodes)
         redis.kill()
 
 
@@ -179,9 +192,9 @@ def test_a_nodes_redis_connections_killed_mid_stream_lose_and_double_nothing(
         assert tally.clean(), tally
 
     try:
-        run(scenario())
+        in_loop(chatters, scenario)
     finally:
-        stop_all(nodes, chatters)
+        stop_all(nodes)
 
 
 def test_postgres_restarted_mid_stream_loses_and_stores_twice_nothing(
@@ -206,9 +219,9 @@ def test_postgres_restarted_mid_stream_loses_and_stores_twice_nothing(
             assert tally.clean(), tally
 
         try:
-            run(scenario())
+            in_loop(chatters, scenario)
         finally:
-            stop_all(nodes, chatters)
+            stop_all(nodes)
     finally:
         private.remove()
 

@@ -506,7 +506,8 @@ class Hub:
                 self.error(conn, "unknown_user", str(exc), cid)
                 return
             except (StoreError, asyncio.CancelledError) as exc:
-                log.error("store operation for connection %s failed: %r", conn.id, exc)
+                # The store logs its own trouble once; one line per operation would flood.
+                log.debug("store operation for connection %s failed: %r", conn.id, exc)
                 if not conn.closed:
                     self.error(conn, "unavailable", "message store unavailable, try again", cid)
                 return
