@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import dataclasses
 import errno
 import gc
@@ -227,13 +228,26 @@ class Workers:
         own = 0 if self.config.server.port == 0 else self.port + 1 + index
         self.procs[index] = subprocess.Popen(
             [sys.executable, "-m", "imserver", *self.argv, "--port", str(self.port),
-             "--worker-port", str(own)])
+             "--worker-port", str(own)], preexec_fn=_end_with_parent)
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
         for proc in self.procs:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+
+
+def _end_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM when the supervisor dies (Linux), so that a
+    killed supervisor leaves no workers holding the port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the workers outlive a killed supervisor
+        pass
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _without_workers(argv: list[str]) -> list[str]:

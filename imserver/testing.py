@@ -28,10 +28,11 @@ class ServerProcess:
 
     def __init__(self, workdir: Path, settings: dict[str, Any] | None = None, *,
                  python: str = sys.executable, env: dict[str, str] | None = None,
-                 module: str = "imserver") -> None:
+                 module: str = "imserver", args: tuple[str, ...] = ()) -> None:
         """`python` and `env` run another installation (the default: this one, in
-        this process's environment); `module` is what `python -m` runs."""
+        this process's environment); `module` is what `python -m` runs, with `args`."""
         self.workdir = workdir
+        self.args = args
         self.python = python
         self.module = module
         self.env = dict(os.environ) if env is None else env
@@ -52,7 +53,7 @@ class ServerProcess:
 
     def start(self, *, port: int | None = None, timeout: float = 20.0) -> ServerProcess:
         """Start (again) and wait until it listens; reuses the last port on a restart."""
-        args = [self.python, "-m", self.module, "--config", str(self.config_path)]
+        args = [self.python, "-m", self.module, "--config", str(self.config_path), *self.args]
         if port is not None or self.port:
             args += ["--port", str(port if port is not None else self.port)]
         self._join_pump()
