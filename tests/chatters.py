@@ -24,7 +24,6 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-
 # The host application's secret, when the nodes are in `jwt` mode (JWT_SETTINGS).
 APP_SECRET = "the-host-application-secret-" + "y" * 20
 JWT_SETTINGS = {"mode": "jwt", "jwt": {"algorithm": "HS256", "secret": APP_SECRET}}
