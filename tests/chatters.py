@@ -82,8 +82,15 @@ class Chatter:
             try:
                 ws = await websocket_connect(HTTPRequest(
                     f"ws://{host}/ws?token={self.token}", connect_timeout=3, request_timeout=3))
-                welcome = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "{}")
-                assert welcome.get("type") == "welcome", welcome
+                if self.closed:  # closed while connecting
+                    ws.close()
+                    return
+                try:
+                    welcome = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "{}")
+                    assert welcome.get("type") == "welcome", welcome
+                except BaseException:
+                    ws.close()
+                    raise
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -129,6 +136,7 @@ class Chatter:
                     asyncio.get_running_loop().call_later(0.5, self._resend, ws, cid)
             elif kind == "ping":
                 self._write(ws, {"type": "pong"})
+        ws.close()  # closed from the other side: this side's part
         if not self.closed:  # the server went away: back, to the next node
             self.reconnects += 1
             self.node += 1
@@ -162,6 +170,8 @@ class Chatter:
 
     def close(self) -> None:
         self.closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self.ws is not None:
             self.ws.close()
 

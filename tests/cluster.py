@@ -23,9 +23,12 @@ from tornado.httpserver import HTTPServer
 
 from imserver.app import make_app
 from imserver.config import Config, replace
+from imserver.testing import ServerProcess
 from tests import pg
+from tests.chatters import JWT_SETTINGS
 
 REDIS_CANDIDATES = ("redis://127.0.0.1:6379/0",)
+ROOM = "faults"  # the room the fault tests chat in
 CLUSTER_SECRET = "cluster-test-secret-" + "x" * 24
 
 
@@ -93,3 +96,35 @@ def second_node(config: Config, data_dir: Path, io_loop: Any) -> Iterator[int]:
     finally:
         server.stop()
         io_loop.run_sync(app.runtime.close, timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nodes(tmp_path: Path, settings: dict[str, dict[str, Any]],
+                names: tuple[str, ...] = ("a", "b")) -> list[ServerProcess]:
+    """Server processes, one per name, as nodes `node-<name>` of one cluster, in jwt
+    mode (tests/chatters.py makes the tokens)."""
+    nodes = []
+    for name in names:
+        workdir = tmp_path / f"node-{name}"
+        workdir.mkdir()
+        node_settings = {k: dict(v) for k, v in settings.items()}
+        node_settings["broker"]["node_id"] = f"node-{name}"
+        node_settings["auth"] = JWT_SETTINGS
+        node_settings["heartbeat"] = {"ping_interval": 1.0, "ping_timeout": 3.0}
+        # Resends after a fault come in bursts far above a person's typing.
+        node_settings["limits"] = {"presence_interval": 0.05, "messages_per_second": 1000,
+                                   "burst": 1000}
+        nodes.append(ServerProcess(workdir, node_settings).start())
+    return nodes
+
+
+async def stored_messages(dsn: str, schema: str) -> list[tuple[int, str]]:
+    """(id, cid) of every message of ROOM, in id order, read from the database itself."""
+    rows = await pg.execute(dsn, schema, "SELECT id, cid FROM messages WHERE room = $1 ORDER BY id",
+                            ROOM)
+    return [(int(r[0]), str(r[1])) for r in rows]

@@ -12,51 +12,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from imserver.testing import ServerProcess
 from tests import pg
-from tests.chatters import JWT_SETTINGS, Chatter, Tally
-from tests.cluster import cluster_settings
+from tests.chatters import Chatter, Tally
+from tests.cluster import ROOM, cluster_settings, free_port, start_nodes, stored_messages
 from tests.core import run
 
 pytestmark = pytest.mark.timeout(150)
 
-ROOM = "faults"
 ROUNDS = 40
 INTERVAL = 0.03  # between rounds: every chatter says one message per round
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_nodes(tmp_path: Path, settings: dict[str, dict[str, Any]], names: tuple[str, ...] = ("a", "b"),
-                ) -> list[ServerProcess]:
-    nodes = []
-    for name in names:
-        workdir = tmp_path / f"node-{name}"
-        workdir.mkdir()
-        node_settings = {k: dict(v) for k, v in settings.items()}
-        node_settings["broker"]["node_id"] = f"node-{name}"
-        node_settings["auth"] = JWT_SETTINGS
-        node_settings["heartbeat"] = {"ping_interval": 1.0, "ping_timeout": 3.0}
-        # Resends after a fault come in bursts far above a person's typing.
-        node_settings["limits"] = {"presence_interval": 0.05, "messages_per_second": 1000,
-                                   "burst": 1000}
-        nodes.append(ServerProcess(workdir, node_settings).start())
-    return nodes
-
-
-async def stored_messages(dsn: str, schema: str) -> list[tuple[int, str]]:
-    rows = await pg.execute(dsn, schema, "SELECT id, cid FROM messages WHERE room = $1 ORDER BY id",
-                            ROOM)
-    return [(int(r[0]), str(r[1])) for r in rows]
 
 
 async def chat_through(chatters: list[Chatter], fault: Callable[[], Awaitable[None]],
