@@ -101,6 +101,10 @@ class ClusterLink:
         self.users: set[str] = set()  # users with connections here (their topics heard)
         self.peers: set[str] = set()  # other nodes whose members this node shows
         self._heard: dict[tuple[str, str, str], float] = {}  # (room, node, user) -> when it joined
+        # Other kinds of `ctl` messages, by kind: what other parts of the node (identities,
+        # operator actions) hear from the other nodes. Each takes the decoded message.
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.on_resync_hooks: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Future[Any]] = set()
         self._lease_task: asyncio.Task[None] | None = None
         self.closed = False
@@ -199,6 +203,10 @@ class ClusterLink:
             log.warning("cluster bookkeeping failed: %r", task.exception())
 
     # --- the hub's Broker ---
+
+    def publish_control(self, message: dict[str, Any]) -> None:
+        """Tell every other node something (a kind of `handlers`), on `ctl`."""
+        self.bus.publish("ctl", _dump({**message, "node": self.node_id}))
 
     def publish_room(self, done: Appended) -> None:
         msg = done.message
@@ -320,6 +328,8 @@ class ClusterLink:
                 hub.remote_presence(node, room, user, str(data["name"]), present)
             elif kind == "bye":
                 self._peer_gone(node)
+            elif kind in self.handlers and topic == "ctl":
+                self.handlers[kind](data)
             else:
                 log.warning("unknown message kind %r on %s", kind, topic)
         except (KeyError, TypeError, ValueError) as exc:
@@ -332,6 +342,8 @@ class ClusterLink:
             return
         self._spawn(self._reassert())
         self.hub.resync()
+        for hook in self.on_resync_hooks:
+            hook()
 
     async def _reassert(self) -> None:
         redis = self.bus.redis
