@@ -25,7 +25,7 @@ The bus speaks RESP2 on two connections of its own (redis-py's `Connection`:
 connect, send, read a reply) rather than through redis-py's `PubSub` and
 `Pipeline`. Those retry and reconnect inside a failing call, and `PubSub`
 subscribes again on a reconnect by itself, which hides the gap that `on_resync`
-exists for; they also cost about ten times the CPU per message (bench/bus.py).
+exists for; they also cost about seven times the CPU per message.
 """
 
 from __future__ import annotations
