@@ -300,13 +300,16 @@ async def test_unknown_tokens_cost_one_read_each_and_refusals_are_kept_briefly(p
 
     async with two_nodes(pg_dsn, pg_schema) as (a, b):
         # Only a token's own user and name pass with its id (anything else needs the
-        # secret to sign), and a refusal for another user or name is not kept for the id.
+        # secret to sign): each other one is refused, once with a read, and its refusal
+        # does not stand in the way of the token the login issued.
         token, alice = await a.login("alice")
         assert alice.jti is not None
-        with pytest.raises(AuthError):
-            await b.identities.check(forged(alice.jti, alice.user.id, "bob"))
-        with pytest.raises(AuthError):
-            await b.identities.check(forged(alice.jti, "g:someone-else", "alice"))
+        for other in (forged(alice.jti, alice.user.id, "bob"), forged(alice.jti, "g:else", "alice")):
+            with pytest.raises(AuthError):
+                await b.identities.check(other)
+            with pytest.raises(AuthError):
+                at_once(b.identities.check(other))
+        assert b.identities.token_reads == 2
         assert await b.identities.check(token) == alice
 
 
@@ -361,5 +364,30 @@ async def test_a_known_token_is_read_again_only_on_a_shared_store_without_events
         assert node.identities.token_reads == (3 if store.shared else 0)
         with pytest.raises(NameTaken):
             await node.login("ALICE")
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test
+async def test_prune_forgets_the_refusals_and_tokens_that_have_run_out(stores: Stores):
+    store = await stores.open()
+    try:
+        node = Node(store)
+        ids = node.identities
+        ids.negative_seconds = 0.05
+        soon = time.time() + 0.2
+        ids.remote_claim({"k": "claim", "key": "carol", "user": "g:carol", "name": "carol",
+                          "jti": "c1", "expires": soon})
+        ids.remote_revoke({"k": "revoke", "jti": "r1", "user": "g:x", "expires": soon})
+        with pytest.raises(AuthError):
+            await ids.check(forged("unknown"))
+        assert "c1" in node.auth.guest_tokens and ids._revoked and ids._unknown
+
+        async def pruned() -> bool:
+            ids.prune()
+            return not (node.auth.guest_tokens or ids._revoked or ids._unknown or ids._confirmed)
+
+        await until(pruned, what="pruned")
+        assert ids.holder("carol") is None
     finally:
         await store.close()

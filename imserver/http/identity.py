@@ -103,7 +103,8 @@ class Identities:
         self.tokens = auth.guest_tokens  # jti -> expiry; the Authenticator refuses the others
         self._confirmed: dict[str, float] = {}  # jti -> when (monotonic) it was last known valid
         self._revoked: dict[str, float] = {}  # jti -> expiry: refused without a read
-        self._unknown: dict[str, float] = {}  # jti -> until when (monotonic) refused without a read
+        # (jti, user id, name key) -> until when (monotonic) the token is refused without a read
+        self._unknown: dict[tuple[str, str, str], float] = {}
         self._reading: dict[str, asyncio.Future[bool]] = {}  # jti -> its store read under way
         self.token_reads = 0  # tokens read from the store
 
@@ -153,7 +154,7 @@ class Identities:
             return cred
         if jti in self._revoked:
             raise AuthError("token revoked")
-        until = self._unknown.get(jti)
+        until = self._unknown.get((jti, cred.user.id, name_key(cred.user.name)))
         if until is not None and until > time.monotonic():
             raise AuthError("token not valid")
         if not await self._read(cred):
@@ -207,22 +208,24 @@ class Identities:
             # Unknown to the store, or expired there: so for any token with this id.
             if jti in self.tokens:
                 self._drop(jti, user.id)
-            self._refused(jti)
+            self._refused((jti, user.id, key))
             return False
         # Valid when it is the token stored under this id, and its user holds the name it
         # was issued for: a token is nothing without its claim, or the name could go to
-        # someone else while it works. (Neither fails for a token a login issued, so
-        # nothing is remembered: only a holder of the secret could sign such a token.)
+        # someone else while it works. (The refusal is kept for this user and name only:
+        # a token signed with other ones, which only a holder of the secret could sign,
+        # does not make the one a login issued fail.)
         if stored.user_id != user.id or stored.holder != user.id or stored.name is None:
+            self._refused((jti, user.id, key))
             return False
         self._hold(key, user.id, stored.name, jti, stored.expires, started)
         return True
 
-    def _refused(self, jti: str) -> None:
-        self._unknown.pop(jti, None)
+    def _refused(self, token: tuple[str, str, str]) -> None:
+        self._unknown.pop(token, None)
         while len(self._unknown) >= self.negative_max:
             del self._unknown[next(iter(self._unknown))]
-        self._unknown[jti] = time.monotonic() + self.negative_seconds
+        self._unknown[token] = time.monotonic() + self.negative_seconds
 
     # --- login and logout ---
 
@@ -376,7 +379,7 @@ class Identities:
         claim.tokens[jti] = expires
         self.tokens[jti] = expires
         self._confirmed[jti] = confirmed
-        self._unknown.pop(jti, None)
+        self._unknown.pop((jti, user_id, key), None)
 
     def _revoke_here(self, jti: str, user_id: str, expires: float) -> int:
         """A revoked token: refused from now on without a read, until it expires."""
@@ -424,8 +427,8 @@ class Identities:
         for jti in [j for j, expires in self._revoked.items() if expires <= now]:
             del self._revoked[jti]
         lapsed = time.monotonic()
-        for jti in [j for j, until in self._unknown.items() if until <= lapsed]:
-            del self._unknown[jti]
+        for token in [t for t, until in self._unknown.items() if until <= lapsed]:
+            del self._unknown[token]
         future = self.store.prune_identities(now)
         future.add_done_callback(lambda f: f.exception())
 
