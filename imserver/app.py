@@ -230,18 +230,18 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
     instead of frames built once: the naive baseline of the benchmarks."""
     rt = Runtime(config, registry)
     chat = {"deps": ChatDeps(
-        config=config, auth=rt.auth, registry=rt.registry, hub=rt.hub, heartbeat=rt.heartbeat,
-        metrics=rt.metrics, store=rt.store, writer=rt.writer, max_connections=rt.max_connections,
-        start=rt.start, prebuilt=prebuilt)}
-    session = {"auth": rt.auth, "settings": config.auth}
+        config=config, auth=rt.auth, identities=rt.identities, registry=rt.registry, hub=rt.hub,
+        heartbeat=rt.heartbeat, metrics=rt.metrics, store=rt.store, writer=rt.writer,
+        max_connections=rt.max_connections, start=rt.start, prebuilt=prebuilt)}
+    session = {"auth": rt.auth, "settings": config.auth, "identities": rt.identities}
     admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
                       registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,
                       cookie_secure=config.auth.cookie_secure)
     routes: list[Any] = [
         (r"/ws", ChatSocket, chat),
-        (r"/api/login", LoginHandler, {**session, "identities": rt.identities,
-                                       "limiter": rt.login_limiter, "metrics": rt.metrics}),
-        (r"/api/logout", LogoutHandler, {**session, "identities": rt.identities}),
+        (r"/api/login", LoginHandler, {**session, "limiter": rt.login_limiter,
+                                       "metrics": rt.metrics}),
+        (r"/api/logout", LogoutHandler, session),
         (r"/api/me", MeHandler, session),
         (r"/api/client-config", ClientConfigHandler, {"client": config.client}),
         (r"/healthz", HealthHandler, {"health": rt.health, "registry": rt.registry}),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +134,69 @@ def test_a_server_on_postgres_that_cannot_connect_stops_with_a_clear_error(tmp_p
     assert proc.wait() == 2
     assert "cannot connect to PostgreSQL" in output and "hunter2" not in output
     assert "Traceback" not in output
+
+
+def upgrade(server: ServerProcess, token: str) -> SyncClient | int:
+    """A chat socket with the token (welcomed), or the HTTP status that refused it."""
+    try:
+        return connect(server, token)
+    except ConnectionRefusedError as exc:
+        return int(str(exc).rsplit(" ", 1)[-1])
+
+
+def test_two_servers_on_one_database_share_guest_logins_names_and_logouts(tmp_path, pg_dsn, pg_schema):
+    """Two servers on one schema with one secret, and nothing else between them (no
+    bus): a login on one opens a socket on the other, whose check reads the token from
+    the database; the name is held on both; a logout on the first reaches the second
+    at its next check of the token, which reads it again (the second heard no event),
+    refuses it and closes the socket opened with it there; and a new login on the first
+    passes on the second at once, whatever was refused there before."""
+    settings = {"storage": {"backend": "postgres", "dsn": pg_dsn, "schema": pg_schema},
+                "auth": {"secret": "t" * 64}}
+    servers = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        servers.append(ServerProcess(tmp_path / name, settings))
+    one, two = servers
+    try:
+        for server in servers:
+            server.start()
+        token, alice = login_user(one.host, "alice")
+        on_two = connect(two, token)  # the store read on two
+        assert login_user_conflict(two, "ALICE") == 409  # the name is held on both
+        assert http(one, "POST", "/api/logout", token) == 204
+        deadline = time.monotonic() + 20
+        while isinstance(answer := upgrade(two, token), SyncClient):
+            answer.close()
+            assert time.monotonic() < deadline, "the logout never reached the second server"
+            time.sleep(0.2)
+        assert answer == 401
+        assert on_two.recv() is None and on_two.close_code == 4001  # closed there too
+        on_two.close()
+        again, new_alice = login_user(one.host, "alice")  # the name was freed
+        assert new_alice["id"] != alice["id"]
+        client = upgrade(two, again)  # straight to the other server
+        assert isinstance(client, SyncClient), client
+        client.close()
+        # /api/me and a logout on the server that did not issue the token
+        third, _ = login_user(one.host, "bob")
+        assert http(two, "GET", "/api/me", third) == 200
+        assert http(two, "POST", "/api/logout", third) == 204
+        assert upgrade(two, third) == 401
+        assert login_user_conflict(one, "bob") == 200  # the name is free in the database
+    finally:
+        for server in servers:
+            server.stop()
+    for server in servers:
+        assert "Traceback" not in server.output()
+
+
+def http(server: ServerProcess, method: str, path: str, token: str) -> int:
+    request = urllib.request.Request(f"http://{server.host}{path}", method=method,
+                                     data=b"" if method == "POST" else None,
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -18,7 +18,7 @@ from tests import pg
 
 pg.require_asyncpg()
 
-from imserver.core.errors import StoreError  # noqa: E402
+from imserver.core.errors import NameTaken, StoreError  # noqa: E402
 from imserver.core.store import Appended  # noqa: E402
 from imserver.storage.postgres import SCHEMA_VERSION, PostgresStore  # noqa: E402
 from tests.store_reads import dm_after, room_after  # noqa: E402
@@ -183,6 +183,76 @@ async def test_a_batch_that_deadlocks_with_another_process_runs_again(pg_dsn, pg
     assert store.reruns == 1
     assert (c1.duplicate, c1.message.text) == (True, "other c1")
     assert (c2.duplicate, c2.message.text) == (True, "other c2")
+    await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_stores_claiming_one_name_at_once_give_it_to_exactly_one(pg_dsn, pg_schema):
+    """As two processes logging two users in with one name at the same moment: one
+    gets it, the other is answered NameTaken and writes nothing. First twenty names
+    in one batch each (in opposite orders, so that the batches deadlock and one runs
+    again), then ten names one at a time."""
+    a, b = await opened(pg_dsn, pg_schema), await opened(pg_dsn, pg_schema)
+    expires = time.time() + 60
+
+    def claim(store: PostgresStore, side: str, key: str) -> asyncio.Future[None]:
+        return store.claim_name(key, f"g:{side}-{key}", key, f"{side}-{key}", expires)
+
+    names = [f"n{i}" for i in range(20)]
+    answers = await asyncio.gather(*[claim(a, "a", k) for k in names],
+                                   *[claim(b, "b", k) for k in reversed(names)],
+                                   return_exceptions=True)
+    won = dict.fromkeys(names, 0)
+    for key, answer in zip(names + names[::-1], answers, strict=True):
+        assert answer is None or isinstance(answer, NameTaken), answer
+        won[key] += answer is None
+    singles = [f"s{i}" for i in range(10)]
+    for key in singles:
+        pair = await asyncio.gather(claim(a, "a", key), claim(b, "b", key), return_exceptions=True)
+        assert sorted(type(x).__name__ for x in pair) == ["NameTaken", "NoneType"], pair
+        won[key] = 1
+    assert set(won.values()) == {1}
+    claims = dict(await pg.execute(pg_dsn, pg_schema, "SELECT name_key, user_id FROM name_claims"))
+    tokens = dict(await pg.execute(pg_dsn, pg_schema, "SELECT jti, user_id FROM tokens"))
+    assert sorted(claims) == sorted(names + singles) and len(tokens) == len(claims)
+    for holder in claims.values():  # the holder's token is stored, the loser's is not
+        assert tokens[holder[2:]] == holder
+    await asyncio.gather(a.close(), b.close())
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+@pytest.mark.parametrize("how", ["new name", "taken over"])
+async def test_a_claim_waits_for_another_process_claiming_the_name(pg_dsn, pg_schema, how, outcome):
+    """Another process has claimed the name (a new claim, or one taken over from a holder
+    whose tokens are all revoked) with a token, and not committed yet: the claim waits,
+    then is refused (it committed: its token is seen, though it was committed after the
+    claim's statement began) or succeeds (it rolled back)."""
+    store = await opened(pg_dsn, pg_schema)
+    expires = time.time() + 60
+    if how == "taken over":
+        await store.claim_name("alice", "g:old", "alice", "j0", expires)
+        await store.revoke_token("j0", "g:old", expires)
+    other = await pg.connect(pg_dsn, pg_schema)
+    transaction = other.transaction()
+    await transaction.start()
+    await other.execute("INSERT INTO name_claims (name_key, user_id, name) VALUES ('alice', 'g:a', 'alice')"
+                        " ON CONFLICT (name_key) DO UPDATE SET user_id = excluded.user_id")
+    await other.execute("INSERT INTO tokens (jti, user_id, expires) VALUES ('j1', 'g:a', $1)", expires)
+    waiting = store.claim_name("alice", "g:b", "Alice", "j2", expires)
+    await until_blocked(store, other)
+    assert not waiting.done()
+    await (transaction.commit() if outcome == "commit" else transaction.rollback())
+    await other.close()
+    if outcome == "commit":
+        with pytest.raises(NameTaken):
+            await waiting
+        holder = "g:a"
+    else:
+        await waiting
+        holder = "g:b"
+    assert await pg.execute(pg_dsn, pg_schema, "SELECT user_id FROM name_claims") == [(holder,)]
+    assert (await store.guest_token("j2", "alice") is None) == (outcome == "commit")
     await store.close()
 
 

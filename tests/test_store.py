@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from imserver.core import protocol as p
-from imserver.core.errors import StoreError, UnknownUser
-from imserver.storage import open_store
+from imserver.core.errors import NameTaken, StoreError, UnknownUser
+from imserver.storage import StoredToken, open_store
 from imserver.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, MessageStore
 from tests.backends import Stores
 from tests.conftest import make_config
@@ -275,6 +275,56 @@ async def test_name_claims_and_revocations_are_read_back_at_start(stores: Stores
         assert snapshot.claims == [("alice", "g:a", "Alice", "j1", now + 60)]
         assert await store.prune_identities(now + 1) == 3  # carol's token, bob's and carol's names
         assert await store.prune_identities(now + 120) == 4
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_name_is_claimed_only_when_free_or_its_holders_already(stores: Stores):
+    now = time.time()
+    store = await stores.open()
+    try:
+        await store.claim_name("alice", "g:a", "alice", "j1", now + 60)
+        with pytest.raises(NameTaken):
+            await store.claim_name("alice", "g:b", "Alice", "j2", now + 60)
+        await store.claim_name("alice", "g:a", "ALICE", "j3", now + 60)  # the holder again
+        await store.revoke_token("j1", "g:a", now + 60)
+        with pytest.raises(NameTaken):  # j3 still holds it
+            await store.claim_name("alice", "g:b", "Alice", "j2", now + 60)
+        await store.revoke_token("j3", "g:a", now + 60)
+        await store.claim_name("alice", "g:b", "Alice", "j2", now + 60)  # free: taken over
+        await stores.sql("UPDATE tokens SET expires = ? WHERE jti = 'j2'", now - 1)
+        await store.claim_name("alice", "g:c", "alice", "j4", now + 60)  # expired: free
+        # a refused claim wrote nothing, and did not stop the rest of its batch
+        refused, kept = await asyncio.gather(
+            store.claim_name("alice", "g:d", "alice", "j5", now + 60),
+            store.claim_name("bob", "g:e", "bob", "j6", now + 60), return_exceptions=True)
+        assert isinstance(refused, NameTaken) and kept is None
+        assert await stores.sql("SELECT name_key, user_id, name FROM name_claims ORDER BY name_key") == [
+            ("alice", "g:c", "alice"), ("bob", "g:e", "bob")]
+        assert await stores.sql("SELECT jti FROM tokens WHERE jti IN ('j5', 'j2') ORDER BY jti") == [
+            ("j2",)]
+        assert (await store.read_identities(time.time())).claims == [
+            ("alice", "g:c", "alice", "j4", now + 60), ("bob", "g:e", "bob", "j6", now + 60)]
+    finally:
+        await store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_guest_token_is_read_with_the_claim_on_its_name(stores: Stores):
+    now = time.time()
+    store = await stores.open()
+    try:
+        await store.claim_name("alice", "g:a", "Alice", "j1", now + 60)
+        await store.claim_name("alice", "g:a", "Alice", "j2", now + 60)
+        assert await store.guest_token("j1", "alice") == StoredToken("g:a", now + 60, False, "g:a", "Alice")
+        assert await store.guest_token("nope", "alice") is None
+        assert await store.guest_token("j1", "bob") == StoredToken("g:a", now + 60, False, None, None)
+        await store.revoke_token("j1", "g:a", now + 60)
+        assert (await store.guest_token("j1", "alice")).revoked
+        await store.revoke_token("j2", "g:a", now + 60)
+        await store.claim_name("alice", "g:b", "alice", "j3", now + 60)
+        assert await store.guest_token("j2", "alice") == StoredToken("g:a", now + 60, True, "g:b", "alice")
     finally:
         await store.close()
 

@@ -6,6 +6,7 @@
     ├── StoreError         the message database cannot be opened or used
     │   └── UnknownUser    a direct message names a user never seen
     ├── AuthError          a token or login is not acceptable
+    ├── NameTaken          a guest name is held by another user
     └── ProtocolError      a client frame breaks the wire protocol (carries
                            the protocol error code sent back to the client)
 """
@@ -35,6 +36,10 @@ class UnknownUser(StoreError):
 
 class AuthError(ImserverError):
     """A token or a login name is not acceptable."""
+
+
+class NameTaken(ImserverError):
+    """A guest name is held by another user: one of whose tokens is valid."""
 
 
 class ProtocolError(ImserverError):

@@ -91,9 +91,9 @@ class Authenticator:
     def __init__(self, config: AuthConfig, secret: str) -> None:
         self.config = config
         self.secret = secret
-        # The guest tokens valid now, jti -> expiry: issue() adds, identity.Identities loads
-        # them at start and removes the logged-out ones. A guest token not here is refused:
-        # logged out, or issued before a restart that kept no database.
+        # The guest tokens known to be valid, jti -> expiry: issue() adds, identity.Identities
+        # keeps it (from the store, its logins and logouts, and the other nodes' events).
+        # check() refuses a guest token not here; Identities.check asks the store first.
         self.guest_tokens: dict[str, float] = {}
         self._jwt_key: str | None = None
         if config.mode == "jwt":
@@ -137,7 +137,16 @@ class Authenticator:
 
     def check(self, token: str) -> Credential:
         """A token's user, expiry and id; AuthError when it is not valid now (bad
-        signature, expired, logged out). Costs no I/O: the valid guest tokens are in memory."""
+        signature, expired, or a guest token not among those in memory). Costs no I/O;
+        identity.Identities.check also reads the store for a guest token not in memory."""
+        cred = self.decode(token)
+        if self.config.mode == "guest" and cred.jti not in self.guest_tokens:
+            raise AuthError("token revoked")
+        return cred
+
+    def decode(self, token: str) -> Credential:
+        """A token's user, expiry and id when its signature, expiry and fields are good,
+        whether or not a guest token is among the valid ones in memory; else AuthError."""
         if not token:
             raise AuthError("no token")
         if len(token) > 8192:
@@ -165,8 +174,6 @@ class Authenticator:
         jti = claims.get("jti")
         if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= 256):
             raise AuthError("invalid token: bad jti")
-        if self.config.mode == "guest" and jti not in self.guest_tokens:
-            raise AuthError("token revoked")
         exp = claims["exp"]
         if isinstance(exp, bool) or not isinstance(exp, (int, float)):
             raise AuthError("invalid token: bad exp")

@@ -18,7 +18,7 @@ from tornado.websocket import (
 
 from ..config import Config
 from ..core import protocol as p
-from ..core.errors import AuthError, ProtocolError
+from ..core.errors import AuthError, ProtocolError, StoreError
 from ..core.frames import Outbound
 from ..core.hub import Hub
 from ..core.ratelimit import FloodGuard, TokenBucket
@@ -31,6 +31,7 @@ from ..transport.tornado_compat import reclass_protocol
 from ..transport.writer import CoalescingWriter
 from ..transport.wsprotocol import ChatProtocol
 from .auth import Authenticator
+from .identity import Identities
 from .security import SESSION_COOKIE, origin_allowed
 
 log = logging.getLogger("imserver.ws")
@@ -44,6 +45,7 @@ class ChatDeps:
 
     config: Config
     auth: Authenticator
+    identities: Identities  # checks tokens, reading the store for one it does not know
     registry: Registry
     hub: Hub
     heartbeat: Heartbeat
@@ -82,11 +84,15 @@ class ChatSocket(WebSocketHandler):
         token = self.get_query_argument("token", "") or (
             (self.get_signed_cookie(SESSION_COOKIE) or b"").decode())
         try:
-            cred = self.deps.auth.check(token)
+            cred = await self.deps.identities.check(token)
             self.user, self.token_expires, self.token_id = cred.user, cred.expires, cred.jti
         except AuthError as exc:
             self.deps.metrics.refused.labels("unauthenticated").inc()
             self._refuse(401, "unauthenticated", str(exc))
+            return
+        except StoreError:
+            self.deps.metrics.refused.labels("unavailable").inc()
+            self._refuse(503, "unavailable", "the server cannot check the token now, try again")
             return
         refusal = self._over_limit(self.user)
         if refusal is not None:
@@ -144,6 +150,11 @@ class ChatSocket(WebSocketHandler):
             user_agent=self.request.headers.get("User-Agent", "")[:256])
         self.conn = conn
         rt.registry.add(conn)
+        if conn.token_id is not None and rt.auth.guest_login and conn.token_id not in rt.auth.guest_tokens:
+            # Logged out (here or on another node) since the upgrade's check.
+            conn.end("logged_out", p.CLOSE_UNAUTHENTICATED, "logged out")
+            self._forget_request()
+            return
         rt.store.touch_user(self.user.id, self.user.name)
         if reconnect:
             rt.metrics.reconnects.labels(p.reconnect_cause(self.get_query_argument("cause", None))).inc()

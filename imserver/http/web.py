@@ -10,12 +10,12 @@ import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import AuthConfig, ClientConfig
-from ..core.errors import AuthError, StoreError
+from ..core.errors import AuthError, NameTaken, StoreError
 from ..core.ratelimit import KeyedLimiter
 from ..core.registry import Registry
 from ..ops.metrics import Metrics
 from .auth import Authenticator, Credential
-from .identity import Identities, NameTaken
+from .identity import Identities
 from .security import SESSION_COOKIE
 from .untrusted import parse_json_object, same_secret
 
@@ -77,9 +77,10 @@ class JsonHandler(tornado.web.RequestHandler):
 class SessionHandler(JsonHandler):
     """Base of the handlers that read or set the chat session: its token and cookie."""
 
-    def initialize(self, auth: Authenticator, settings: AuthConfig) -> None:
+    def initialize(self, auth: Authenticator, settings: AuthConfig, identities: Identities) -> None:
         self.auth = auth
         self.session_settings = settings
+        self.identities = identities
 
     def session_token(self) -> str:
         """The token of the request: `Authorization: Bearer`, else the session cookie."""
@@ -95,12 +96,13 @@ class SessionHandler(JsonHandler):
         except UnicodeDecodeError:
             return ""
 
-    def credentials(self) -> list[Credential]:
-        """The valid credentials the request carries: its bearer token and its cookie."""
+    async def credentials(self) -> list[Credential]:
+        """The valid credentials the request carries: its bearer token and its cookie.
+        StoreError when a token this server does not know could not be looked up."""
         found = []
         for token in {self.session_token(), self.cookie_token()}:
             with contextlib.suppress(AuthError):
-                found.append(self.auth.check(token))
+                found.append(await self.identities.check(token))
         return found
 
     def set_session(self, token: str) -> None:
@@ -115,8 +117,7 @@ class LoginHandler(SessionHandler):
 
     def initialize(self, auth: Authenticator, settings: AuthConfig,  # type: ignore[override]
                    identities: Identities, limiter: KeyedLimiter, metrics: Metrics) -> None:
-        super().initialize(auth, settings)
-        self.identities = identities
+        super().initialize(auth, settings, identities)
         self.limiter = limiter
         self.metrics = metrics
 
@@ -134,7 +135,7 @@ class LoginHandler(SessionHandler):
             return
         try:
             token, cred = await self.identities.guest_login(
-                body.get("name"), self.credentials())
+                body.get("name"), await self.credentials())
         except AuthError as exc:
             self.metrics.refused.labels("bad_name").inc()
             self.fail(400, "bad_name", str(exc))
@@ -151,29 +152,32 @@ class LoginHandler(SessionHandler):
 
 
 class MeHandler(SessionHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         token = self.session_token()
         try:
-            user = self.auth.verify(token)
+            cred = await self.identities.check(token)
         except AuthError:
             self.fail(401, "unauthenticated", "not logged in")
             return
-        self.finish({"token": token, "user": user.to_json()})
+        except StoreError:
+            self.fail(503, "unavailable", "the server cannot check sessions now, try again")
+            return
+        self.finish({"token": token, "user": cred.user.to_json()})
 
 
 class LogoutHandler(SessionHandler):
     """Revokes the request's token (bearer and cookie) on the server, closes the
     sockets opened with it, and clears the cookie."""
 
-    def initialize(self, auth: Authenticator, settings: AuthConfig,  # type: ignore[override]
-                   identities: Identities) -> None:
-        super().initialize(auth, settings)
-        self.identities = identities
-
     async def post(self) -> None:
+        try:
+            credentials = await self.credentials()
+        except StoreError:
+            self.fail(503, "unavailable", "the server cannot check sessions now, try again")
+            return
         self.clear_cookie(SESSION_COOKIE)
         try:
-            for cred in self.credentials():
+            for cred in credentials:
                 await self.identities.logout(cred)
         except StoreError:
             self.fail(503, "unavailable", "logged out until the server restarts: try again")

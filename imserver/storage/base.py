@@ -19,8 +19,23 @@ class IdentitySnapshot:
     claims: list[tuple[str, str, str, str, float]]  # name key, user id, name, jti, expires
 
 
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A guest token as stored, with the claim on the name it was issued for as it
+    stands now: the identity side decides from it whether the token is valid."""
+    user_id: str
+    expires: float
+    revoked: bool
+    holder: str | None  # the user id holding the name now; None: nobody
+    name: str | None  # the name as its holder last typed it
+
+
 class Backend(Store, Protocol):
     """A message store as the server uses it."""
+
+    # True when other processes write the same database (PostgreSQL): what one of
+    # them keeps in memory about identities may be outdated by another.
+    shared: bool
 
     async def open(self, now: float) -> IdentitySnapshot:
         """Make the store ready to serve (connect, migrate) and read the identities
@@ -34,7 +49,20 @@ class Backend(Store, Protocol):
 
     def claim_name(self, key: str, user_id: str, name: str, jti: str,
                    expires: float) -> asyncio.Future[None]:
-        """A guest login: the name is `user_id`'s, and one more token of it is valid."""
+        """A guest login: the name (by its key) is `user_id`'s, and one more token of it is
+        valid. Atomic, and conditional: only when the name is free (no claim, or a holder
+        none of whose tokens is valid now) or `user_id`'s already; otherwise the answer
+        is NameTaken and nothing is written. Of several processes claiming one free
+        name at once, exactly one gets it."""
+
+    def guest_token(self, jti: str, key: str) -> asyncio.Future[StoredToken | None]:
+        """A guest token by its jti, with the claim on the name key it was issued for
+        (two primary-key lookups); None when the store has no such token (never issued
+        here, or pruned after it expired)."""
+
+    def read_identities(self, now: float) -> asyncio.Future[IdentitySnapshot]:
+        """The identities valid at `now`, read while serving (open() gives them at start),
+        in queue order with this process's writes."""
 
     def revoke_token(self, jti: str, user_id: str, expires: float) -> asyncio.Future[None]:
         """A logout: the token stays refused until it expires."""

@@ -15,6 +15,12 @@ what follows is what a cluster needs on top, and how it is had.
   (sender, cid), PostgreSQL makes the second wait for the first's transaction;
   one row is kept, and the other append answers `duplicate=True` with it. A
   unique violation never aborts a batch.
+- A guest name is claimed by one process at a time: the claim's row is
+  locked (or inserted) first, and only then, in a statement with a fresh
+  snapshot, is its holder checked for a valid token; a name held by another
+  user is answered with NameTaken and nothing is written. Of several
+  processes claiming one free name at once, one gets it, the others see it
+  taken.
 - Ids come from one global sequence, and within one room, and within one
   user's direct-message stream (every direct message it sent or received),
   they increase in commit order: a reader that sees id N of a room has already
@@ -65,9 +71,9 @@ from typing import Any
 import asyncpg
 
 from ..config import hide_password
-from ..core.errors import StoreError, UnknownUser
+from ..core.errors import NameTaken, StoreError, UnknownUser
 from ..core.store import Appended, Message, Page, Recovery, recovery_of
-from .base import IdentitySnapshot
+from .base import IdentitySnapshot, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -139,6 +145,10 @@ _LOCK_ROOMS = (
 _LOCK_USERS = (
     "INSERT INTO dm_streams (user_id) SELECT u FROM unnest($1::text[]) AS u ORDER BY u COLLATE \"C\""
     " ON CONFLICT (user_id) DO UPDATE SET last_id = dm_streams.last_id RETURNING user_id, last_id")
+_LOCK_CLAIMS = (
+    "INSERT INTO name_claims AS c (name_key, user_id, name) SELECT * FROM unnest($1::text[],"
+    " $2::text[], $3::text[]) AS v(k, u, n) ORDER BY k COLLATE \"C\" ON CONFLICT (name_key)"
+    " DO UPDATE SET user_id = c.user_id RETURNING c.name_key, c.user_id")
 _SAVE_ROOMS = ("UPDATE rooms SET last_id = v.last FROM unnest($1::text[], $2::bigint[]) AS v(name, last)"
                " WHERE rooms.name = v.name")
 _SAVE_USERS = ("UPDATE dm_streams SET last_id = v.last FROM unnest($1::text[], $2::bigint[])"
@@ -228,6 +238,7 @@ class _Op:
     future: asyncio.Future[Any]
     append: _Append | None = None
     touches: str | None = None  # the user id a touch_user or claim_name writes
+    claim: tuple[str, str, str] | None = None  # a claim_name's name key, user id and name
     refused: StoreError | None = None
 
 
@@ -255,6 +266,7 @@ class _Session:
         self.conn = conn
         self.timeout = timeout
         self.names: dict[str, str] = {}  # user id -> name, as of this point of the batch
+        self.holders: dict[str, str] = {}  # name key -> user id, for the claims the batch locked
         self.last: dict[tuple[str, str], int] = {}  # ("r", room) or ("u", user) -> last id
         self.changed: set[tuple[str, str]] = set()
 
@@ -359,11 +371,35 @@ class _Session:
             user_id, name, time.time())
         self.names[user_id] = name
 
+    async def lock_claims(self, claims: list[tuple[str, str, str]]) -> None:
+        """Lock the row of every name the batch claims, in one sorted order (so that two
+        processes' batches cannot deadlock on them), inserting those nobody holds for
+        their first claimant: another process claiming one of the names waits until
+        this transaction ends."""
+        first: dict[str, tuple[str, str]] = {}
+        for key, user_id, name in claims:
+            first.setdefault(key, (user_id, name))
+        for key, holder in await self.fetch(
+                _LOCK_CLAIMS, list(first), [u for u, _ in first.values()], [n for _, n in first.values()]):
+            self.holders[key] = holder
+
     async def claim_name(self, key: str, user_id: str, name: str, jti: str, expires: float) -> None:
-        await self.execute(
-            "INSERT INTO name_claims (name_key, user_id, name) VALUES ($1, $2, $3) ON CONFLICT"
-            " (name_key) DO UPDATE SET user_id = excluded.user_id, name = excluded.name",
-            key, user_id, name)
+        # The claim's row is locked (lock_claims) before the holder's tokens are looked at,
+        # in a statement of its own, so with a snapshot taken after any wait for another
+        # process's claim: a check inside the locking statement could miss the tokens of
+        # a holder that committed while it waited, and two logins would get the name.
+        if key not in self.holders:
+            await self.lock_claims([(key, user_id, name)])
+        if self.holders[key] == user_id:
+            await self.execute("UPDATE name_claims SET name = $2 WHERE name_key = $1 AND name <> $2",
+                               key, name)
+        elif await self.fetch(
+                "UPDATE name_claims c SET user_id = $2, name = $3 WHERE name_key = $1 AND NOT EXISTS"
+                " (SELECT 1 FROM tokens t WHERE t.user_id = c.user_id AND NOT t.revoked"
+                " AND t.expires > $4) RETURNING 1", key, user_id, name, time.time()):
+            self.holders[key] = user_id
+        else:
+            raise NameTaken(f"the name {name!r} is held by another user")
         await self.execute(
             "INSERT INTO tokens (jti, user_id, expires, revoked) VALUES ($1, $2, $3, false)"
             " ON CONFLICT (jti) DO UPDATE SET user_id = excluded.user_id, expires = excluded.expires,"
@@ -394,6 +430,15 @@ class _Session:
         return removed
 
     # --- reads ---
+
+    async def guest_token(self, jti: str, key: str) -> StoredToken | None:
+        rows = await self.fetch(
+            "SELECT t.user_id, t.expires, t.revoked, c.user_id, c.name FROM tokens t"
+            " LEFT JOIN name_claims c ON c.name_key = $2 WHERE t.jti = $1", jti, key)
+        if not rows:
+            return None
+        r = rows[0]
+        return StoredToken(r[0], float(r[1]), bool(r[2]), r[3], r[4])
 
     async def identities(self, now: float) -> IdentitySnapshot:
         rows = await self.fetch(
@@ -467,6 +512,8 @@ def _page_before(rows: list[Any], limit: int) -> Page:
 class PostgresStore:
     """The message store on PostgreSQL; every method returns an awaitable (see the
     module's docstring for what it guarantees). `await open()` before anything else."""
+
+    shared = True  # several server processes may use one database
 
     def __init__(self, dsn: str, *, schema: str = "public", batch_max: int = 512,
                  timeout: float = 10.0, health_deadline: float = 10.0) -> None:
@@ -587,12 +634,18 @@ class PostgresStore:
                    expires: float) -> asyncio.Future[None]:
         self._known_users[user_id] = name
         future = self._submit(True, lambda s: s.claim_name(key, user_id, name, jti, expires),
-                              (key, user_id, name, jti), touches=user_id)
+                              (key, user_id, name, jti), touches=user_id, claim=(key, user_id, name))
         future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
         return future
 
     def revoke_token(self, jti: str, user_id: str, expires: float) -> asyncio.Future[None]:
         return self._submit(True, lambda s: s.revoke_token(jti, user_id, expires), (jti, user_id))
+
+    def guest_token(self, jti: str, key: str) -> asyncio.Future[StoredToken | None]:
+        return self._submit(False, lambda s: s.guest_token(jti, key), (jti, key))
+
+    def read_identities(self, now: float) -> asyncio.Future[IdentitySnapshot]:
+        return self._submit(False, lambda s: s.identities(now), ())
 
     def prune_identities(self, now: float) -> asyncio.Future[int]:
         return self._submit(True, lambda s: s.prune_identities(now), ())
@@ -626,7 +679,8 @@ class PostgresStore:
 
     def _submit(self, write: bool, call: Callable[[_Session], Awaitable[Any]] | None,
                 values: Iterable[object] = (), text: str = "", *, append: _Append | None = None,
-                touches: str | None = None) -> asyncio.Future[Any]:
+                touches: str | None = None,
+                claim: tuple[str, str, str] | None = None) -> asyncio.Future[Any]:
         """Queue an operation. `values` are the ids, names and numbers it sends (checked
         here), `text` a message's text (any length)."""
         if self._closed:
@@ -638,7 +692,7 @@ class PostgresStore:
         if self._writer is not None and self._writer.done():
             future.set_exception(StoreError("the message store task is not running"))
             return future
-        op = _Op(write, call, future, append, touches)
+        op = _Op(write, call, future, append, touches, claim)
         try:
             _check(values)
             if "\x00" in text or not (text.isascii() or _encodes(text)):
@@ -646,6 +700,7 @@ class PostgresStore:
         except StoreError as exc:
             op.refused = exc
             op.touches = None
+            op.claim = None
         self._queue.append(op)
         self._wake.set()
         return future
@@ -731,6 +786,10 @@ class PostgresStore:
             if any(op.write for op in ops):
                 await session.execute("BEGIN")
                 in_transaction = True
+            claims = [k for k, op in enumerate(ops) if op.claim is not None]
+            if claims:
+                current = claims
+                await session.lock_claims([c for op in ops if (c := op.claim) is not None])
             if appends:
                 current = appends
                 touched = {op.touches for op in ops if op.touches is not None}
@@ -750,7 +809,10 @@ class PostgresStore:
                 current = [k]
                 call = ops[k].call
                 assert call is not None
-                answers.append((await call(session), None))
+                try:
+                    answers.append((await call(session), None))
+                except NameTaken as taken:  # an answer: the transaction goes on
+                    answers.append((None, taken))
                 k += 1
             if appends:
                 current = appends

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import StoreError, UnknownUser
+from ..core.errors import NameTaken, StoreError, UnknownUser
 from ..core.store import Appended, Message, Page, Recovery, recovery_of
-from .base import IdentitySnapshot
+from .base import IdentitySnapshot, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -177,7 +177,15 @@ class _Database:
             (user_id, name, time.time()))
 
     def claim_name(self, key: str, user_id: str, name: str, jti: str, expires: float) -> None:
-        """A guest login: the name is `user_id`'s, and one more token of it is valid."""
+        """A guest login: the name is `user_id`'s, and one more token of it is valid; when
+        the name is free or `user_id`'s already, else NameTaken before anything is
+        written. One thread writes, in transactions that exclude other processes: the
+        check and the write cannot be split."""
+        held = self.db.execute("SELECT user_id FROM name_claims WHERE name_key = ?", (key,)).fetchone()
+        if held is not None and held[0] != user_id and self.db.execute(
+                "SELECT 1 FROM tokens WHERE user_id = ? AND revoked = 0 AND expires > ? LIMIT 1",
+                (held[0], time.time())).fetchone() is not None:
+            raise NameTaken(f"the name {name!r} is held by another user")
         self.db.execute(
             "INSERT INTO name_claims (name_key, user_id, name) VALUES (?, ?, ?) ON CONFLICT(name_key)"
             " DO UPDATE SET user_id = excluded.user_id, name = excluded.name", (key, user_id, name))
@@ -197,6 +205,14 @@ class _Database:
             "DELETE FROM name_claims WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE"
             " t.user_id = name_claims.user_id AND t.revoked = 0 AND t.expires > ?)", (now,)).rowcount
         return removed
+
+    def guest_token(self, jti: str, key: str) -> StoredToken | None:
+        row = self.db.execute(
+            "SELECT t.user_id, t.expires, t.revoked, c.user_id, c.name FROM tokens t"
+            " LEFT JOIN name_claims c ON c.name_key = ? WHERE t.jti = ?", (key, jti)).fetchone()
+        if row is None:
+            return None
+        return StoredToken(row[0], float(row[1]), bool(row[2]), row[3], row[4])
 
     def identities(self, now: float) -> IdentitySnapshot:
         claims = self.db.execute(
@@ -304,6 +320,8 @@ class MessageStore:
     batch holding it committed; reads queued after a write see that write.
     """
 
+    shared = False  # one server process owns the file
+
     def __init__(self, path: str, *, batch_max: int = 512, synchronous: str = "FULL",
                  health_deadline: float = 10.0) -> None:
         self.path = path
@@ -354,7 +372,20 @@ class MessageStore:
     def claim_name(self, key: str, user_id: str, name: str, jti: str,
                    expires: float) -> asyncio.Future[None]:
         self._known_users[user_id] = name
-        return self._submit(True, lambda db: db.claim_name(key, user_id, name, jti, expires))
+        future = self._submit(True, lambda db: db.claim_name(key, user_id, name, jti, expires))
+        future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
+        return future
+
+    def _forget_on_failure(self, future: asyncio.Future[None], user_id: str, name: str) -> None:
+        if not future.cancelled() and future.exception() is not None \
+                and self._known_users.get(user_id) == name:
+            del self._known_users[user_id]
+
+    def guest_token(self, jti: str, key: str) -> asyncio.Future[StoredToken | None]:
+        return self._submit(False, lambda db: db.guest_token(jti, key))
+
+    def read_identities(self, now: float) -> asyncio.Future[IdentitySnapshot]:
+        return self._submit(False, lambda db: db.identities(now))
 
     def revoke_token(self, jti: str, user_id: str, expires: float) -> asyncio.Future[None]:
         return self._submit(True, lambda db: db.revoke_token(jti, user_id, expires))
@@ -512,7 +543,7 @@ class MessageStore:
         the whole transaction (I/O, a lock, a corrupt file), which fails the batch."""
         try:
             return (op.future, op.call(self._db), None)
-        except UnknownUser as exc:
+        except (UnknownUser, NameTaken) as exc:  # answers, not failures
             return (op.future, None, exc)
         except sqlite3.DatabaseError as exc:
             # SQLite undoes just the failing statement for these; the others break the
