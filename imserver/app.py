@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -74,11 +75,13 @@ class Runtime:
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
         self.cluster = _cluster_link(config, self.registry, self.metrics)
+        self._background: set[asyncio.Future[Any]] = set()
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
                        functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve,
                        broker=self.cluster)
         if self.cluster is not None:
             self.cluster.attach(self.hub)
+            self._share_identities(self.cluster)
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -100,12 +103,35 @@ class Runtime:
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
                                     rooms=lambda: len(self.hub.rooms), started_at=self.started_at)
 
+    def _share_identities(self, cluster: ClusterLink) -> None:
+        """Guest logins and logouts reach the other nodes at once; after this node could
+        not hear them for a while, it reads the identities again."""
+        identities = self.identities
+        identities.publish = cluster.publish_control
+        cluster.handlers["claim"] = identities.remote_claim
+        cluster.handlers["revoke"] = identities.remote_revoke
+
+        def reload() -> None:
+            task = asyncio.ensure_future(identities.reload())
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
+        cluster.on_resync_hooks.append(reload)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("reading the identities again failed: %r", task.exception())
+
     async def open(self) -> None:
-        """Make the store ready (for PostgreSQL: connect and migrate) and read back the
-        guest identities it keeps; before serving. Idempotent."""
+        """Make the store ready (for PostgreSQL: connect and migrate), read back the
+        guest identities it keeps, and in a cluster join the others (from now on this
+        node hears their logins); before serving. Idempotent."""
         if self.opened:
             return
         self.identities.load(await self.store.open(time.time()))
+        if self.cluster is not None:
+            self.cluster.start()
         self.opened = True
 
     def health(self) -> str | None:
@@ -121,8 +147,6 @@ class Runtime:
         if self.started:
             return
         self.started = True
-        if self.cluster is not None:
-            self.cluster.start()
         self.heartbeat.start()
         self._retention.start()
         self._sampler.start()

@@ -14,7 +14,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.app import ImServerApp, make_app
-from imserver.config import Config, config_from_dict
+from imserver.config import Config, config_from_dict, replace
 from tests import pg
 from tests.backends import Stores
 from tests.cluster import cluster_settings, redis_prefix, redis_url, second_node  # noqa: F401
@@ -52,17 +52,27 @@ def topology(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def config(tmp_path: Path, topology: str, request: pytest.FixtureRequest) -> Config:
-    if topology == "two":
-        return make_config(tmp_path, **cluster_settings(
-            request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_schema"),
-            request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")))
+def config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
 
 
 @pytest.fixture
-def app(config: Config, io_loop: Any) -> Iterator[ImServerApp]:
-    application = make_app(config, registry=CollectorRegistry())
+def served_config(config: Config, topology: str, request: pytest.FixtureRequest) -> Config:
+    """The config the test server runs: a module's `config`, made a node of a cluster
+    (PostgreSQL, Redis, one secret) when the topology is two nodes."""
+    if topology == "one":
+        return config
+    sections = cluster_settings(
+        request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_schema"),
+        request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
+    if config.auth.mode == "jwt":  # the module's own tokens: keep its auth settings
+        del sections["auth"]
+    return replace(config, **sections)
+
+
+@pytest.fixture
+def app(served_config: Config, io_loop: Any) -> Iterator[ImServerApp]:
+    application = make_app(served_config, registry=CollectorRegistry())
     io_loop.run_sync(application.runtime.open)
     yield application
     io_loop.run_sync(application.runtime.close, timeout=10)
@@ -213,13 +223,13 @@ class ChatServer:
 
 @pytest.fixture
 def chat(http_server: Any, http_client: AsyncHTTPClient, http_port: int, topology: str,
-         config: Config, io_loop: Any, tmp_path: Path) -> Iterator[ChatServer]:
+         served_config: Config, io_loop: Any, tmp_path: Path) -> Iterator[ChatServer]:
     if topology == "one":
         server = ChatServer(f"127.0.0.1:{http_port}", http_client)
         yield server
         server.close_all()
         return
-    with second_node(config, tmp_path / "node-b", io_loop) as other_port:
+    with second_node(served_config, tmp_path / "node-b", io_loop) as other_port:
         server = ChatServer(f"127.0.0.1:{http_port}", http_client,
                             others=[f"127.0.0.1:{other_port}"])
         yield server

@@ -9,6 +9,9 @@ from tornado.httpclient import HTTPClientError
 
 from imserver.app import ImServerApp
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 
 @pytest.mark.gen_test
 async def test_login_returns_token_user_and_httponly_cookie(chat):

@@ -16,6 +16,9 @@ from tornado.httpclient import HTTPClientError
 from imserver.testing import ServerProcess, SyncClient
 from tests.conftest import make_config
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 
 def fullwidth(text: str) -> str:
     """The same letters in their fullwidth forms (NFKC folds them back)."""

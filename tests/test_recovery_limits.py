@@ -6,6 +6,9 @@ import pytest
 
 from tests.conftest import make_config
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 
 @pytest.fixture
 def config(tmp_path):

@@ -103,7 +103,7 @@ class ClusterLink:
         self._heard: dict[tuple[str, str, str], float] = {}  # (room, node, user) -> when it joined
         # Other kinds of `ctl` messages, by kind: what other parts of the node (identities,
         # operator actions) hear from the other nodes. Each takes the decoded message.
-        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.handlers: dict[str, Callable[[dict[str, Any]], object]] = {}
         self.on_resync_hooks: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Future[Any]] = set()
         self._lease_task: asyncio.Task[None] | None = None
