@@ -15,7 +15,8 @@ CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 EXPECTED_ALERTS = {"ImserverDown", "ImserverHeartbeatTerminationsRising", "ImserverReconnectStorm",
-                   "ImserverNoConnections"}
+                   "ImserverNoConnections",
+                   "ImserverBrokerDown", "ImserverBrokerDeaf", "ImserverBrokerLagHigh"}
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
@@ -81,6 +82,9 @@ def test_config_scrapes_imserver_and_rules_cover_the_issue():
     assert "imserver_reconnects_total" in exprs["ImserverReconnectStorm"]
     assert "imserver_connections" in exprs["ImserverNoConnections"]
     assert 'up{job="imserver"}' in exprs["ImserverDown"]
+    assert "imserver_broker_connected" in exprs["ImserverBrokerDown"]
+    assert "imserver_broker_deaf_total" in exprs["ImserverBrokerDeaf"]
+    assert "imserver_broker_lag_seconds_bucket" in exprs["ImserverBrokerLagHigh"]
 
 
 @pytest.mark.parametrize("ci", [None, "false", "1"])
