@@ -14,6 +14,7 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 from tornado.ioloop import PeriodicCallback
 
+from .cluster.directory import Directory
 from .cluster.node import ClusterLink, new_node_id
 from .config import Config
 from .core.errors import ConfigError
@@ -82,6 +83,8 @@ class Runtime:
         if self.cluster is not None:
             self.cluster.attach(self.hub)
             self._share_identities(self.cluster)
+        # In a cluster: every node's connections, and each user's count over the nodes.
+        self.directory = Directory(self.cluster) if self.cluster is not None else None
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -101,7 +104,8 @@ class Runtime:
         self.started = False
         self.started_at = time.time()
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
-                                    rooms=lambda: len(self.hub.rooms), started_at=self.started_at)
+                                    rooms=lambda: len(self.hub.rooms), started_at=self.started_at,
+                                    cluster=self.directory)
 
     def _share_identities(self, cluster: ClusterLink) -> None:
         """Guest logins and logouts reach the other nodes at once; after this node could
@@ -132,6 +136,8 @@ class Runtime:
         self.identities.load(await self.store.open(time.time()))
         if self.cluster is not None:
             self.cluster.start()
+        if self.directory is not None:
+            self.directory.start()
         self.opened = True
 
     def health(self) -> str | None:
@@ -163,6 +169,8 @@ class Runtime:
         self._sampler.stop()
         for conn in self.registry:
             conn.terminate("shutdown")
+        if self.directory is not None:
+            await self.directory.close()
         if self.cluster is not None:
             await self.cluster.close()
         self.send_pool.close()
@@ -183,8 +191,11 @@ class Runtime:
     def sample(self) -> None:
         """Once a second: a sample for the dashboard's totals and charts."""
         m = self.metrics
+        # The chart's connections are the cluster's (the others' as of the directory's
+        # last refresh); its messages are this node's.
+        connections = len(self.registry) if self.directory is None else self.directory.connections()
         self.samples.add(Sample(
-            t=time.time(), connections=len(self.registry), users=self.registry.users_online(),
+            t=time.time(), connections=connections, users=self.registry.users_online(),
             rooms=len(self.hub.rooms), messages=m.frames.received["say"] + m.frames.received["dm"],
             terminations=m.total(m.terminations), reconnects=m.total(m.reconnects)))
 
@@ -256,7 +267,8 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
     chat = {"deps": ChatDeps(
         config=config, auth=rt.auth, identities=rt.identities, registry=rt.registry, hub=rt.hub,
         heartbeat=rt.heartbeat, metrics=rt.metrics, store=rt.store, writer=rt.writer,
-        max_connections=rt.max_connections, start=rt.start, prebuilt=prebuilt)}
+        max_connections=rt.max_connections, start=rt.start, prebuilt=prebuilt,
+        user_slots=rt.directory)}
     session = {"auth": rt.auth, "settings": config.auth, "identities": rt.identities}
     admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
                       registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,

@@ -118,7 +118,7 @@ def start_nodes(tmp_path: Path, settings: dict[str, dict[str, Any]],
         node_settings["heartbeat"] = {"ping_interval": 1.0, "ping_timeout": 3.0}
         # Resends after a fault come in bursts far above a person's typing.
         node_settings["limits"] = {"presence_interval": 0.05, "messages_per_second": 1000,
-                                   "burst": 1000}
+                                   "burst": 1000, **settings.get("limits", {})}
         nodes.append(ServerProcess(workdir, node_settings).start())
     return nodes
 

@@ -230,6 +230,8 @@ class Dashboard {
     setText(this.totals.terminations, formatCount(t.terminations));
     setText(this.totals.reconnects, formatCount(t.reconnects));
     setText(this.totals.mps, formatRate(t.mps));
+    // In a cluster the totals are every node's, but the message rate is this node's.
+    for (const scope of document.querySelectorAll('[data-part="node-scope"]')) scope.hidden = !state.stats.node;
     if (state.stats !== this.shown.stats) {
       this.shown.stats = state.stats;
       const series = state.stats.series;

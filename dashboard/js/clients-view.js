@@ -16,6 +16,7 @@ const CELLS = {
   user: (c) => ({ text: c.name || c.user, sub: c.name && c.name !== c.user ? c.user : '' }),
   rooms: (c) => ({ text: c.rooms.length ? c.rooms.join(', ') : '—', title: c.rooms.join(', ') }),
   remote: (c) => ({ text: c.remote || '—', title: c.remote }),
+  node: (c) => ({ text: c.node || '—', title: c.node }),
   user_agent: (c) => ({ text: describeUserAgent(c.user_agent) || '—', title: c.user_agent }),
   connected_at: (c, now) => ({
     text: formatClock(c.connected_at),
@@ -26,10 +27,13 @@ const CELLS = {
   frames_in: (c) => ({ text: formatCount(c.frames_in) }),
   frames_out: (c) => ({ text: formatCount(c.frames_out) }),
   reconnect: (c) => ({ text: c.reconnect ? `#${c.reconnect}` : '—' }),
-  health: (c) => ({
-    text: c.health === 'amber' ? 'Late' : 'OK',
-    title: c.health === 'amber' ? 'Nothing heard for over half the ping timeout' : 'Heard from recently',
-  }),
+  health: (c) => {
+    if (!c.health) return { text: '—', title: 'Known to the node it is connected to' };
+    return {
+      text: c.health === 'amber' ? 'Late' : 'OK',
+      title: c.health === 'amber' ? 'Nothing heard for over half the ping timeout' : 'Heard from recently',
+    };
+  },
 };
 
 export class ClientsTable {
@@ -110,6 +114,8 @@ export class ClientsTable {
       if (sorted) setAttr(th, 'aria-sort', this.sort.dir === 'asc' ? 'ascending' : 'descending');
       else th.removeAttribute('aria-sort');
     }
+    // The node column only when there are nodes: a server alone has none.
+    this.table.classList.toggle('no-node', !this.clients.some((c) => c.node));
     const total = this.clients.length;
     setText(this.count, shown.length === total ? formatCount(total) : `${shown.length} of ${total}`);
     this.empty.hidden = shown.length > 0;
@@ -148,6 +154,6 @@ export class ClientsTable {
       setText(sub, shown.sub || '');
       if (shown.title) setAttr(td, 'title', shown.title);
     }
-    setAttr(row.tr, 'data-health', client.health === 'amber' ? 'amber' : 'green');
+    setAttr(row.tr, 'data-health', client.health ? (client.health === 'amber' ? 'amber' : 'green') : 'unknown');
   }
 }

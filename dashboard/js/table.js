@@ -1,7 +1,9 @@
 /**
  * The clients table's logic, apart from the DOM: which columns there are,
  * how rows are filtered and sorted. Pure functions over the client objects
- * of the admin API (see tests/test_admin.py for their fields).
+ * of the admin API (see tests/test_admin.py for their fields). In a cluster
+ * each client has its `node`; another node's clients have null for the
+ * fields only their node knows (idle, rtt, frames, health).
  */
 
 /**
@@ -14,6 +16,7 @@ export const COLUMNS = Object.freeze([
   { key: 'user', label: 'User', value: (c) => c.name || c.user },
   { key: 'rooms', label: 'Rooms', value: (c) => c.rooms.join(', ') },
   { key: 'remote', label: 'Address', value: (c) => c.remote },
+  { key: 'node', label: 'Node', value: (c) => c.node || '', title: 'The server the client is connected to' },
   { key: 'user_agent', label: 'User agent', value: (c) => c.user_agent },
   { key: 'connected_at', label: 'Connected', value: (c) => c.connected_at, numeric: true },
   { key: 'idle', label: 'Last frame', value: (c) => c.idle, numeric: true, title: 'Time since the last frame from the client' },
@@ -22,7 +25,7 @@ export const COLUMNS = Object.freeze([
   { key: 'frames_out', label: 'Out', value: (c) => c.frames_out, numeric: true, title: 'Frames sent' },
   { key: 'reconnect', label: 'Reconnect', value: (c) => c.reconnect, numeric: true,
     title: 'Reconnect number the client gave (0: a first connection)' },
-  { key: 'health', label: 'Health', value: (c) => (c.health === 'amber' ? 1 : 0), numeric: true,
+  { key: 'health', label: 'Health', value: (c) => (c.health ? Number(c.health === 'amber') : null), numeric: true,
     title: 'Amber: nothing heard for over half the ping timeout' },
 ]);
 
@@ -76,7 +79,7 @@ export function nextSort(current, key) {
 }
 
 /**
- * The clients whose user (id or display name) or one of whose rooms
+ * The clients whose user (id or display name), node or one of whose rooms
  * contains every word of `query`, case-insensitively. An empty query keeps
  * everything.
  */
@@ -84,7 +87,7 @@ export function filterClients(clients, query) {
   const words = String(query || '').toLowerCase().split(/\s+/).filter(Boolean);
   if (words.length === 0) return [...clients];
   return clients.filter((c) => {
-    const haystack = [c.user, c.name || '', ...c.rooms].map((s) => String(s).toLowerCase());
+    const haystack = [c.user, c.name || '', c.node || '', ...c.rooms].map((s) => String(s).toLowerCase());
     return words.every((w) => haystack.some((s) => s.includes(w)));
   });
 }

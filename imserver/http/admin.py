@@ -9,6 +9,7 @@ token in `X-CSRF-Token`, which a cross-site page cannot read.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import tornado.web
 from tornado.iostream import StreamBufferFullError
@@ -91,38 +92,96 @@ def client_json(conn: Connection, *, mono_now: float, wall_now: float, ping_time
     }
 
 
+class ClusterDirectory(Protocol):
+    """The other nodes' connections, when this node is one of a cluster
+    (cluster/directory.py's Directory)."""
+
+    node_id: str
+
+    async def others(self, max_age: float = 0.0) -> list[dict[str, Any]]:
+        """The other nodes' rows (client_json's fields, the live ones None, and `node`)."""
+
+    async def locate_user(self, user_id: str) -> dict[str, int]:
+        """The other nodes holding connections of the user, with how many."""
+
+    async def locate_conn(self, conn_id: str) -> str | None:
+        """The other node holding the connection, if any."""
+
+    def kick(self, reason: str, *, user: str | None = None, conn: str | None = None) -> None:
+        """Tell the other nodes to close the user's connections, or one connection."""
+
+
+# The API and every open dashboard share one read of the other nodes' rows this young.
+SHARED_READ_SECONDS = 0.9
+
+
 class AdminView:
     """Builds what the API and the push channel send, and pushes changes: it follows
     the registry's opened and closed connections (and keeps the log of closed ones)
-    and the samples taken once a second."""
+    and the samples taken once a second. With `cluster`, the clients and the totals
+    are the whole cluster's: this node's rows live, the others' from the directory."""
 
     def __init__(self, registry: Registry, samples: Samples, *, ping_timeout: float,
-                 rooms: Callable[[], int], started_at: float) -> None:
+                 rooms: Callable[[], int], started_at: float,
+                 cluster: ClusterDirectory | None = None) -> None:
         self.registry = registry
         self.samples = samples
         self.ping_timeout = ping_timeout
         self.rooms = rooms  # how many rooms have members now
         self.started_at = started_at
+        self.cluster = cluster
         self.closed_log = ClosedLog()
         self.sockets: set[AdminSocket] = set()
+        self._ticking: asyncio.Future[None] | None = None
+        self._read_failed = False
         registry.on_open.append(self.opened)
         registry.on_close.append(self.closed_one)
         samples.on_add.append(self.tick)
 
     def clients(self) -> list[dict[str, Any]]:
+        """This node's clients (each with its `node` when in a cluster)."""
         mono, wall = time.monotonic(), time.time()
         timeout = self.ping_timeout
-        return [client_json(c, mono_now=mono, wall_now=wall, ping_timeout=timeout)
+        rows = [client_json(c, mono_now=mono, wall_now=wall, ping_timeout=timeout)
                 for c in self.registry]
+        if self.cluster is not None:
+            node = self.cluster.node_id
+            for row in rows:
+                row["node"] = node
+        return rows
+
+    async def all_clients(self) -> list[dict[str, Any]]:
+        """The clients of the whole cluster (this node's alone when it is not in one, or
+        when the directory cannot be read: logged once until it can)."""
+        rows = self.clients()
+        if self.cluster is None:
+            return rows
+        try:
+            others = await self.cluster.others(SHARED_READ_SECONDS)
+        except Exception as exc:
+            if not self._read_failed:
+                self._read_failed = True
+                log.warning("admin: the other nodes' connections cannot be read (%r); "
+                            "showing this node's (logged once)", exc)
+            return rows
+        self._read_failed = False
+        here = {row["id"] for row in rows}
+        return rows + [row for row in others if row["id"] not in here]
 
     def closed(self) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in self.closed_log.entries()]
 
-    def stats(self, *, series: bool = True) -> dict[str, Any]:
+    def stats(self, *, series: bool = True,
+              clients: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The totals; given the cluster's `clients`, its connections, users and rooms."""
         samples = self.samples
+        if clients is None:
+            connections, users, rooms = len(self.registry), self.registry.users_online(), self.rooms()
+        else:
+            connections, users = len(clients), len({c["user"] for c in clients})
+            rooms = len({room for c in clients for room in c["rooms"]})
         totals: dict[str, Any] = {
-            "connections": len(self.registry), "users": self.registry.users_online(),
-            "rooms": self.rooms(),
+            "connections": connections, "users": users, "rooms": rooms,
             "terminations_5m": samples.since(300, "terminations"),
             "reconnects_5m": samples.since(300, "reconnects"),
             "messages_per_second": round(samples.rate("messages"), 2),
@@ -130,7 +189,22 @@ class AdminView:
         }
         if series:
             totals["series"] = samples.series()
+        if self.cluster is not None:
+            totals["node"] = self.cluster.node_id
+            totals["nodes"] = len({c.get("node") for c in clients or ()} | {self.cluster.node_id})
         return totals
+
+    async def cluster_stats(self, *, series: bool = True) -> dict[str, Any]:
+        """The totals of the whole cluster (this node's when it is not in one)."""
+        if self.cluster is None:
+            return self.stats(series=series)
+        return self.stats(series=series, clients=await self.all_clients())
+
+    async def snapshot(self) -> dict[str, Any]:
+        """What a dashboard gets first."""
+        clients = await self.all_clients() if self.cluster is not None else self.clients()
+        return {"type": "snapshot", "clients": clients, "closed": self.closed(),
+                "stats": self.stats(clients=clients if self.cluster is not None else None)}
 
     # --- push ---
 
@@ -149,9 +223,10 @@ class AdminView:
     def opened(self, conn: Connection) -> None:
         if self.sockets:
             mono, wall = time.monotonic(), time.time()
-            self.push({"type": "opened", "client": client_json(
-                conn, mono_now=mono, wall_now=wall,
-                ping_timeout=self.ping_timeout)})
+            client = client_json(conn, mono_now=mono, wall_now=wall, ping_timeout=self.ping_timeout)
+            if self.cluster is not None:
+                client["node"] = self.cluster.node_id
+            self.push({"type": "opened", "client": client})
 
     def closed_one(self, conn: Connection) -> None:
         entry = self.closed_log.add(conn)
@@ -160,9 +235,22 @@ class AdminView:
     def tick(self) -> None:
         """Once a second: totals, the clients, and the charts' newest point (the
         full series went with the snapshot)."""
-        if self.sockets:
+        if not self.sockets:
+            return
+        if self.cluster is None:
             self.push({"type": "tick", "stats": self.stats(series=False),
                        "point": self.samples.newest_point(), "clients": self.clients()})
+        elif self._ticking is None:  # one read at a time, whatever the number of dashboards
+            self._ticking = asyncio.ensure_future(self._cluster_tick())
+
+    async def _cluster_tick(self) -> None:
+        try:
+            point = self.samples.newest_point()
+            clients = await self.all_clients()
+            self.push({"type": "tick", "stats": self.stats(series=False, clients=clients),
+                       "point": point, "clients": clients})
+        finally:
+            self._ticking = None
 
     def end_session(self, session: str) -> None:
         """Close the push channels opened with a session that logged out."""
@@ -266,9 +354,9 @@ class AdminLogoutHandler(AdminHandler):
 
 
 class ClientsHandler(AdminHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(self.view.clients()))
+        self.finish(json.dumps(await self.view.all_clients()))
 
 
 class ClosedHandler(AdminHandler):
@@ -278,8 +366,8 @@ class ClosedHandler(AdminHandler):
 
 
 class StatsHandler(AdminHandler):
-    def get(self) -> None:
-        self.finish(self.view.stats())
+    async def get(self) -> None:
+        self.finish(await self.view.cluster_stats())
 
 
 def _reason(handler: AdminHandler) -> str | None:
@@ -296,32 +384,83 @@ def _reason(handler: AdminHandler) -> str | None:
 
 
 class DisconnectClientHandler(AdminHandler):
-    def post(self, conn_id: str) -> None:
+    """Closes one connection: here if it is here, else on the node the directory names."""
+
+    async def post(self, conn_id: str) -> None:
         reason = _reason(self)
         if reason is None:
             return
-        if not self.admin.registry.close(conn_id, CLOSE_KICKED, reason, why="kicked"):
+        if self.admin.registry.close(conn_id, CLOSE_KICKED, reason, why="kicked"):
+            log.info("operator disconnected connection %s: %s", conn_id, reason)
+            self.finish({"disconnected": [conn_id]})
+            return
+        cluster = self.view.cluster
+        node = None
+        if cluster is not None:
+            try:
+                node = await cluster.locate_conn(conn_id)
+            except Exception as exc:
+                log.warning("admin: the directory cannot be read (%r): connection %s told to "
+                            "every node", exc, conn_id)
+                cluster.kick(reason, conn=conn_id)
+                self.fail(503, "unavailable", "the cluster's directory cannot be read now; "
+                          "the other nodes were told to close the connection if they hold it")
+                return
+        if cluster is None or node is None:
             self.fail(404, "not_found", f"no live connection {conn_id}")
             return
-        log.info("operator disconnected connection %s: %s", conn_id, reason)
-        self.finish({"disconnected": [conn_id]})
+        cluster.kick(reason, conn=conn_id)
+        log.info("operator disconnected connection %s on node %s: %s", conn_id, node, reason)
+        self.finish({"disconnected": [], "elsewhere": {node: 1}, "told": True})
 
 
 class DisconnectUserHandler(AdminHandler):
-    def post(self, user_id: str) -> None:
+    """Closes every connection of a user: here, and on every node the directory has
+    it on (told over the bus)."""
+
+    async def post(self, user_id: str) -> None:
         reason = _reason(self)
         if reason is None:
             return
         registry = self.admin.registry
         # The user id; or, for a guest, the name it holds now.
-        conns = registry.of_user(user_id) or registry.of_user(self.admin.resolve(user_id))
+        target = user_id
+        conns = registry.of_user(user_id)
         if not conns:
+            resolved = self.admin.resolve(user_id)
+            if registry.of_user(resolved):
+                target, conns = resolved, registry.of_user(resolved)
+        elsewhere: dict[str, int] = {}
+        cluster = self.view.cluster
+        if cluster is not None:
+            try:
+                elsewhere = await cluster.locate_user(target)
+                if not elsewhere and not conns and target == user_id:
+                    resolved = self.admin.resolve(user_id)
+                    if resolved != user_id:
+                        target, elsewhere = resolved, await cluster.locate_user(resolved)
+            except Exception as exc:
+                log.warning("admin: the directory cannot be read (%r): user %s told to every "
+                            "node", exc, target)
+                cluster.kick(reason, user=target)
+                if not conns:
+                    self.fail(503, "unavailable", "the cluster's directory cannot be read now; "
+                              "the other nodes were told to close the user's connections")
+                    return
+                elsewhere = {}
+        if not conns and not elsewhere:
             self.fail(404, "not_found", f"user {user_id} has no live connection")
             return
         for conn in conns:
             conn.end("kicked", CLOSE_KICKED, reason)
-        log.info("operator disconnected user %s (%d connections): %s", user_id, len(conns), reason)
-        self.finish({"disconnected": sorted(c.id for c in conns)})
+        if cluster is not None and elsewhere:
+            cluster.kick(reason, user=target)
+        log.info("operator disconnected user %s (%d connections here, %d elsewhere): %s",
+                 user_id, len(conns), sum(elsewhere.values()), reason)
+        answer: dict[str, Any] = {"disconnected": sorted(c.id for c in conns)}
+        if cluster is not None:
+            answer.update(elsewhere=elsewhere, told=bool(elsewhere))
+        self.finish(answer)
 
 
 class AdminSocket(WebSocketHandler):
@@ -356,14 +495,16 @@ class AdminSocket(WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return origin_allowed(origin, self.request.host, (), self.request.protocol)  # same origin only
 
-    def open(self, *args: str, **kwargs: str) -> None:
+    async def open(self, *args: str, **kwargs: str) -> None:
         ws = self.ws_connection
         if ws is not None and ws.stream is not None:
             ws.stream.max_write_buffer_size = ADMIN_PUSH_BUFFER
         view = self.admin.view
+        snapshot = await view.snapshot()
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return  # gone while the other nodes' rows were read
         view.sockets.add(self)
-        self.write_message(json.dumps({"type": "snapshot", "clients": view.clients(),
-                                       "closed": view.closed(), "stats": view.stats()}))
+        self.write_message(json.dumps(snapshot))
 
     def on_message(self, message: str | bytes) -> None:
         pass  # the channel only pushes

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tornado import httputil
 from tornado.websocket import (
@@ -37,6 +37,18 @@ from .security import SESSION_COOKIE, origin_allowed
 log = logging.getLogger("imserver.ws")
 
 PONG = Outbound(p.PONG)
+PER_USER = (429, "too_many_connections", "too many connections for this user")
+
+
+class UserSlots(Protocol):
+    """The count of each user's connections over every node of a cluster
+    (cluster/directory.py's Directory)."""
+
+    async def acquire(self, user_id: str, conn_id: str, limit: int) -> bool:
+        """Count a connection about to open, if the user is under `limit` everywhere."""
+
+    def release_unopened(self, conn_id: str) -> None:
+        """A connection counted by `acquire` that never opened."""
 
 
 @dataclass(eq=False)
@@ -55,6 +67,7 @@ class ChatDeps:
     max_connections: int
     start: Callable[[], None]  # starts the server's timers, on the first connection
     prebuilt: bool = True  # False: Tornado's write_message, the benchmarks' baseline
+    user_slots: UserSlots | None = None  # in a cluster: connections per user on every node
 
 
 class ChatSocket(WebSocketHandler):
@@ -72,6 +85,7 @@ class ChatSocket(WebSocketHandler):
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
         self.flood = FloodGuard(limits.flood_strikes)
         self.output: Output | None = None  # the outbound half, from open() on
+        self.conn_id = ""  # given at the upgrade, so that a cluster can count it before it opens
 
     # --- the upgrade ---
 
@@ -95,6 +109,11 @@ class ChatSocket(WebSocketHandler):
             self._refuse(503, "unavailable", "the server cannot check the token now, try again")
             return
         refusal = self._over_limit(self.user)
+        slots = self.deps.user_slots
+        self.conn_id = self.deps.registry.new_id()
+        if refusal is None and slots is not None and not await slots.acquire(
+                self.user.id, self.conn_id, self.deps.config.limits.max_connections_per_user):
+            refusal = PER_USER
         if refusal is not None:
             status, reason, message = refusal
             self.deps.metrics.refused.labels(reason).inc()
@@ -102,14 +121,21 @@ class ChatSocket(WebSocketHandler):
                         self.request.remote_ip, self.user.id, message)
             self._refuse(status, reason, message)
             return
-        await super().get(*args, **kwargs)
+        if slots is None:
+            await super().get(*args, **kwargs)
+            return
+        try:
+            await super().get(*args, **kwargs)
+        finally:
+            if self.conn is None:
+                slots.release_unopened(self.conn_id)
 
     def _over_limit(self, user: User) -> tuple[int, str, str] | None:
         limits, registry = self.deps.config.limits, self.deps.registry
         if len(registry) >= self.deps.max_connections:
             return 503, "server_full", "the server is at its connection limit"
         if len(registry.of_user(user.id)) >= limits.max_connections_per_user:
-            return 429, "too_many_connections", "too many connections for this user"
+            return PER_USER
         if registry.count_remote(self.request.remote_ip or "") >= limits.max_connections_per_address:
             return 429, "too_many_connections", "too many connections from this address"
         return None
@@ -144,7 +170,7 @@ class ChatSocket(WebSocketHandler):
         except ValueError:
             reconnect = 0
         conn = Connection(
-            id=rt.registry.new_id(), user=self.user, transport=output,
+            id=self.conn_id or rt.registry.new_id(), user=self.user, transport=output,
             remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
             token_id=self.token_id,
             user_agent=self.request.headers.get("User-Agent", "")[:256])

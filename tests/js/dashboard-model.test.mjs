@@ -96,3 +96,18 @@ test('totals: connections, users and rooms from the client list, the rest from s
   state = reduce(state, { type: 'opened', client: client('c', 'alice', ['support']) });
   assert.deepEqual(totals(state), { connections: 3, users: 2, rooms: 3, terminations: 1, reconnects: 2, mps: 3.5 });
 });
+
+test('totals in a cluster: the clients of every node count, rooms joined on any node once', () => {
+  const state = reduce(initialState(), {
+    type: 'snapshot',
+    closed: [],
+    stats: { terminations_5m: 0, reconnects_5m: 0, messages_per_second: 0, node: 'node-a', series: { t: [], connections: [], messages_per_second: [] } },
+    clients: [
+      { id: 'a1', user: 'alice', rooms: ['general'], node: 'node-a' },
+      { id: 'b1', user: 'alice', rooms: ['general', 'support'], node: 'node-b', rtt: null, health: null },
+      { id: 'b2', user: 'bob', rooms: [], node: 'node-b', rtt: null, health: null },
+    ],
+  });
+  const t = totals(state);
+  assert.deepEqual([t.connections, t.users, t.rooms], [3, 2, 2]);
+});

@@ -23,7 +23,7 @@ const ids = (list) => list.map((c) => c.id);
 
 test('the columns are the ones the issue asks for, each sortable', () => {
   assert.deepEqual(COLUMNS.map((c) => c.key), [
-    'id', 'user', 'rooms', 'remote', 'user_agent', 'connected_at', 'idle', 'rtt', 'frames_in', 'frames_out',
+    'id', 'user', 'rooms', 'remote', 'node', 'user_agent', 'connected_at', 'idle', 'rtt', 'frames_in', 'frames_out',
     'reconnect', 'health',
   ]);
   for (const col of COLUMNS) {
@@ -41,6 +41,22 @@ test('filter: user, display name or room, case-insensitive, every word must matc
   assert.deepEqual(ids(filterClients(clients, '127.0.0.1')), [], 'the address is not searched');
   assert.deepEqual(ids(filterClients(clients, '  ')), ids(clients));
   assert.deepEqual(ids(filterClients(clients, undefined)), ids(clients));
+});
+
+test('in a cluster: filter by node; rows of other nodes sort their unknown live fields last', () => {
+  const here = client('h1', 'alice', { node: 'node-a', rtt: 0.002, frames_in: 3 });
+  const there = client('t1', 'alice', {
+    node: 'node-b', idle: null, rtt: null, frames_in: null, frames_out: null, health: null,
+  });
+  const amber = client('h2', 'bob', { node: 'node-a', health: 'amber' });
+  const mixed = [there, here, amber];
+  assert.deepEqual(ids(filterClients(mixed, 'node-b')), ['t1']);
+  assert.deepEqual(ids(filterClients(mixed, 'alice node-a')), ['h1']);
+  assert.deepEqual(ids(sortClients(mixed, { key: 'node', dir: 'asc' })), ['h1', 'h2', 't1']);
+  for (const key of ['frames_in', 'health', 'idle']) {
+    for (const dir of ['asc', 'desc']) assert.equal(ids(sortClients(mixed, { key, dir })).at(-1), 't1', `${key} ${dir}`);
+  }
+  assert.equal(ids(sortClients(mixed, { key: 'health', dir: 'desc' }))[0], 'h2', 'amber first');
 });
 
 test('filter returns a new array and leaves the input alone', () => {
