@@ -48,7 +48,7 @@ class BenchMetrics:
     """The server's metrics (the bus pays for them as it would there), published counted aside."""
 
     def __init__(self) -> None:
-        real = Metrics(CollectorRegistry())
+        real = Metrics(CollectorRegistry(), cluster=True)
         self.broker_published = Tally(real.broker_published)
         self.broker_received = real.broker_received
         self.broker_dropped = real.broker_dropped

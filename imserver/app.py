@@ -63,7 +63,7 @@ class Runtime:
 
     def __init__(self, config: Config, metrics_registry: CollectorRegistry | None = None) -> None:
         self.config = config
-        self.metrics = Metrics(metrics_registry)
+        self.metrics = Metrics(metrics_registry, cluster=config.broker.backend != "local")
         self.registry = Registry()
         self.max_connections = connection_limit(config.limits)
         secure_data_files(config)

@@ -415,3 +415,11 @@ async def test_live_scrape_passes_promtool_check_metrics(chat, app, raw, promtoo
     result = subprocess.run([promtool, "check", "metrics"], input=response.body,
                             capture_output=True, timeout=30)
     assert (result.returncode, result.stderr.decode()) == (0, ""), result.stdout.decode()
+
+
+def test_a_server_alone_exposes_no_broker_series(app):
+    """Its Redis bus is not down: it has none (a 0 would fire ImserverBrokerDown)."""
+    registry = app.runtime.metrics.registry
+    assert registry.get_sample_value("imserver_broker_connected") is None
+    assert registry.get_sample_value("imserver_broker_published_total") is None
+    assert registry.get_sample_value("imserver_gaps_filled_total", {"stream": "room"}) == 0

@@ -129,7 +129,7 @@ class Node:
 
     def __init__(self, url: str, prefix: str, node_id: str, **settings: Any) -> None:
         self.recorder = Recorder(settings.pop("fail_on", ()))
-        self.metrics = Metrics(CollectorRegistry())
+        self.metrics = Metrics(CollectorRegistry(), cluster=True)
         self.bus = RedisBus(url, prefix, node_id, self.recorder, self.metrics, **{**CALM, **settings})
 
     def metric(self, name: str, **labels: str) -> float:

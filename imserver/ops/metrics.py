@@ -39,7 +39,7 @@ BROKER_CONNECTIONS = ("publish", "subscribe")
 class Metrics:
     """The metrics of one server; pass a fresh CollectorRegistry per test."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, cluster: bool = False) -> None:
         # The *_created series double the exposition and no alert reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -76,29 +76,31 @@ class Metrics:
         self.errors = Counter(
             "imserver_protocol_errors_total", "Error frames sent to clients, by code.",
             ["code"], registry=r)
-        # The cluster's Redis bus (cluster/redisbus.py); they stay at 0 on a server without one.
+        # The cluster's Redis bus (cluster/redisbus.py): exposed only by a node of a cluster
+        # (a server alone keeps them in a registry nobody scrapes: its bus is not "down").
+        b = r if cluster else CollectorRegistry()
         self.broker_published = Counter(
             "imserver_broker_published_total", "Messages to the other nodes that Redis took.",
-            registry=r)
+            registry=b)
         self.broker_received = Counter(
-            "imserver_broker_received_total", "Messages from the nodes handed to the hub.", registry=r)
+            "imserver_broker_received_total", "Messages from the nodes handed to the hub.", registry=b)
         self.broker_dropped = Counter(
             "imserver_broker_dropped_total",
             "Messages dropped, oldest first, from a full outbox while Redis did not take them.",
-            registry=r)
+            registry=b)
         self.broker_reconnects = Counter(
             "imserver_broker_reconnects_total", "Redis connections made again after a loss, by connection.",
-            ["connection"], registry=r)
+            ["connection"], registry=b)
         self.broker_connected = Gauge(
             "imserver_broker_connected",
-            "1 while the Redis bus can publish and its subscription is live, else 0.", registry=r)
+            "1 while the Redis bus can publish and its subscription is live, else 0.", registry=b)
         self.broker_deaf = Counter(
             "imserver_broker_deaf_total",
-            "Subscriptions found deaf: the node's own ping not heard back in time.", registry=r)
+            "Subscriptions found deaf: the node's own ping not heard back in time.", registry=b)
         self.broker_lag = Histogram(
             "imserver_broker_lag_seconds",
             "From a message's commit on another node to its arrival here.",
-            buckets=LAG_BUCKETS, registry=r)
+            buckets=LAG_BUCKETS, registry=b)
         self.gaps_filled = Counter(
             "imserver_gaps_filled_total",
             "Reads of a stream (a room's, or a user's direct messages) from the store to fill "
