@@ -40,6 +40,8 @@ class Bus(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     def health(self) -> str | None: ...
+    @property
+    def connected(self) -> bool: ...
     def subscribe(self, topic: str) -> None: ...
     def unsubscribe(self, topic: str) -> None: ...
     def publish(self, topic: str, payload: bytes) -> None: ...
@@ -57,6 +59,11 @@ class HubSide(Protocol):
     def remote_members(self, room_name: str) -> set[tuple[str, str]]: ...
     def node_gone(self, node: str) -> None: ...
     def resync(self) -> None: ...
+
+
+# How long a join waits for its room's subscription to be confirmed before it reads the
+# backlog anyway (the bus is down then; its resync reads what was missed).
+WATCH_TIMEOUT = 3.0
 
 
 def new_node_id() -> str:
@@ -105,6 +112,7 @@ class ClusterLink:
         # operator actions) hear from the other nodes. Each takes the decoded message.
         self.handlers: dict[str, Callable[[dict[str, Any]], object]] = {}
         self.on_resync_hooks: list[Callable[[], None]] = []
+        self._marks: dict[str, asyncio.Future[None]] = {}  # watch_room's marks not heard yet
         self._tasks: set[asyncio.Future[Any]] = set()
         self._lease_task: asyncio.Task[None] | None = None
         self.closed = False
@@ -222,12 +230,35 @@ class ClusterLink:
             self.bus.publish(f"user:{msg.recipient}", payload)
 
     def watch_room(self, room: str) -> asyncio.Future[None]:
-        """Hear the room, then learn who is in it on the other nodes."""
+        """Hear the room, then learn who is in it on the other nodes; answered once this
+        node has heard its own mark on the room's channel (so the subscription is in
+        place: whatever is stored after the joiner's backlog read arrives live) and has
+        read the members, or after WATCH_TIMEOUT (then the bus is down, and its resync
+        reads what was missed)."""
         self.rooms.setdefault(room, set())
-        self.bus.subscribe(f"room:{room}")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._spawn(self._read_members(room, done))
+        topic = f"room:{room}"
+        self.bus.subscribe(topic)
+        loop = asyncio.get_running_loop()
+        heard: asyncio.Future[None] = loop.create_future()
+        mark = secrets.token_hex(8)
+        if self.bus.connected:
+            self._marks[mark] = heard
+            self.bus.publish(topic, _dump({"k": "mark", "node": self.node_id, "mark": mark}))
+        else:  # nothing to wait for: the resync after the reconnect reads what was missed
+            heard.set_result(None)
+        members: asyncio.Future[None] = loop.create_future()
+        self._spawn(self._read_members(room, members))
+        done = asyncio.ensure_future(self._watched(mark, heard, members))
         return done
+
+    async def _watched(self, mark: str, heard: asyncio.Future[None],
+                       members: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(heard, members), WATCH_TIMEOUT)
+        except TimeoutError:
+            log.warning("a room's subscription was not confirmed within %g s", WATCH_TIMEOUT)
+        finally:
+            self._marks.pop(mark, None)
 
     async def _read_members(self, room: str, done: asyncio.Future[None] | None = None,
                             *, drop_missing: bool = False) -> None:
@@ -306,6 +337,12 @@ class ClusterLink:
             data = json.loads(payload)
             kind = data["k"]
             node = str(data["node"])
+            if kind == "mark":  # a node checking its subscription to a room
+                if node == self.node_id:
+                    heard = self._marks.pop(str(data["mark"]), None)
+                    if heard is not None and not heard.done():
+                        heard.set_result(None)
+                return
             if node == self.node_id:
                 return  # this node's own: delivered here already
             if kind == "m":
