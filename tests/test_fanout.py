@@ -7,6 +7,9 @@ import pytest
 from bench.servers import server_process
 from imserver.testing import SyncClient, login
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 COUNT = 300
 TEXT_SIZE = 3000
 

@@ -18,6 +18,9 @@ from imserver.http.security import CONTENT_SECURITY_POLICY
 from imserver.testing import ServerProcess, SyncClient, login
 from tests.conftest import make_config
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 TOKEN = "admin-token-for-tests"
 METRICS = "metrics-token-for-tests"
 ATTEMPTS = 3

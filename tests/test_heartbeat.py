@@ -18,6 +18,9 @@ from imserver.core.registry import Connection, User
 from imserver.ops.heartbeat import Action, Heartbeat, decide, ride_along_after, sweep_period
 from imserver.testing import ServerProcess, SyncClient, login
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 
 def test_decide_pings_when_due_and_terminates_when_silent():
     kw = {"interval": 10.0, "timeout": 20.0}

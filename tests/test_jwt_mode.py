@@ -11,6 +11,9 @@ from tornado.httpclient import HTTPClientError
 
 from tests.conftest import make_config
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 SECRET = "host-application-shared-secret-0123456789"
 
 

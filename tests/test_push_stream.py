@@ -18,6 +18,9 @@ from imserver.http.chat import ChatSocket
 from imserver.testing import ServerProcess, SyncClient, login
 from imserver.transport.stream import PushStream
 
+# The chat tests run against one server and against two nodes of a cluster.
+CLUSTER_TOO = True
+
 
 @pytest.fixture
 def server(tmp_path):

@@ -3,6 +3,7 @@ turned into hub calls; outbound frames go to bytes through the transport layer."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,9 +24,9 @@ from ..core.frames import Outbound
 from ..core.hub import Hub
 from ..core.ratelimit import FloodGuard, TokenBucket
 from ..core.registry import Connection, Registry, User
-from ..core.store import Store
 from ..ops.heartbeat import Heartbeat
 from ..ops.metrics import Metrics
+from ..storage.base import Backend
 from ..transport.outbound import Output, open_output
 from ..transport.tornado_compat import reclass_protocol
 from ..transport.writer import CoalescingWriter
@@ -38,6 +39,7 @@ log = logging.getLogger("imserver.ws")
 
 PONG = Outbound(p.PONG)
 PER_USER = (429, "too_many_connections", "too many connections for this user")
+KNOWN_WAIT = 5.0  # seconds an upgrade waits, on a shared store, for its user to be recorded
 
 
 class UserSlots(Protocol):
@@ -62,7 +64,7 @@ class ChatDeps:
     hub: Hub
     heartbeat: Heartbeat
     metrics: Metrics
-    store: Store
+    store: Backend
     writer: CoalescingWriter
     max_connections: int
     start: Callable[[], None]  # starts the server's timers, on the first connection
@@ -121,6 +123,8 @@ class ChatSocket(WebSocketHandler):
                         self.request.remote_ip, self.user.id, message)
             self._refuse(status, reason, message)
             return
+        if self.deps.store.shared:
+            await self._known_everywhere(self.user)
         if slots is None:
             await super().get(*args, **kwargs)
             return
@@ -129,6 +133,17 @@ class ChatSocket(WebSocketHandler):
         finally:
             if self.conn is None:
                 slots.release_unopened(self.conn_id)
+
+    async def _known_everywhere(self, user: User) -> None:
+        """On a store that other nodes share, make the user known (direct messages go
+        only to known users) before its welcome: once a client has its welcome, a
+        direct message to it from any node must find it. On one node the store's queue
+        order gives the same. A store that cannot answer now is no reason to refuse: the
+        connection's own write (in open) tries again."""
+        try:
+            await asyncio.wait_for(self.deps.store.touch_user(user.id, user.name), KNOWN_WAIT)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("could not record user %s before its welcome: %r", user.id, exc)
 
     def _over_limit(self, user: User) -> tuple[int, str, str] | None:
         limits, registry = self.deps.config.limits, self.deps.registry
