@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from . import protocol as p
+from .counting import Gauge, Histogram, Labelled
 from .errors import StoreError, UnknownUser
 from .feed import Feed, Held
 from .frames import Outbound
@@ -74,20 +75,8 @@ class _Delivered(Protocol):
     delivered: int
 
 
-class _Counter(Protocol):
-    def inc(self, amount: float = 1) -> None: ...
 
 
-class _Labelled(Protocol):
-    def labels(self, *values: str) -> _Counter: ...
-
-
-class _Gauge(Protocol):
-    def set(self, value: float) -> None: ...
-
-
-class _Histogram(Protocol):
-    def observe(self, amount: float) -> None: ...
 
 
 class HubMetrics(Protocol):
@@ -96,13 +85,13 @@ class HubMetrics(Protocol):
     @property
     def frames(self) -> _Delivered: ...
     @property
-    def errors(self) -> _Labelled: ...
+    def errors(self) -> Labelled: ...
     @property
-    def rooms(self) -> _Gauge: ...
+    def rooms(self) -> Gauge: ...
     @property
-    def store_seconds(self) -> _Histogram: ...
+    def store_seconds(self) -> Histogram: ...
     @property
-    def gaps_filled(self) -> _Labelled: ...
+    def gaps_filled(self) -> Labelled: ...
 
 
 class Hub:
