@@ -60,11 +60,21 @@ def test_data_dir_relative_to_config_file(tmp_path):
     ({"storage": {"backend": "postgres"}},
      "storage.dsn must be set when storage.backend is postgres (e.g. postgresql://user@host:5432/dbname)"),
     ({"storage": {"schema": ""}}, "storage.schema must be a PostgreSQL schema name of 1-63 bytes, got ''"),
+    ({"storage": {"schema": "é" * 32}},  # 64 bytes: PostgreSQL would cut it short
+     f"storage.schema must be a PostgreSQL schema name of 1-63 bytes, got {'é' * 32!r}"),
+    ({"broker": {"backend": "redis", "url": "http://redis:6379"}},
+     "broker.url must be a redis://, rediss:// or unix:// URL, got 'http://redis:6379'"),
+    ({"broker": {"backend": "redis", "lease_seconds": 2, "liveness_interval_seconds": 1}},
+     "broker.lease_seconds must be > 2 x broker.liveness_interval_seconds (1.0), got 2.0"),
 ])
 def test_errors_name_the_key_and_value(data, message):
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)
     assert str(info.value) == message
+
+
+def test_a_schema_name_of_exactly_63_bytes_is_taken():
+    assert config_from_dict({"storage": {"schema": "s" * 63}}).storage.schema == "s" * 63
 
 
 def test_bad_yaml_and_missing_file_are_clear(tmp_path):

@@ -279,6 +279,7 @@ def test_a_join_whose_read_saw_less_than_the_room_delivered_gets_the_rest_too(re
         joined = wire(bob).of_type("joined")
         assert len(joined) == 1 and texts(joined[0]["messages"]) == ["carol's"]
         assert texts(wire(bob).frames) == []  # not live as well
+        assert core.hub.rooms["r"].joining == 0  # every read of the join counted off
         await slow.store.close()
         core.pool.close()
 
@@ -362,5 +363,105 @@ def test_messages_heard_before_the_first_join_is_answered_wait_for_it_and_a_gap_
         assert texts(frames) == ["m1", "m2", "m3"]
         await slow.store.close()
         core.pool.close()
+
+    run(scenario())
+
+
+def test_a_fill_skips_what_was_delivered_before_it():
+    feed: Feed[str] = Feed(delivered=2)
+    feed.filling = True
+    assert ids(feed.filled([msg(1), msg(2), msg(3)])) == [3]
+
+
+def fills(core: Core, stream: str) -> float:
+    value = core.metrics.registry.get_sample_value("imserver_gaps_filled_total", {"stream": stream})
+    return value or 0.0
+
+
+class SlowAfter:
+    """The real store, but a fill's read (room_after) is taken at once and answered only
+    when the test says: what was stored meanwhile is not in it."""
+
+    def __init__(self, store: MessageStore) -> None:
+        self.store = store
+        self.waiting: list[tuple[asyncio.Future[Page], asyncio.Future[Page]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def room_after(self, *args: Any) -> asyncio.Future[Page]:
+        held: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
+        self.waiting.append((self.store.room_after(*args), held))
+        return held
+
+    async def release(self) -> None:
+        while self.waiting:
+            real, held = self.waiting.pop(0)
+            held.set_result(await real)
+
+
+def test_one_fill_at_a_time_and_what_the_fill_could_not_see_is_read_next():
+    async def scenario() -> None:
+        slow = SlowAfter(MessageStore(":memory:"))
+        core = Core(store=slow)  # type: ignore[arg-type]
+        other = OtherNode(core)
+        alice = core.connect("alice")
+        core.do(alice, {"type": "join", "room": "r"})
+        await core.settle()
+        first = [await other.say("r", f"m{i}") for i in (1, 2, 3)]
+        core.hub.room_published(*first[2])  # m1, m2 lost: a fill starts
+        await asyncio.sleep(0)
+        assert len(slow.waiting) == 1
+        await slow.waiting[0][0]  # the fill's read is taken now, before m4 and m5 exist
+        later = [await other.say("r", f"m{i}") for i in (4, 5)]
+        core.hub.room_published(*later[1])  # m4 lost too, while the fill is under way
+        core.hub.room_published(*first[2])  # and a repeat
+        await asyncio.sleep(0)
+        assert len(slow.waiting) == 1 and fills(core, "room") == 1  # no second fill meanwhile
+        await slow.release()  # m1-m3: m5 is still behind m4, which the first read missed
+        await core.settle()
+        await slow.release()
+        await core.settle()
+        assert texts(wire(alice).frames) == ["m1", "m2", "m3", "m4", "m5"]
+        assert fills(core, "room") == 2
+        await slow.store.close()
+        core.pool.close()
+
+    run(scenario())
+
+
+def test_a_direct_message_gap_is_counted_as_a_fill_of_a_direct_stream():
+    async def scenario() -> None:
+        core = Core()
+        await core.known("alice", "carol")
+        alice = core.connect("alice")
+        store = core.store
+        d1 = (await store.append_direct("carol", "alice", "d1", None)).message
+        d2 = (await store.append_direct("carol", "alice", "d2", None)).message
+        d3 = (await store.append_direct("carol", "alice", "d3", None)).message
+        core.hub.direct_published(d1, 0, 0)
+        assert fills(core, "direct") == 0
+        core.hub.direct_published(d3, d2.id, d2.id)
+        await core.settle()
+        await core.settle()
+        assert texts(wire(alice).frames) == ["d1", "d2", "d3"] and fills(core, "direct") == 1
+        await core.aclose()
+
+    run(scenario())
+
+
+def test_the_hub_tells_which_members_of_a_room_are_on_other_nodes():
+    async def scenario() -> None:
+        core = Core()
+        alice = core.connect("alice")
+        core.do(alice, {"type": "join", "room": "r"})
+        await core.settle()
+        assert core.hub.remote_members("r") == set()
+        assert core.hub.remote_members("nowhere") == set()
+        core.hub.remote_presence("node-b", "r", "carol", "Carol", True)
+        core.hub.remote_presence("node-c", "r", "dave", "Dave", True)
+        assert core.hub.remote_members("r") == {("node-b", "carol"), ("node-c", "dave")}
+        assert not core.hub.rooms["r"].ahead  # an ordinary join is not ahead of the room
+        await core.aclose()
 
     run(scenario())

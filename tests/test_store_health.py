@@ -161,6 +161,9 @@ async def test_a_replaced_database_file_refuses_writes(chat, app, tmp_path):
     answer = await say_and_ack(alice, "lobby", "into whose file?", "c2")
     assert answer["type"] == "error" and answer["code"] == "unavailable"
     assert "deleted or replaced" in (await until_health(chat, 503))["reason"]
+    # A login's name claim is a write too: refused, not kept in a file nobody will read.
+    with pytest.raises(StoreError):
+        await app.runtime.store.claim_name("carol", "g:carol", "carol", "jti-1", time.time() + 60)
 
 
 @pytest.mark.gen_test(timeout=30)

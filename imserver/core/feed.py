@@ -72,7 +72,7 @@ class Feed(Generic[Origin]):
             if self.delivered is not None and message.id <= self.delivered:
                 continue
             held = self.held.pop(message.id, None)
-            out.append(held if held is not None else Held(message, -1, None))
+            out.append(held if held is not None else Held(message, 0, None))
             self.delivered = message.id
         return out
 
@@ -84,9 +84,10 @@ class Feed(Generic[Origin]):
     def _continue(self) -> list[Held[Origin]]:
         """Deliver the held messages that now follow, and forget those now covered."""
         out: list[Held[Origin]] = []
-        delivered = self.delivered
-        if delivered is None or not self.held:
+        if not self.held:
             return out
+        delivered = self.delivered
+        assert delivered is not None  # every caller has set it
         for key in sorted(self.held):
             held = self.held[key]
             if key <= delivered:

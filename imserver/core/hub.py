@@ -309,17 +309,21 @@ class Hub:
         def deliver(ready: list[Held[Connection]]) -> None:
             if self.rooms.get(room.name) is room:
                 self._deliver_room(room, ready)
-        self.metrics.gaps_filled.labels("room").inc()
         self._fill(room.feed, lambda after: self.store.room_after(room.name, after, FILL_PAGE),
-                   deliver, f"room {room.name}")
+                   deliver, "room", f"room {room.name}")
 
     def _fill(self, feed: Feed[Connection], read: Callable[[int], asyncio.Future[Page]],
-              deliver: Callable[[list[Held[Connection]]], None], what: str) -> None:
+              deliver: Callable[[list[Held[Connection]]], None], stream: str, what: str) -> None:
         """Read a feed's gap from the store, page by page, and deliver it with what was
         held behind it; a failed read is tried again (nothing newer goes out meanwhile)."""
+        self.metrics.gaps_filled.labels(stream).inc()
         feed.filling = True
-        assert feed.delivered is not None
         started_at = feed.delivered
+        assert started_at is not None  # a gap is after something delivered
+
+        def after() -> int:
+            assert feed.delivered is not None
+            return feed.delivered
 
         def done(f: asyncio.Future[Page]) -> None:
             try:
@@ -330,7 +334,7 @@ class Hub:
                 return
             deliver(feed.filled(page.messages))
             if page.more:
-                read(feed.delivered or 0).add_done_callback(done)
+                read(after()).add_done_callback(done)
                 return
             if feed.delivered == started_at and feed.held:
                 # The store has nothing between: the gap's messages are gone (retention),
@@ -338,10 +342,10 @@ class Hub:
                 feed.delivered = min(feed.held) - 1
             deliver(feed.fill_done())
             if feed.needs_fill:
-                self._fill(feed, read, deliver, what)
+                self._fill(feed, read, deliver, stream, what)
 
         def retry() -> None:
-            read(feed.delivered or 0).add_done_callback(done)
+            read(after()).add_done_callback(done)
 
         read(started_at).add_done_callback(done)
 
@@ -391,9 +395,8 @@ class Hub:
         def deliver(ready: list[Held[Connection]]) -> None:
             if self.dm_feeds.get(user) is feed:
                 self._deliver_direct(user, ready)
-        self.metrics.gaps_filled.labels("direct").inc()
         self._fill(feed, lambda after: self.store.dm_after(user, after, FILL_PAGE), deliver,
-                   f"the direct messages of {user}")
+                   "direct", f"the direct messages of {user}")
 
     # --- from the other nodes of a cluster ---
 

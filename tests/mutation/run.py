@@ -129,6 +129,12 @@ def _is_log_call(node: ast.AST) -> bool:
     return isinstance(owner, ast.Name) and owner.id in ("log", "logging", "logger")
 
 
+def _is_stub_body(node: ast.stmt) -> bool:
+    """`...` as a body: a Protocol's method, which never runs."""
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and node.value.value is Ellipsis)
+
+
 def _is_docstring(node: ast.stmt) -> bool:
     return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
             and isinstance(node.value.value, str))
@@ -229,7 +235,7 @@ class _Collector(ast.NodeVisitor):
         super().visit(node)
 
     def _statement(self, node: ast.stmt) -> None:
-        if _is_docstring(node) or _is_log_call(node):
+        if _is_docstring(node) or _is_log_call(node) or _is_stub_body(node):
             return
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id in ("__slots__", "__all__") for t in node.targets):
