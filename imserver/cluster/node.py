@@ -155,8 +155,10 @@ class ClusterLink:
         except Exception as exc:  # Redis away: the lease runs out instead
             log.warning("could not remove this node's presence from Redis: %r", exc)
         await self.bus.close()
-        for task in list(self._tasks):
+        pending = [*self._tasks, *([self._lease_task] if self._lease_task is not None else [])]
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)  # ended before the loop is
 
     async def _keep_lease(self) -> None:
         """Renew this node's lease, and see which other nodes' leases ran out."""
@@ -249,6 +251,8 @@ class ClusterLink:
         members: asyncio.Future[None] = loop.create_future()
         self._spawn(self._read_members(room, members))
         done = asyncio.ensure_future(self._watched(mark, heard, members))
+        self._tasks.add(done)
+        done.add_done_callback(self._task_done)
         return done
 
     async def _watched(self, mark: str, heard: asyncio.Future[None],
