@@ -187,3 +187,35 @@ def test_a_ban_survives_a_restart(tmp_path):
         run(after_restart())
     finally:
         server.stop()
+
+
+@pytest.mark.gen_test
+async def test_reading_again_takes_bans_made_elsewhere_and_keeps_changes_made_meanwhile(tmp_path):
+    from imserver.core.registry import Registry
+    from imserver.http.bans import Bans
+    from imserver.storage import Ban
+    from imserver.storage.sqlite import MessageStore
+
+    store = MessageStore(str(tmp_path / "chat.db"))
+    bans = Bans(store, Registry())
+    try:
+        bans.load(await store.read_bans(time.time()))
+        assert bans.in_force() == []
+        await store.ban(Ban("eve", "elsewhere", None, None, 1.0))  # as another node would
+        assert bans.of("eve") is None
+        await bans.reload()
+        assert bans.of("eve") is not None and bans.of("eve").reason == "elsewhere"
+        await store.lift_ban("eve")
+        await bans.reload()
+        assert bans.of("eve") is None
+        # A ban made here while a read is under way is not undone by the read.
+        reading = asyncio.ensure_future(bans.reload())
+        await bans.ban("mallory", "here", seconds=None, by=None)
+        await reading
+        assert bans.of("mallory") is not None
+        bans.remote_lift({"user": "mallory"})
+        assert bans.of("mallory") is None
+        with pytest.raises(ValueError):
+            bans.remote_lift({"user": 5})
+    finally:
+        await store.close()
