@@ -23,6 +23,7 @@ from .core.ratelimit import KeyedLimiter
 from .core.registry import TERMINATION_REASONS, Connection, Registry
 from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
 from .http.auth import Authenticator, load_or_create_secret
+from .http.bans import BAN, LIFT, Bans
 from .http.chat import ChatDeps, ChatSocket
 from .http.echo import EchoSocket
 from .http.edge import connection_limit
@@ -72,6 +73,7 @@ class Runtime:
         self.auth = Authenticator(config.auth, secret)
         self.store = open_store(config)
         self.identities = Identities(self.auth, self.store, self.registry)
+        self.bans = Bans(self.store, self.registry)
         self.opened = False
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
@@ -83,6 +85,7 @@ class Runtime:
         if self.cluster is not None:
             self.cluster.attach(self.hub)
             self._share_identities(self.cluster)
+            self._share_bans(self.cluster)
         # In a cluster: every node's connections, and each user's count over the nodes.
         self.directory = Directory(self.cluster) if self.cluster is not None else None
         self.writer = CoalescingWriter(self.send_pool)
@@ -122,10 +125,25 @@ class Runtime:
 
         cluster.on_resync_hooks.append(reload)
 
+    def _share_bans(self, cluster: ClusterLink) -> None:
+        """Bans and lifts reach the other nodes at once; after this node could not hear
+        them for a while, it reads the bans again."""
+        bans = self.bans
+        bans.publish = cluster.publish_control
+        cluster.handlers[BAN] = bans.remote_ban
+        cluster.handlers[LIFT] = bans.remote_lift
+
+        def reload() -> None:
+            task = asyncio.ensure_future(bans.reload())
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
+        cluster.on_resync_hooks.append(reload)
+
     def _background_done(self, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("reading the identities again failed: %r", task.exception())
+            log.warning("reading the identities or the bans again failed: %r", task.exception())
 
     async def open(self) -> None:
         """Make the store ready (for PostgreSQL: connect and migrate), read back the
@@ -134,6 +152,9 @@ class Runtime:
         if self.opened:
             return
         self.identities.load(await self.store.open(time.time()))
+        self.bans.load(await self.store.read_bans(time.time()))
+        if self.store.shared:  # bans made on nodes this one may not hear
+            self.bans.start_rereading()
         if self.cluster is not None:
             self.cluster.start()
         if self.directory is not None:
@@ -167,6 +188,7 @@ class Runtime:
         self.heartbeat.stop()
         self._retention.stop()
         self._sampler.stop()
+        self.bans.stop()
         for conn in self.registry:
             conn.terminate("shutdown")
         if self.directory is not None:
@@ -268,15 +290,15 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
         config=config, auth=rt.auth, identities=rt.identities, registry=rt.registry, hub=rt.hub,
         heartbeat=rt.heartbeat, metrics=rt.metrics, store=rt.store, writer=rt.writer,
         max_connections=rt.max_connections, start=rt.start, prebuilt=prebuilt,
-        user_slots=rt.directory)}
+        user_slots=rt.directory, bans=rt.bans)}
     session = {"auth": rt.auth, "settings": config.auth, "identities": rt.identities}
     admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
                       registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,
-                      cookie_secure=config.auth.cookie_secure)
+                      cookie_secure=config.auth.cookie_secure, bans=rt.bans)
     routes: list[Any] = [
         (r"/ws", ChatSocket, chat),
         (r"/api/login", LoginHandler, {**session, "limiter": rt.login_limiter,
-                                       "metrics": rt.metrics}),
+                                       "metrics": rt.metrics, "bans": rt.bans}),
         (r"/api/logout", LogoutHandler, session),
         (r"/api/me", MeHandler, session),
         (r"/api/client-config", ClientConfigHandler, {"client": config.client}),

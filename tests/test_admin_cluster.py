@@ -84,9 +84,10 @@ async def refused(node: ServerProcess, user: str) -> int:
 
 async def api(node: ServerProcess, method: str, path: str, body: Any = None,
               expect: int = 200) -> Any:
-    headers = BEARER if method == "GET" else {**BEARER, "Content-Type": "application/json"}
+    bodyless = method in ("GET", "DELETE")
+    headers = BEARER if bodyless else {**BEARER, "Content-Type": "application/json"}
     request = HTTPRequest(f"http://{node.host}/admin/api{path}", method=method, headers=headers,
-                          body=None if method == "GET" else json.dumps(body or {}))
+                          body=None if bodyless else json.dumps(body or {}))
     try:
         response = await AsyncHTTPClient().fetch(request)
     except HTTPClientError as exc:
@@ -241,3 +242,41 @@ async def _connect_or_none(node: ServerProcess, user: str) -> Client | None:
     except HTTPClientError as exc:
         assert exc.code == 429
         return None
+
+
+def test_a_ban_through_one_node_closes_and_refuses_on_both_and_a_lift_through_the_other_lets_in(
+        tmp_path, pg_dsn, pg_schema, redis_url, redis_prefix):
+    node_a, node_b = nodes = nodes_for(tmp_path, pg_dsn, pg_schema, redis_url, redis_prefix)
+
+    async def scenario() -> None:
+        frank_a, frank_b = await connect(node_a, "frank"), await connect(node_b, "frank")
+        grace_b = await connect(node_b, "grace")
+        answer = await api(node_a, "POST", "/users/frank/ban", {"reason": "raiding", "seconds": 600})
+        assert answer["user"] == "frank" and answer["disconnected"] == [frank_a.conn_id]
+        for client in (frank_a, frank_b):
+            assert await client.closed() == 4003 and client.ws.close_reason == "raiding"
+        # Node B closed frank's connection: it has the ban, and refuses at once.
+        assert await refused(node_b, "frank") == 403
+        assert await refused(node_a, "frank") == 403
+        assert [b["user"] for b in await api(node_b, "GET", "/bans")] == ["frank"]
+        grace_b.send({"type": "ping"})  # others stay
+
+        assert await api(node_b, "DELETE", "/users/frank/ban") == {"lifted": "frank"}
+
+        async def let_in_on_a() -> Client | None:
+            try:
+                return await connect(node_a, "frank")
+            except HTTPClientError as exc:
+                assert exc.code == 403
+                return None
+
+        back = await until(let_in_on_a, "a lift through node B reaches node A")
+        assert await api(node_a, "GET", "/bans") == []
+        for client in (back, grace_b):
+            client.close()
+
+    try:
+        run(scenario())
+    finally:
+        for node in nodes:
+            node.stop()

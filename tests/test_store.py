@@ -13,7 +13,7 @@ import pytest
 
 from imserver.core import protocol as p
 from imserver.core.errors import NameTaken, StoreError, UnknownUser
-from imserver.storage import StoredToken, open_store
+from imserver.storage import Ban, StoredToken, open_store
 from imserver.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, MessageStore
 from tests.backends import Stores
 from tests.conftest import make_config
@@ -254,7 +254,7 @@ async def test_a_version_1_database_is_migrated_and_its_messages_keep_their_send
     finally:
         await store.close()
     db = sqlite3.connect(db_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
 
 
@@ -378,3 +378,29 @@ def test_postgres_without_its_driver_is_a_clear_error(tmp_path, monkeypatch):
     config = make_config(tmp_path, storage={"backend": "postgres", "dsn": "postgresql://chat@db/chat"})
     with pytest.raises(StoreError, match=r"needs the asyncpg package: pip install 'imserver\[cluster\]'"):
         open_store(config)
+
+
+@pytest.mark.gen_test
+async def test_bans_are_kept_replaced_lifted_and_read_in_force(stores: Stores):
+    store = await stores.open()
+    now = time.time()
+    try:
+        assert await store.read_bans(now) == []
+        await store.ban(Ban("g:a", "spam", None, "api from 127.0.0.1", 100.0))
+        await store.ban(Ban("bob", "flood", now + 60, None, 200.0))
+        await store.ban(Ban("old", "gone", now - 1, None, 50.0))  # expired: never read
+        assert await store.read_bans(now) == [
+            Ban("g:a", "spam", None, "api from 127.0.0.1", 100.0),
+            Ban("bob", "flood", now + 60, None, 200.0)]
+        assert await store.read_bans(now + 61) == [Ban("g:a", "spam", None, "api from 127.0.0.1", 100.0)]
+        await store.ban(Ban("bob", "again", None, "dashboard", 300.0))  # replaces
+        assert await store.lift_ban("g:a") is True
+        assert await store.lift_ban("g:a") is False
+        assert await store.read_bans(now) == [Ban("bob", "again", None, "dashboard", 300.0)]
+    finally:
+        await store.close()
+    other = await stores.open()  # another process, or a restart: the same bans
+    try:
+        assert await other.read_bans(now) == [Ban("bob", "again", None, "dashboard", 300.0)]
+    finally:
+        await other.close()

@@ -20,8 +20,10 @@ export class AdminApi {
   async _request(method, path, body) {
     const init = { method, credentials: 'same-origin', headers: {} };
     if (method !== 'GET') {
-      init.headers['Content-Type'] = 'application/json';
       if (this.csrf) init.headers['X-CSRF-Token'] = this.csrf;
+    }
+    if (method === 'POST') {
+      init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body === undefined ? {} : body);
     }
     const res = await this._fetch(`${this._base}${path}`, init);
@@ -74,5 +76,25 @@ export class AdminApi {
   /** Closes every connection of `user` with 4003 and `reason`: {disconnected: [ids]}. */
   disconnectUser(user, reason) {
     return this._request('POST', `/users/${encodeURIComponent(user)}/disconnect`, { reason });
+  }
+
+  /**
+   * Bans `user` (a user id or a guest name held now) with `reason`, for `seconds`
+   * (null: until lifted): the ban, with the connections closed on this node.
+   */
+  banUser(user, reason, seconds) {
+    const body = { reason };
+    if (seconds !== null && seconds !== undefined) body.seconds = seconds;
+    return this._request('POST', `/users/${encodeURIComponent(user)}/ban`, body);
+  }
+
+  /** Lifts the ban of `user`: {lifted: id}; ApiError 404 when none is in force. */
+  liftBan(user) {
+    return this._request('DELETE', `/users/${encodeURIComponent(user)}/ban`);
+  }
+
+  /** The bans in force: [{user, reason, until, by, at}]. */
+  bans() {
+    return this._request('GET', '/bans');
   }
 }

@@ -5,10 +5,11 @@
  */
 import { AdminApi, ApiError } from './api.js';
 import { Chart } from './chart-view.js';
+import { BAN_DURATIONS, BansList, DEFAULT_DURATION } from './bans.js';
 import { ClientsTable } from './clients-view.js';
 import { ClosedTable } from './closed-view.js';
 import { ConfirmDialog } from './confirm.js';
-import { setAttr, setText } from './dom.js';
+import { el, setAttr, setText } from './dom.js';
 import { formatCount, formatDuration, formatRate } from './format.js';
 import { initialState, reduce, totals } from './model.js';
 import { PushChannel, PushState, pushUrl } from './push.js';
@@ -58,7 +59,17 @@ class Dashboard {
       empty: byPart('clients-empty'),
       onDisconnect: (client) => this._askDisconnect(client),
       onDisconnectUser: (client) => this._askDisconnectUser(client),
+      onBan: (client) => this._askBan(client),
     });
+    this.bans = new BansList(byTestId('bans-table'), {
+      count: byPart('bans-count'),
+      empty: byPart('bans-empty'),
+      onLift: (ban) => this._lift(ban),
+    });
+    const duration = byTestId('duration-input');
+    for (const d of BAN_DURATIONS) {
+      duration.append(el('option', { value: d.key, selected: d.key === DEFAULT_DURATION }, d.label));
+    }
     this.closed = new ClosedTable(byTestId('closed-table'), {
       count: byPart('closed-count'),
       empty: byPart('closed-empty'),
@@ -117,6 +128,7 @@ class Dashboard {
     this.shown = { closed: null, stats: null };
     this._render();
     this._startPush();
+    this._loadBans();
   }
 
   async _login() {
@@ -268,6 +280,37 @@ class Dashboard {
       confirmLabel: count === 1 ? 'Disconnect user' : `Disconnect ${count} connections`,
       action: (reason) => this._act(() => this.api.disconnectUser(client.user, reason), 'The user is not connected.'),
     });
+  }
+
+  _askBan(client) {
+    this.dialog.open({
+      title: `Ban ${client.name || client.user}?`,
+      detail: 'Every connection of this user, on every node, is closed (code 4003), and they cannot '
+        + 'connect or log in with this name until the ban ends or is lifted. They see the reason below.',
+      confirmLabel: 'Ban',
+      withDuration: true,
+      action: async (reason, seconds) => {
+        await this._act(() => this.api.banUser(client.user, reason, seconds), 'The user is not known.');
+        await this._loadBans();
+      },
+    });
+  }
+
+  async _lift(ban) {
+    try {
+      await this._act(() => this.api.liftBan(ban.user), 'That ban has already ended.');
+    } catch {
+      // Shown by the list: read again below.
+    }
+    await this._loadBans();
+  }
+
+  async _loadBans() {
+    try {
+      this.bans.update(await this.api.bans());
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this._showLogin('Your session has ended. Log in again.');
+    }
   }
 
   async _act(request, notFound) {

@@ -40,14 +40,15 @@ export class ClientsTable {
   /**
    * @param {HTMLTableElement} table
    * @param {{onDisconnect: (client) => void, onDisconnectUser: (client) => void,
-   *          count: Element, empty: Element}} hooks
+   *          onBan?: (client) => void, count: Element, empty: Element}} hooks
    */
-  constructor(table, { onDisconnect, onDisconnectUser, count, empty }) {
+  constructor(table, { onDisconnect, onDisconnectUser, onBan, count, empty }) {
     this.table = table;
     this.count = count;
     this.empty = empty;
     this.onDisconnect = onDisconnect;
     this.onDisconnectUser = onDisconnectUser;
+    this.onBan = onBan;
     this.sort = { ...DEFAULT_SORT };
     this.query = '';
     this.clients = [];
@@ -142,7 +143,11 @@ export class ClientsTable {
       'Disconnect user');
     disconnect.addEventListener('click', () => this.onDisconnect(row.client));
     disconnectUser.addEventListener('click', () => this.onDisconnectUser(row.client));
-    tr.append(el('td', { class: 'actions' }, el('div', { class: 'action-group' }, disconnect, disconnectUser)));
+    const ban = this.onBan
+      ? el('button', { type: 'button', class: 'button small danger-ghost', 'data-testid': 'ban-user' }, 'Ban')
+      : null;
+    if (ban) ban.addEventListener('click', () => this.onBan(row.client));
+    tr.append(el('td', { class: 'actions' }, el('div', { class: 'action-group' }, disconnect, disconnectUser, ban)));
     return row;
   }
 

@@ -1,7 +1,9 @@
 /**
- * The confirmation dialog for disconnects: says what will happen, asks for
- * the reason the user will see, and runs the action only on Confirm.
+ * The confirmation dialog for disconnects and bans: says what will happen, asks
+ * for the reason the user will see (and, for a ban, how long), and runs the
+ * action only on Confirm.
  */
+import { DEFAULT_DURATION, durationSeconds } from './bans.js';
 import { setText } from './dom.js';
 
 export class ConfirmDialog {
@@ -15,6 +17,9 @@ export class ConfirmDialog {
     this.reason = dialog.querySelector('[data-testid="reason-input"]');
     this.confirm = dialog.querySelector('[data-testid="confirm"]');
     this.cancel = dialog.querySelector('[data-testid="cancel"]');
+    this.durationField = dialog.querySelector('[data-part="duration-field"]');
+    this.duration = dialog.querySelector('[data-testid="duration-input"]');
+    this.withDuration = false;
     this.action = null;
     this.reason.addEventListener('input', () => this._sync());
     this.cancel.addEventListener('click', () => this.close());
@@ -25,11 +30,15 @@ export class ConfirmDialog {
   }
 
   /**
-   * Opens the dialog. `action(reason)` is awaited on Confirm; when it throws,
-   * the dialog stays open and shows the error's message.
+   * Opens the dialog. `action(reason, seconds)` is awaited on Confirm (seconds:
+   * the chosen duration when `withDuration`, null meaning until lifted); when
+   * it throws, the dialog stays open and shows the error's message.
    */
-  open({ title, detail, confirmLabel, action }) {
+  open({ title, detail, confirmLabel, action, withDuration = false }) {
     this.action = action;
+    this.withDuration = withDuration;
+    if (this.durationField) this.durationField.hidden = !withDuration;
+    if (this.duration) this.duration.value = DEFAULT_DURATION;
     setText(this.title, title);
     setText(this.detail, detail);
     setText(this.confirm, confirmLabel);
@@ -60,7 +69,8 @@ export class ConfirmDialog {
     if (!reason || !this.action) return;
     this._busy(true);
     try {
-      await this.action(reason);
+      const seconds = this.withDuration && this.duration ? durationSeconds(this.duration.value) : undefined;
+      await this.action(reason, seconds);
       this.close();
     } catch (err) {
       setText(this.error, err && err.message ? err.message : 'The request failed.');

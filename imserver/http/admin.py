@@ -24,11 +24,13 @@ import tornado.web
 from tornado.iostream import StreamBufferFullError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..core.errors import StoreError
 from ..core.protocol import CLOSE_KICKED
 from ..core.ratelimit import KeyedLimiter
 from ..core.registry import Connection, Registry
 from ..ops.metrics import Metrics
 from ..ops.stats import ClosedLog, Samples
+from .bans import MAX_ID, MAX_SECONDS, MIN_SECONDS, Bans, ban_json, cut_reason
 from .security import origin_allowed
 from .untrusted import same_secret
 from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttled
@@ -270,6 +272,7 @@ class AdminDeps:
     resolve: Callable[[str], str]  # a user id, or a guest name held now -> its user id
     metrics: Metrics
     cookie_secure: bool
+    bans: Bans
 
 
 class AdminBase(JsonHandler):
@@ -463,6 +466,91 @@ class DisconnectUserHandler(AdminHandler):
         self.finish(answer)
 
 
+BAN_FIELDS = frozenset({"reason", "seconds"})
+
+
+def _ban_body(handler: AdminHandler) -> tuple[str, int | None] | None:
+    """The reason and duration (None: until lifted) of a ban, or None after answering 400."""
+    body = handler.json_body() if handler.request.body else {}
+    if body is None:
+        return None
+    unknown = sorted(set(body) - BAN_FIELDS)
+    if unknown:
+        handler.fail(400, "bad_request", f"unknown field {unknown[0][:40]!r}: a ban takes "
+                     "reason and seconds")
+        return None
+    reason = body.get("reason", "banned by an operator")
+    if not isinstance(reason, str) or not cut_reason(reason):
+        handler.fail(400, "bad_request", "reason must be a non-empty string")
+        return None
+    seconds = body.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)
+                                or not MIN_SECONDS <= seconds <= MAX_SECONDS):
+        handler.fail(400, "bad_request", f"seconds must be a whole number from {MIN_SECONDS} to "
+                     f"{MAX_SECONDS} (ten years), or absent for a ban until lifted")
+        return None
+    return cut_reason(reason), seconds
+
+
+def _user_target(handler: AdminHandler, user_id: str) -> str | None:
+    """The user id a path names (a user id, or a guest name held now), or None after
+    answering 400."""
+    if not user_id or len(user_id) > MAX_ID or not user_id.isprintable():
+        handler.fail(400, "bad_request", f"a user id is 1 to {MAX_ID} printable characters")
+        return None
+    if handler.admin.registry.of_user(user_id) or handler.admin.bans.of(user_id) is not None:
+        return user_id
+    return handler.admin.resolve(user_id)
+
+
+class BanHandler(AdminHandler):
+    """Bans a user (POST) or lifts the ban (DELETE). A ban is kept in the store,
+    closes the user's connections on every node, and refuses their upgrades and
+    guest logins until it expires or is lifted."""
+
+    async def post(self, user_id: str) -> None:
+        wanted = _ban_body(self)
+        if wanted is None:
+            return
+        target = _user_target(self, user_id)
+        if target is None:
+            return
+        reason, seconds = wanted
+        by = f"{'dashboard' if self.via == 'cookie' else 'api'} from {self.request.remote_ip}"
+        try:
+            ban, closed = await self.admin.bans.ban(target, reason, seconds=seconds, by=by)
+        except StoreError as exc:
+            log.warning("operator ban of user %s not kept: %s", target, exc)
+            self.fail(503, "unavailable", "the ban cannot be kept now, try again")
+            return
+        log.info("operator banned user %s (%s, %d connections here): %s", target,
+                 "until lifted" if seconds is None else f"for {seconds} s", len(closed), reason)
+        self.finish({**ban_json(ban), "disconnected": sorted(c.id for c in closed),
+                     "told": self.view.cluster is not None})
+
+    async def delete(self, user_id: str) -> None:
+        target = _user_target(self, user_id)
+        if target is None:
+            return
+        try:
+            lifted = await self.admin.bans.lift(target)
+        except StoreError as exc:
+            log.warning("operator lift of user %s's ban not kept: %s", target, exc)
+            self.fail(503, "unavailable", "the ban cannot be lifted now, try again")
+            return
+        if not lifted:
+            self.fail(404, "not_found", f"user {user_id} is not banned")
+            return
+        log.info("operator lifted the ban of user %s", target)
+        self.finish({"lifted": target})
+
+
+class BansHandler(AdminHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps([ban_json(b) for b in self.admin.bans.in_force()]))
+
+
 class AdminSocket(WebSocketHandler):
     """The dashboard's push channel: a snapshot, then opened/closed/tick events."""
 
@@ -530,6 +618,8 @@ def admin_routes(admin: AdminDeps, dashboard_dir: str) -> list[Any]:
         (r"/admin/api/stats", StatsHandler, deps),
         (r"/admin/api/clients/([^/]+)/disconnect", DisconnectClientHandler, deps),
         (r"/admin/api/users/([^/]+)/disconnect", DisconnectUserHandler, deps),
+        (r"/admin/api/users/([^/]+)/ban", BanHandler, deps),
+        (r"/admin/api/bans", BansHandler, deps),
     ]
 
 

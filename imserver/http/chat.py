@@ -32,6 +32,7 @@ from ..transport.tornado_compat import reclass_protocol
 from ..transport.writer import CoalescingWriter
 from ..transport.wsprotocol import ChatProtocol
 from .auth import Authenticator
+from .bans import Bans, refusal
 from .identity import Identities
 from .security import SESSION_COOKIE, origin_allowed
 
@@ -70,6 +71,7 @@ class ChatDeps:
     start: Callable[[], None]  # starts the server's timers, on the first connection
     prebuilt: bool = True  # False: Tornado's write_message, the benchmarks' baseline
     user_slots: UserSlots | None = None  # in a cluster: connections per user on every node
+    bans: Bans | None = None  # the users kept out, checked in memory
 
 
 class ChatSocket(WebSocketHandler):
@@ -110,14 +112,20 @@ class ChatSocket(WebSocketHandler):
             self.deps.metrics.refused.labels("unavailable").inc()
             self._refuse(503, "unavailable", "the server cannot check the token now, try again")
             return
-        refusal = self._over_limit(self.user)
+        ban = self.deps.bans.of(self.user.id) if self.deps.bans is not None else None
+        if ban is not None:
+            self.deps.metrics.refused.labels("banned").inc()
+            self.set_status(403)
+            self.finish(refusal(ban))
+            return
+        over = self._over_limit(self.user)
         slots = self.deps.user_slots
         self.conn_id = self.deps.registry.new_id()
-        if refusal is None and slots is not None and not await slots.acquire(
+        if over is None and slots is not None and not await slots.acquire(
                 self.user.id, self.conn_id, self.deps.config.limits.max_connections_per_user):
-            refusal = PER_USER
-        if refusal is not None:
-            status, reason, message = refusal
+            over = PER_USER
+        if over is not None:
+            status, reason, message = over
             self.deps.metrics.refused.labels(reason).inc()
             log.warning("refused connection from %s (user %s): %s",
                         self.request.remote_ip, self.user.id, message)
@@ -194,6 +202,11 @@ class ChatSocket(WebSocketHandler):
         if conn.token_id is not None and rt.auth.guest_login and conn.token_id not in rt.auth.guest_tokens:
             # Logged out (here or on another node) since the upgrade's check.
             conn.end("logged_out", p.CLOSE_UNAUTHENTICATED, "logged out")
+            self._forget_request()
+            return
+        ban = rt.bans.of(conn.user.id) if rt.bans is not None else None
+        if ban is not None:  # banned since the upgrade's check
+            conn.end("kicked", p.CLOSE_KICKED, ban.reason)
             self._forget_request()
             return
         rt.store.touch_user(self.user.id, self.user.name)

@@ -14,7 +14,8 @@ from ..core.errors import AuthError, NameTaken, StoreError
 from ..core.ratelimit import KeyedLimiter
 from ..core.registry import Registry
 from ..ops.metrics import Metrics
-from .auth import Authenticator, Credential
+from .auth import Authenticator, Credential, guest_name
+from .bans import Bans, refusal
 from .identity import Identities
 from .security import SESSION_COOKIE
 from .untrusted import parse_json_object, same_secret
@@ -116,10 +117,12 @@ class LoginHandler(SessionHandler):
     refused with 409; its holder, with its own cookie or token, gets a fresh token."""
 
     def initialize(self, auth: Authenticator, settings: AuthConfig,  # type: ignore[override]
-                   identities: Identities, limiter: KeyedLimiter, metrics: Metrics) -> None:
+                   identities: Identities, limiter: KeyedLimiter, metrics: Metrics,
+                   bans: Bans | None = None) -> None:
         super().initialize(auth, settings, identities)
         self.limiter = limiter
         self.metrics = metrics
+        self.bans = bans
 
     async def post(self) -> None:
         auth = self.auth
@@ -134,8 +137,16 @@ class LoginHandler(SessionHandler):
         if body is None:
             return
         try:
-            token, cred = await self.identities.guest_login(
-                body.get("name"), await self.credentials())
+            presented = await self.credentials()
+            name = guest_name(body.get("name"))
+            holder = self.identities.holder(name) if name is not None else None
+            # A banned holder's name stays theirs: nobody logs in with it, not even they.
+            if self._banned([c.user.id for c in presented]
+                            + ([holder.user_id] if holder is not None else [])):
+                return
+            token, cred = await self.identities.guest_login(body.get("name"), presented)
+            if self._banned([cred.user.id]):  # held by a banned user this node had not seen
+                return
         except AuthError as exc:
             self.metrics.refused.labels("bad_name").inc()
             self.fail(400, "bad_name", str(exc))
@@ -149,6 +160,19 @@ class LoginHandler(SessionHandler):
             return
         self.set_session(token)
         self.finish({"token": token, "user": cred.user.to_json()})
+
+    def _banned(self, users: list[str]) -> bool:
+        """True, after answering 403, when one of the users is banned."""
+        if self.bans is None:
+            return False
+        for user in users:
+            ban = self.bans.of(user)
+            if ban is not None:
+                self.metrics.refused.labels("banned").inc()
+                self.set_status(403)
+                self.finish(refusal(ban))
+                return True
+        return False
 
 
 class MeHandler(SessionHandler):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from ..config import Config
 from ..core.errors import StoreError
-from .base import Backend, IdentitySnapshot, StoredToken
+from .base import Backend, Ban, IdentitySnapshot, StoredToken
 from .sqlite import MessageStore
 
-__all__ = ["Backend", "IdentitySnapshot", "StoredToken", "open_store"]
+__all__ = ["Backend", "Ban", "IdentitySnapshot", "StoredToken", "open_store"]
 
 
 def open_store(config: Config) -> Backend:

@@ -30,6 +30,19 @@ class StoredToken:
     name: str | None  # the name as its holder last typed it
 
 
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A user kept out by an operator: until `until` (Unix time), or until lifted (None)."""
+    user_id: str
+    reason: str
+    until: float | None
+    by: str | None  # how the operator acted (the admin API's note), when known
+    at: float  # when the ban was made (Unix time)
+
+    def in_force(self, now: float) -> bool:
+        return self.until is None or self.until > now
+
+
 class Backend(Store, Protocol):
     """A message store as the server uses it."""
 
@@ -74,3 +87,12 @@ class Backend(Store, Protocol):
               keep_per_room: int | None) -> asyncio.Future[int]:
         """Retention: delete messages older than the age, and all but the newest
         `keep_per_room` of each room; returns how many were deleted."""
+
+    def ban(self, ban: Ban) -> asyncio.Future[None]:
+        """Keep the user out (a ban of the same user is replaced)."""
+
+    def lift_ban(self, user_id: str) -> asyncio.Future[bool]:
+        """Lift the user's ban; False when there was none in the store."""
+
+    def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
+        """The bans in force at `now`, in queue order with this process's writes."""

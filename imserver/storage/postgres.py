@@ -73,7 +73,7 @@ import asyncpg
 from ..config import hide_password
 from ..core.errors import NameTaken, StoreError, UnknownUser
 from ..core.store import Appended, Message, Page, Recovery, recovery_of
-from .base import IdentitySnapshot, StoredToken
+from .base import Ban, IdentitySnapshot, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -126,6 +126,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX tokens_user ON tokens (user_id, expires);
     CREATE INDEX tokens_expires ON tokens (expires);
+    """,
+    # 2: users kept out by an operator; until NULL: until lifted.
+    """
+    CREATE TABLE bans (
+        user_id   TEXT PRIMARY KEY,
+        reason    TEXT NOT NULL,
+        until     DOUBLE PRECISION,
+        banned_by TEXT,
+        banned_at DOUBLE PRECISION NOT NULL
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -418,6 +428,23 @@ class _Session:
             " t.user_id = c.user_id AND NOT t.revoked AND t.expires > $1)", now))
         return removed
 
+    async def ban(self, ban: Ban) -> None:
+        await self.execute(
+            "INSERT INTO bans (user_id, reason, until, banned_by, banned_at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (user_id) DO UPDATE SET reason = excluded.reason, until = excluded.until,"
+            " banned_by = excluded.banned_by, banned_at = excluded.banned_at",
+            ban.user_id, ban.reason, ban.until, ban.by, ban.at)
+        await self.execute("DELETE FROM bans WHERE until IS NOT NULL AND until <= $1", time.time())
+
+    async def lift_ban(self, user_id: str) -> bool:
+        return _count(await self.execute("DELETE FROM bans WHERE user_id = $1", user_id)) > 0
+
+    async def bans(self, now: float) -> list[Ban]:
+        rows = await self.fetch(
+            "SELECT user_id, reason, until, banned_by, banned_at FROM bans"
+            " WHERE until IS NULL OR until > $1 ORDER BY banned_at, user_id", now)
+        return [Ban(r[0], r[1], None if r[2] is None else float(r[2]), r[3], float(r[4])) for r in rows]
+
     async def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
         removed = 0
         if older_than is not None:
@@ -649,6 +676,15 @@ class PostgresStore:
 
     def prune_identities(self, now: float) -> asyncio.Future[int]:
         return self._submit(True, lambda s: s.prune_identities(now), ())
+
+    def ban(self, ban: Ban) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.ban(ban), (ban.user_id, ban.reason, ban.by))
+
+    def lift_ban(self, user_id: str) -> asyncio.Future[bool]:
+        return self._submit(True, lambda s: s.lift_ban(user_id), (user_id,))
+
+    def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
+        return self._submit(False, lambda s: s.bans(now), ())
 
     def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
         older_than = time.time() - max_age_seconds if max_age_seconds else None

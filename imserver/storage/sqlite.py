@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.errors import NameTaken, StoreError, UnknownUser
 from ..core.store import Appended, Message, Page, Recovery, recovery_of
-from .base import IdentitySnapshot, StoredToken
+from .base import Ban, IdentitySnapshot, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -83,6 +83,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX tokens_user ON tokens(user_id, expires);
     CREATE INDEX tokens_expires ON tokens(expires);
+    """,
+    # 3: users kept out by an operator; until NULL: until lifted.
+    """
+    CREATE TABLE bans (
+        user_id   TEXT PRIMARY KEY,
+        reason    TEXT NOT NULL,
+        until     REAL,
+        banned_by TEXT,
+        banned_at REAL NOT NULL
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -220,6 +230,21 @@ class _Database:
             " JOIN tokens t ON t.user_id = c.user_id WHERE t.revoked = 0 AND t.expires > ?",
             (now,)).fetchall()
         return IdentitySnapshot([tuple(r) for r in claims])
+
+    def ban(self, ban: Ban) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO bans (user_id, reason, until, banned_by, banned_at)"
+            " VALUES (?, ?, ?, ?, ?)", (ban.user_id, ban.reason, ban.until, ban.by, ban.at))
+        self.db.execute("DELETE FROM bans WHERE until IS NOT NULL AND until <= ?", (time.time(),))
+
+    def lift_ban(self, user_id: str) -> bool:
+        return self.db.execute("DELETE FROM bans WHERE user_id = ?", (user_id,)).rowcount > 0
+
+    def bans(self, now: float) -> list[Ban]:
+        rows = self.db.execute(
+            "SELECT user_id, reason, until, banned_by, banned_at FROM bans"
+            " WHERE until IS NULL OR until > ? ORDER BY banned_at, user_id", (now,)).fetchall()
+        return [Ban(r[0], r[1], None if r[2] is None else float(r[2]), r[3], float(r[4])) for r in rows]
 
     def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
         removed = 0
@@ -392,6 +417,15 @@ class MessageStore:
 
     def prune_identities(self, now: float) -> asyncio.Future[int]:
         return self._submit(True, lambda db: db.prune_identities(now))
+
+    def ban(self, ban: Ban) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.ban(ban))
+
+    def lift_ban(self, user_id: str) -> asyncio.Future[bool]:
+        return self._submit(True, lambda db: db.lift_ban(user_id))
+
+    def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
+        return self._submit(False, lambda db: db.bans(now))
 
     async def open(self, now: float) -> IdentitySnapshot:
         """The database was opened by the constructor; this reads the identities."""
