@@ -382,22 +382,23 @@ class SlowAfter:
     """The real store, but a fill's read (room_after) is taken at once and answered only
     when the test says: what was stored meanwhile is not in it."""
 
-    def __init__(self, store: MessageStore) -> None:
+    def __init__(self, store: MessageStore, *, read_late: bool = False) -> None:
         self.store = store
-        self.waiting: list[tuple[asyncio.Future[Page], asyncio.Future[Page]]] = []
+        self.read_late = read_late  # take the read only when released, not at once
+        self.waiting: list[tuple[Any, asyncio.Future[Page]]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
     def room_after(self, *args: Any) -> asyncio.Future[Page]:
         held: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
-        self.waiting.append((self.store.room_after(*args), held))
+        self.waiting.append((args if self.read_late else self.store.room_after(*args), held))
         return held
 
     async def release(self) -> None:
         while self.waiting:
             real, held = self.waiting.pop(0)
-            held.set_result(await real)
+            held.set_result(await (self.store.room_after(*real) if self.read_late else real))
 
 
 def test_one_fill_at_a_time_and_what_the_fill_could_not_see_is_read_next():
@@ -462,6 +463,63 @@ def test_the_hub_tells_which_members_of_a_room_are_on_other_nodes():
         core.hub.remote_presence("node-c", "r", "dave", "Dave", True)
         assert core.hub.remote_members("r") == {("node-b", "carol"), ("node-c", "dave")}
         assert not core.hub.rooms["r"].ahead  # an ordinary join is not ahead of the room
+        await core.aclose()
+
+    run(scenario())
+
+
+def test_a_gap_the_store_no_longer_has_is_stepped_over_rather_than_waited_on_forever():
+    async def scenario() -> None:
+        slow = SlowAfter(MessageStore(":memory:"), read_late=True)
+        core = Core(store=slow)  # type: ignore[arg-type]
+        other = OtherNode(core)
+        alice = core.connect("alice")
+        core.do(alice, {"type": "join", "room": "r"})
+        await core.settle()
+        sent = [await other.say("r", f"m{i}") for i in (1, 2, 3)]
+        core.hub.room_published(*sent[2])  # m1, m2 lost: a fill starts ...
+        await asyncio.sleep(0)
+        # ... and retention removes all three before the fill reads them.
+        await slow.store._submit(True, lambda db: db.db.execute("DELETE FROM messages"))
+        await slow.release()
+        await core.settle()
+        assert texts(wire(alice).frames) == ["m3"]  # what it holds goes out
+        core.hub.room_published(*await other.say("r", "m4"))
+        await core.settle()
+        assert texts(wire(alice).frames) == ["m3", "m4"]
+        await slow.store.close()
+        core.pool.close()
+
+    run(scenario())
+
+
+def test_resync_reads_the_direct_messages_missed_too():
+    async def scenario() -> None:
+        core = Core()
+        await core.known("alice", "carol")
+        alice = core.connect("alice")
+        store = core.store
+        d1 = (await store.append_direct("carol", "alice", "d1", None)).message
+        core.hub.direct_published(d1, 0, 0)
+        await store.append_direct("carol", "alice", "unheard", None)
+        core.hub.resync()
+        await core.settle()
+        await core.settle()
+        assert texts(wire(alice).frames) == ["d1", "unheard"]
+        await core.aclose()
+
+    run(scenario())
+
+
+def test_a_connection_with_nothing_waiting_holds_no_answer_queue():
+    async def scenario() -> None:
+        core = Core()
+        alice = core.connect("alice")
+        core.do(alice, {"type": "join", "room": "r"})
+        core.do(alice, {"type": "say", "room": "r", "text": "hi", "cid": "1"})
+        await core.settle()
+        assert [f["type"] for f in wire(alice).frames] == ["joined", "ack"]
+        assert alice not in core.hub._answers  # no list left behind per connection
         await core.aclose()
 
     run(scenario())

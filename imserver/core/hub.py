@@ -300,9 +300,9 @@ class Hub:
             if room.ahead:
                 targets = [c for c in room.conns if room.ahead.get(c, 0) < msg.id]
             self.broadcast(targets, p.message_frame(msg), skip=held.origin)
-        if room.ahead and ready:
-            delivered = room.feed.delivered or 0
-            for conn in [c for c, upto in room.ahead.items() if upto <= delivered]:
+        if room.ahead and ready:  # those now caught up need no skipping
+            newest = ready[-1].message.id
+            for conn in [c for c, upto in room.ahead.items() if upto <= newest]:
                 del room.ahead[conn]
 
     def _fill_room(self, room: Room) -> None:
