@@ -5,12 +5,14 @@ accepted after close. The tests taking `stores` run on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from imserver.core.errors import StoreError, UnknownUser
+from imserver.core.errors import NameTaken, StoreError, UnknownUser
 from imserver.core.protocol import message_frame
 from imserver.core.store import Message
+from imserver.storage.base import Ban
 from imserver.storage.sqlite import MessageStore
 from tests.backends import Stores
 from tests.core import run
@@ -143,6 +145,51 @@ def test_dm_pages_hold_both_directions_and_nothing_else(stores: Stores):
         assert store.committed == 7
         assert await store.prune(max_age_seconds=None, keep_per_room=None) == 0
         assert store.committed == 8  # a prune is a write, in a transaction
+        await store.close()
+
+    run(scenario())
+
+
+# --- the SQLite store's own bookkeeping ---
+
+def _sql(store: MessageStore, statement: str) -> asyncio.Future[list[tuple[object, ...]]]:
+    return store._submit(False, lambda db: db.db.execute(statement).fetchall())
+
+
+def test_a_new_ban_clears_the_expired_ones_from_the_table():
+    async def scenario() -> None:
+        store = MessageStore(":memory:")
+        now = time.time()
+        await store.ban(Ban("gone", "spam", now - 1, None, now - 100))
+        await store.ban(Ban("kept", "spam", None, None, now))
+        assert await _sql(store, "SELECT user_id FROM bans ORDER BY user_id") == [("kept",)]
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_refused_name_claim_does_not_leave_its_user_counted_as_recorded():
+    """touch_user writes each user once per run; a claim that failed wrote nothing, so the
+    next touch of that user must write it."""
+    async def scenario() -> None:
+        store = MessageStore(":memory:")
+        later = time.time() + 3600
+        await store.claim_name("ann", "g:first", "ann", "jti-1", later)
+        with pytest.raises(NameTaken):
+            await store.claim_name("ann", "g:second", "ann", "jti-2", later)
+        await store.touch_user("g:second", "ann")
+        assert ("g:second",) in await _sql(store, "SELECT id FROM users")
+        await store.close()
+
+    run(scenario())
+
+
+def test_load_identities_is_for_start_up_only():
+    async def scenario() -> None:
+        store = MessageStore(":memory:")
+        await store.append_room("a", "r", "hi", None)  # the store thread runs now
+        with pytest.raises(RuntimeError, match="start-up"):
+            store.load_identities(time.time())
         await store.close()
 
     run(scenario())

@@ -13,6 +13,7 @@ import asyncio
 import json
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,26 @@ async def test_a_dead_store_thread_is_reported_and_new_operations_fail_at_once(t
     await store.close()
 
 
+@pytest.mark.gen_test
+async def test_what_was_queued_behind_the_end_of_the_store_thread_is_answered(tmp_path):
+    store = MessageStore(str(tmp_path / "chat.db"))
+    await store.append_room("alice", "r", "hi", "c1")
+    entered, queued = threading.Event(), threading.Event()
+
+    def die(db: object) -> None:
+        entered.set()
+        queued.wait(5)  # until the operations behind it are in the queue, not in its batch
+        raise SystemExit("the thread ends")
+
+    dying = store._submit(False, die)
+    assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
+    behind = [store.append_room("alice", "r", f"behind {i}", f"b{i}") for i in range(3)]
+    queued.set()
+    results = await asyncio.wait_for(asyncio.gather(dying, *behind, return_exceptions=True), 5)
+    assert all(isinstance(r, StoreError) for r in results), results
+    await store.close()
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Any:
     return make_config(tmp_path, storage={"health_deadline_seconds": 0.5})
@@ -161,9 +182,14 @@ async def test_a_replaced_database_file_refuses_writes(chat, app, tmp_path):
     answer = await say_and_ack(alice, "lobby", "into whose file?", "c2")
     assert answer["type"] == "error" and answer["code"] == "unavailable"
     assert "deleted or replaced" in (await until_health(chat, 503))["reason"]
-    # A login's name claim is a write too: refused, not kept in a file nobody will read.
+    # A login's name claim is a write too, and so is forgetting expired tokens: refused,
+    # not kept in a file nobody will read. Reads still answer, from the file opened.
+    store = app.runtime.store
     with pytest.raises(StoreError):
-        await app.runtime.store.claim_name("carol", "g:carol", "carol", "jti-1", time.time() + 60)
+        await store.claim_name("carol", "g:carol", "carol", "jti-1", time.time() + 60)
+    with pytest.raises(StoreError):
+        await store.prune_identities(time.time())
+    assert (await store.read_identities(time.time())).claims
 
 
 @pytest.mark.gen_test(timeout=30)
