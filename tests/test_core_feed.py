@@ -15,7 +15,7 @@ import pytest
 
 from imserver.core import room as room_module
 from imserver.core.feed import Feed
-from imserver.core.store import Message, Page, Recovery
+from imserver.core.store import Message, Page
 from imserver.storage.sqlite import MessageStore
 from tests.core import Core, presence, run, wire
 
@@ -211,25 +211,34 @@ def test_members_on_another_node_are_in_the_member_list_and_leave_when_that_node
 
 
 class SlowReads:
-    """The real store, but each room read is answered only when the test says: the
-    answers of a store whose reads and writes run on different connections."""
+    """The real store, but one kind of read (`room_recover`: a join's backlog, or
+    `room_after`: a fill) is answered only when the test says: the answers of a store
+    whose reads and writes run on different connections. The read is taken at once
+    (what is stored meanwhile is not in it), or with `read_late` when released."""
 
-    def __init__(self, store: MessageStore) -> None:
+    def __init__(self, store: MessageStore, method: str = "room_recover", *,
+                 read_late: bool = False) -> None:
         self.store = store
-        self.waiting: list[tuple[asyncio.Future[Any], asyncio.Future[Any]]] = []
+        self.method = method
+        self.read_late = read_late
+        self.waiting: list[tuple[Any, asyncio.Future[Any]]] = []
 
     def __getattr__(self, name: str) -> Any:
+        if name == self.method:
+            return self._held
         return getattr(self.store, name)
 
-    def room_recover(self, *args: Any) -> asyncio.Future[Recovery]:
-        held: asyncio.Future[Recovery] = asyncio.get_running_loop().create_future()
-        self.waiting.append((self.store.room_recover(*args), held))
+    def _held(self, *args: Any) -> asyncio.Future[Any]:
+        held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        read = getattr(self.store, self.method)
+        self.waiting.append((args if self.read_late else read(*args), held))
         return held
 
     async def release(self) -> None:
-        for real, held in self.waiting:
-            held.set_result(await real)
-        self.waiting.clear()
+        read = getattr(self.store, self.method)
+        while self.waiting:
+            real, held = self.waiting.pop(0)
+            held.set_result(await (read(*real) if self.read_late else real))
 
 
 def test_a_connections_answers_go_out_in_the_order_of_its_commands_whatever_the_store_does():
@@ -379,32 +388,9 @@ def fills(core: Core, stream: str) -> float:
     return value or 0.0
 
 
-class SlowAfter:
-    """The real store, but a fill's read (room_after) is taken at once and answered only
-    when the test says: what was stored meanwhile is not in it."""
-
-    def __init__(self, store: MessageStore, *, read_late: bool = False) -> None:
-        self.store = store
-        self.read_late = read_late  # take the read only when released, not at once
-        self.waiting: list[tuple[Any, asyncio.Future[Page]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def room_after(self, *args: Any) -> asyncio.Future[Page]:
-        held: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
-        self.waiting.append((args if self.read_late else self.store.room_after(*args), held))
-        return held
-
-    async def release(self) -> None:
-        while self.waiting:
-            real, held = self.waiting.pop(0)
-            held.set_result(await (self.store.room_after(*real) if self.read_late else real))
-
-
 def test_one_fill_at_a_time_and_what_the_fill_could_not_see_is_read_next():
     async def scenario() -> None:
-        slow = SlowAfter(MessageStore(":memory:"))
+        slow = SlowReads(MessageStore(":memory:"), "room_after")
         core = Core(store=slow)  # type: ignore[arg-type]
         other = OtherNode(core)
         alice = core.connect("alice")
@@ -471,7 +457,7 @@ def test_the_hub_tells_which_members_of_a_room_are_on_other_nodes():
 
 def test_a_gap_the_store_no_longer_has_is_stepped_over_rather_than_waited_on_forever():
     async def scenario() -> None:
-        slow = SlowAfter(MessageStore(":memory:"), read_late=True)
+        slow = SlowReads(MessageStore(":memory:"), "room_after", read_late=True)
         core = Core(store=slow)  # type: ignore[arg-type]
         other = OtherNode(core)
         alice = core.connect("alice")
