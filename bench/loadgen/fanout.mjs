@@ -1,7 +1,13 @@
 /**
  * Fan-out load: `receivers` connections in one room and one sender.
  *
- * settings: {base, ws, receivers, per_user, room, prefix, concurrency}
+ * settings: {base, ws, receivers, per_user, room, prefix, concurrency, lean,
+ *            user_tokens, sender_token, by_node}
+ *           `ws` may be a list of servers (nodes of one cluster): the receivers
+ *           are spread over them in contiguous blocks, the sender is on the
+ *           first, and the result has figures per node (`by_node`, also given
+ *           for one server when by_node is true). `user_tokens` and
+ *           `sender_token` replace the guest logins (servers in `jwt` mode).
  * events:   ready {receivers, setup_s}; done, then result {...}, after each run
  * commands: {cmd: "burst", messages, window, timeout_s}
  *             send `messages` as fast as possible, keeping at most `window`
@@ -16,18 +22,24 @@
  */
 
 import {
-  connect, connectLean, emit, join, log, nextCommand, now, pool, settings, sleep, summarize, tokensFor,
+  connect, connectionTokens, connectLean, emit, join, log, nextCommand, now, pool, settings, sleep, summarize,
+  tokensFor,
 } from './lib.mjs';
 
 const cfg = settings();
 const N = cfg.receivers;
 const room = cfg.room ?? 'bench';
 const started = now();
+const urls = Array.isArray(cfg.ws) ? cfg.ws : [cfg.ws];
+const nodeOf = Int32Array.from({ length: N }, (_, i) => Math.floor((i * urls.length) / N));
+const perNode = urls.map((_, g) => nodeOf.filter((n) => n === g).length);
+const byNode = cfg.by_node === true || urls.length > 1;
 
-const tokens = await tokensFor(cfg.base, `${cfg.prefix ?? 'rx'}`, N, cfg.per_user ?? 20);
-const [senderToken] = await tokensFor(cfg.base, `${cfg.prefix ?? 'rx'}sender`, 1, 1);
+const tokens = await connectionTokens(cfg, `${cfg.prefix ?? 'rx'}`, N, cfg.per_user ?? 20);
+const senderToken = cfg.sender_token ?? (await tokensFor(cfg.base, `${cfg.prefix ?? 'rx'}sender`, 1, 1))[0];
 const opened = await pool(N, cfg.concurrency ?? 50, async (i) => {
-  const ws = await (cfg.lean === false ? connect : connectLean)(`${cfg.ws}/ws?token=${tokens[i]}`);
+  const url = `${urls[nodeOf[i]]}/ws?token=${tokens[i]}`;
+  const ws = await (cfg.lean === false ? connect : connectLean)(url);
   await join(ws, room);
   return ws;
 });
@@ -36,7 +48,7 @@ if (opened.failures.length) {
   process.exit(1);
 }
 const receivers = opened.results;
-const sender = await connect(`${cfg.ws}/ws?token=${senderToken}`);
+const sender = await connect(`${urls[0]}/ws?token=${senderToken}`);
 await join(sender, room);
 
 // The state of the run in progress; receivers write into it.
@@ -90,9 +102,15 @@ function onData(i, data) {
   const r = run;
   if (r === null || !parseBenchMessage(data) || parsed[0] !== r.id) return;
   const seq = parsed[1];
-  r.latency[r.count++] = t - parsed[2] / 1000;
+  const latency = t - parsed[2] / 1000;
+  r.latency[r.count++] = latency;
   r.last = t;
   if (r.firstAt[seq] === 0) r.firstAt[seq] = t;
+  if (r.nodes !== null) {
+    const node = r.nodes[nodeOf[i]];
+    node.latency[node.count++] = latency;
+    if (node.firstAt[seq] === 0) node.firstAt[seq] = t;
+  }
   r.lastAt[seq] = t;
   if (seq <= r.lastSeq[i]) r.disorder++;
   r.lastSeq[i] = seq;
@@ -118,6 +136,9 @@ function newRun(messages) {
     sentAt: new Float64Array(messages), firstAt: new Float64Array(messages), lastAt: new Float64Array(messages),
     lastSeq: new Int32Array(N).fill(-1), onComplete: () => {}, sent: 0, sendLagMax: 0,
     closedBefore: closed,
+    nodes: byNode ? perNode.map((count) => ({
+      count: 0, latency: new Float64Array(messages * count), firstAt: new Float64Array(messages),
+    })) : null,
   };
 }
 
@@ -163,6 +184,19 @@ function result(r) {
     // the load generator's reading), and first to last delivery (the fan-out).
     first_ms: summarize(r.firstAt.map((t, i) => (t ? t - r.sentAt[i] : 0)), r.sent),
     spread_ms: summarize(r.lastAt.map((t, i) => (t ? t - r.firstAt[i] : 0)), r.sent),
+    by_node: r.nodes === null ? null : r.nodes.map((node, g) => nodeResult(r, node, g)),
+  };
+}
+
+/** One node's part of a run: its receivers' latency, and per message the time to its first
+ * delivery there and how long after the first delivery on the first node (the sender's) that came. */
+function nodeResult(r, node, g) {
+  const home = r.nodes[0].firstAt;
+  return {
+    receivers: perNode[g], deliveries: node.count, expected: r.messages * perNode[g],
+    latency_ms: summarize(node.latency, node.count),
+    first_ms: summarize(node.firstAt.map((t, i) => (t ? t - r.sentAt[i] : 0)), r.sent),
+    after_home_ms: summarize(node.firstAt.map((t, i) => (t && home[i] ? t - home[i] : 0)), r.sent),
   };
 }
 

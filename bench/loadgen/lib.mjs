@@ -83,6 +83,18 @@ export async function tokensFor(base, prefix, count, perUser) {
   return Array.from({ length: count }, (_, i) => tokens[Math.floor(i / perUser)]);
 }
 
+/**
+ * Tokens for `count` connections as tokensFor gives them, or, when the driver
+ * passed `user_tokens` (tokens it signed itself, for servers in `jwt` mode),
+ * user_tokens[floor(i / perUser)] for connection i.
+ */
+export async function connectionTokens(cfg, prefix, count, perUser) {
+  if (!cfg.user_tokens) return tokensFor(cfg.base, prefix, count, perUser);
+  const users = Math.ceil(count / perUser);
+  if (cfg.user_tokens.length < users) throw new Error(`need ${users} user_tokens, got ${cfg.user_tokens.length}`);
+  return Array.from({ length: count }, (_, i) => cfg.user_tokens[Math.floor(i / perUser)]);
+}
+
 export const SOCKET_OPTIONS = {
   perMessageDeflate: false,
   skipUTF8Validation: true,
