@@ -22,6 +22,7 @@ takes.
 
     python -m bench cluster [--receivers 1000] [--rate 20] [--seconds 10] [--runs 3]
                             [--clients 2000] [--parts latency failover] [--compare postgres sqlite]
+                            [--send-threads N]
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ class Run:
     """One run's names in the shared services, its token secret, and their removal."""
     dsn: str
     redis: str
+    send_threads: int | None = None  # server.send_threads of every server (None: the default)
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
@@ -202,6 +204,8 @@ class Run:
         if setup == CLUSTER:
             sections["broker"] = {"backend": "redis", "url": self.redis, "prefix": self.prefix,
                                   "node_id": f"{self.prefix}-{node}"}
+        if self.send_threads is not None:
+            sections["server"] = {"send_threads": self.send_threads}
         return bench_settings(**sections)
 
     def remove(self) -> None:
@@ -535,7 +539,7 @@ def run_scenario(args: argparse.Namespace) -> None:
     if problem:
         print(f"cluster: skipped: {problem}")
         return
-    run = Run(args.dsn, args.redis)
+    run = Run(args.dsn, args.redis, args.send_threads)
     print(f"cluster: schemas {run.schema(CLUSTER)}, {run.schema(ONE_PG)}; Redis prefix {run.prefix}")
     try:
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
@@ -559,6 +563,8 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each set-up, in turn; the median")
     parser.add_argument("--compare", nargs="*", choices=(ONE_PG, ONE_SQLITE), default=[ONE_PG, ONE_SQLITE],
                         help="the single nodes beside the cluster (default: both)")
+    parser.add_argument("--send-threads", type=int, default=None,
+                        help="server.send_threads for every server (default: config.yaml's default, 1)")
     parser.add_argument("--clients", type=int, default=2000, help="clients of the failover")
     parser.add_argument("--failover-timeout", type=float, default=120.0,
                         help="seconds to wait for every client to be back")
