@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -21,6 +20,7 @@ from imserver.testing import ServerProcess
 from tests.chatters import app_token
 from tests.cluster import cluster_settings, start_nodes
 from tests.core import run
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -96,16 +96,6 @@ async def api(node: ServerProcess, method: str, path: str, body: Any = None,
     assert response.code == expect, (path, response.code)
     return json.loads(response.body) if response.body else None
 
-
-async def until(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0) -> T:
-    """The probe's first answer that is not None (or False), polled against a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
 
 
 def test_one_nodes_admin_api_sees_and_disconnects_every_nodes_clients(

@@ -22,6 +22,7 @@ from tests.chatters import JWT_SETTINGS, app_token
 from tests.conftest import make_config
 from tests.core import run
 from tests.test_admin import BEARER, TOKEN, api
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -43,15 +44,6 @@ async def upgrade(host: str, token: str) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.response.body)
     raise AssertionError("an upgrade answered 200")
 
-
-async def until(probe, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.gen_test(timeout=30)
