@@ -17,7 +17,7 @@ from imserver.core.frames import Outbound
 from imserver.core.ratelimit import KeyedLimiter
 from imserver.core.registry import Connection, User
 from imserver.core.room import Room
-from imserver.storage import sqlite
+from imserver.storage import base
 from imserver.storage.sqlite import MessageStore
 from tests.core import Wire, run
 
@@ -47,7 +47,7 @@ def test_close_closes_the_database(tmp_path):
 
 
 def test_the_cache_of_users_written_this_run_is_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite, "KNOWN_USERS_MAX", 2)
+    monkeypatch.setattr(base, "KNOWN_USERS_MAX", 2)
 
     async def scenario() -> None:
         store = MessageStore(str(tmp_path / "chat.db"))

@@ -96,3 +96,31 @@ class Backend(Store, Protocol):
 
     def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
         """The bans in force at `now`, in queue order with this process's writes."""
+
+
+# How many users a store remembers as written this run (then it starts again).
+KNOWN_USERS_MAX = 100_000
+
+
+class KnownUsers:
+    """The users a store has written this run (user id -> name), so that touch_user
+    writes each one once: reconnects after a restart cost no commit each. Bounded; a
+    user whose write failed is forgotten, so the next touch writes it."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def written(self, user_id: str, name: str) -> bool:
+        return self._names.get(user_id) == name
+
+    def remember(self, user_id: str, name: str) -> None:
+        if len(self._names) >= KNOWN_USERS_MAX:
+            self._names.clear()
+        self._names[user_id] = name
+
+    def until_failed(self, future: asyncio.Future[None], user_id: str, name: str) -> None:
+        """Forget the user if `future` (its write) fails."""
+        def done(f: asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is not None and self.written(user_id, name):
+                del self._names[user_id]
+        future.add_done_callback(done)

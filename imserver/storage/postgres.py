@@ -73,7 +73,7 @@ import asyncpg
 from ..config import hide_password
 from ..core.errors import NameTaken, StoreError, UnknownUser
 from ..core.store import Appended, Message, Page, Recovery, recovery_of
-from .base import Ban, IdentitySnapshot, StoredToken
+from .base import Ban, IdentitySnapshot, KnownUsers, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -140,7 +140,6 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-KNOWN_USERS_MAX = 100_000
 RECONNECT_FIRST = 0.05  # seconds before the first reconnect attempt; doubles up to the cap
 RECONNECT_CAP = 2.0
 CLIENT_GRACE = 1.0  # seconds the client waits for a statement beyond the server's own timeout
@@ -567,7 +566,7 @@ class PostgresStore:
         self.committed = 0
         self.reconnects = 0
         self.reruns = 0  # batches run again after a deadlock or a serialization failure
-        self._known_users: dict[str, str] = {}  # user id -> name, written this run
+        self._known_users = KnownUsers()
 
     # --- start, health, close ---
 
@@ -645,24 +644,22 @@ class PostgresStore:
     def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
         """Remember a user (direct messages may be sent only to known users). Written
         once per user per run: reconnects after a restart cost no commit each."""
-        if self._known_users.get(user_id) == name:
+        if self._known_users.written(user_id, name):
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        if len(self._known_users) >= KNOWN_USERS_MAX:
-            self._known_users.clear()
-        self._known_users[user_id] = name
+        self._known_users.remember(user_id, name)
         future = self._submit(True, lambda s: s.touch_user(user_id, name), (user_id, name),
                               touches=user_id)
-        future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
+        self._known_users.until_failed(future, user_id, name)
         return future
 
     def claim_name(self, key: str, user_id: str, name: str, jti: str,
                    expires: float) -> asyncio.Future[None]:
-        self._known_users[user_id] = name
+        self._known_users.remember(user_id, name)
         future = self._submit(True, lambda s: s.claim_name(key, user_id, name, jti, expires),
                               (key, user_id, name, jti), touches=user_id, claim=(key, user_id, name))
-        future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
+        self._known_users.until_failed(future, user_id, name)
         return future
 
     def revoke_token(self, jti: str, user_id: str, expires: float) -> asyncio.Future[None]:
@@ -740,11 +737,6 @@ class PostgresStore:
         self._queue.append(op)
         self._wake.set()
         return future
-
-    def _forget_on_failure(self, future: asyncio.Future[None], user_id: str, name: str) -> None:
-        if not future.cancelled() and future.exception() is not None \
-                and self._known_users.get(user_id) == name:
-            del self._known_users[user_id]
 
     async def _run(self) -> None:
         """The writer task: batches of what is queued, one after the other, until closed

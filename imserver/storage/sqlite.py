@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.errors import NameTaken, StoreError, UnknownUser
 from ..core.store import Appended, Message, Page, Recovery, recovery_of
-from .base import Ban, IdentitySnapshot, StoredToken
+from .base import Ban, IdentitySnapshot, KnownUsers, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -328,7 +328,6 @@ class _Database:
 
 
 _STOP = object()
-KNOWN_USERS_MAX = 100_000
 
 
 @dataclass(slots=True)
@@ -364,7 +363,7 @@ class MessageStore:
         self._file_problem: str | None = None  # once set, writes are refused for good
         self.batches = 0
         self.committed = 0
-        self._known_users: dict[str, str] = {}  # user id -> name, written this run
+        self._known_users = KnownUsers()
 
     def health(self) -> str | None:
         """Why the store cannot be trusted now (for /healthz), or None when it can."""
@@ -396,15 +395,10 @@ class MessageStore:
 
     def claim_name(self, key: str, user_id: str, name: str, jti: str,
                    expires: float) -> asyncio.Future[None]:
-        self._known_users[user_id] = name
+        self._known_users.remember(user_id, name)
         future = self._submit(True, lambda db: db.claim_name(key, user_id, name, jti, expires))
-        future.add_done_callback(lambda f: self._forget_on_failure(f, user_id, name))
+        self._known_users.until_failed(future, user_id, name)
         return future
-
-    def _forget_on_failure(self, future: asyncio.Future[None], user_id: str, name: str) -> None:
-        if not future.cancelled() and future.exception() is not None \
-                and self._known_users.get(user_id) == name:
-            del self._known_users[user_id]
 
     def guest_token(self, jti: str, key: str) -> asyncio.Future[StoredToken | None]:
         return self._submit(False, lambda db: db.guest_token(jti, key))
@@ -443,13 +437,11 @@ class MessageStore:
     def touch_user(self, user_id: str, name: str) -> asyncio.Future[None]:
         """Remember a user (direct messages may be sent only to known users). Written
         once per user per run: reconnects after a restart cost no commit each."""
-        if self._known_users.get(user_id) == name:
+        if self._known_users.written(user_id, name):
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        if len(self._known_users) >= KNOWN_USERS_MAX:
-            self._known_users.clear()
-        self._known_users[user_id] = name
+        self._known_users.remember(user_id, name)
         return self._submit(True, lambda db: db.touch_user(user_id, name))
 
     def room_before(self, room: str, before: int | None, limit: int) -> asyncio.Future[Page]:
