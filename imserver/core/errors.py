@@ -5,6 +5,9 @@
     ├── ListenError        the server cannot listen on its address and port
     ├── StoreError         the message database cannot be opened or used
     │   └── UnknownUser    a direct message names a user never seen
+    ├── Refused            the store refuses an operation for what it holds
+                           (a private room, someone else's message, a mute);
+                           carries the protocol error code sent back
     ├── AuthError          a token or login is not acceptable
     ├── NameTaken          a guest name is held by another user
     └── ProtocolError      a client frame breaks the wire protocol (carries
@@ -32,6 +35,15 @@ class StoreError(ImserverError):
 
 class UnknownUser(StoreError):
     """A direct message is addressed to a user the server has never seen."""
+
+
+class Refused(ImserverError):
+    """The store refuses an operation for what it holds, not for a failure: a private
+    room, a message that is not the sender's, a mute. `code` is the wire error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AuthError(ImserverError):

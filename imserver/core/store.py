@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+EDIT = "edit"
+DELETE = "delete"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A stored message: a room message (room set) or a direct one (recipient set)."""
+    """A stored message: a room message (room set) or a direct one (recipient set).
+
+    An edit or a deletion is stored as an event in the message's stream (`kind` EDIT
+    or DELETE, `target` the message's id, `sender` its author, `actor` "operator"
+    when an operator did it); a message's own row holds its latest version
+    (`edited`, `deleted`)."""
     id: int
     sender: str
     text: str
@@ -25,6 +34,11 @@ class Message:
     recipient: str | None = None
     name: str | None = None  # the sender's display name when it sent the message
     to_name: str | None = None  # a direct message's recipient's display name then
+    kind: str | None = None  # None: a message; EDIT or DELETE: an event
+    target: int | None = None  # an event's message
+    edited: float | None = None  # when the message was last edited
+    deleted: bool = False
+    actor: str | None = None  # an event's doer when not the author ("operator")
 
 
 @dataclass(frozen=True, slots=True)

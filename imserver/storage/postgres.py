@@ -137,6 +137,53 @@ MIGRATIONS: list[str] = [
         banned_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 3: conversations: edits and deletions as events, rooms with topics and owners,
+    # durable membership with each member's read mark, direct-conversation read marks,
+    # mutes, and the operators' audit log.
+    """
+    ALTER TABLE messages ADD COLUMN kind TEXT;
+    ALTER TABLE messages ADD COLUMN target BIGINT;
+    ALTER TABLE messages ADD COLUMN edited DOUBLE PRECISION;
+    ALTER TABLE messages ADD COLUMN deleted BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE messages ADD COLUMN actor TEXT;
+    ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+    ALTER TABLE rooms ADD COLUMN private BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE rooms ADD COLUMN owner TEXT;
+    ALTER TABLE rooms ADD COLUMN created_at DOUBLE PRECISION;
+    CREATE TABLE room_members (
+        room      TEXT NOT NULL,
+        user_id   TEXT NOT NULL,
+        read_id   BIGINT NOT NULL DEFAULT 0,
+        joined_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (room, user_id)
+    );
+    CREATE INDEX room_members_user ON room_members (user_id);
+    CREATE TABLE dm_reads (
+        user_id TEXT NOT NULL,
+        other   TEXT NOT NULL,
+        read_id BIGINT NOT NULL,
+        PRIMARY KEY (user_id, other)
+    );
+    CREATE TABLE mutes (
+        room     TEXT NOT NULL,
+        user_id  TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        until    DOUBLE PRECISION,
+        muted_by TEXT,
+        muted_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (room, user_id)
+    );
+    CREATE TABLE audit (
+        id       BIGSERIAL PRIMARY KEY,
+        ts       DOUBLE PRECISION NOT NULL,
+        operator TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        target   TEXT NOT NULL,
+        reason   TEXT NOT NULL DEFAULT '',
+        detail   TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_ts ON audit (ts);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -94,6 +94,56 @@ MIGRATIONS: list[str] = [
         banned_at REAL NOT NULL
     );
     """,
+    # 4: conversations: edits and deletions as events, rooms with topics and owners,
+    # durable membership with each member's read mark, direct-conversation read marks,
+    # mutes, and the operators' audit log.
+    """
+    ALTER TABLE messages ADD COLUMN kind TEXT;
+    ALTER TABLE messages ADD COLUMN target INTEGER;
+    ALTER TABLE messages ADD COLUMN edited REAL;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN actor TEXT;
+    CREATE TABLE rooms (
+        name       TEXT PRIMARY KEY,
+        topic      TEXT NOT NULL DEFAULT '',
+        private    INTEGER NOT NULL DEFAULT 0,
+        owner      TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE room_members (
+        room      TEXT NOT NULL,
+        user_id   TEXT NOT NULL,
+        read_id   INTEGER NOT NULL DEFAULT 0,
+        joined_at REAL NOT NULL,
+        PRIMARY KEY (room, user_id)
+    );
+    CREATE INDEX room_members_user ON room_members(user_id);
+    CREATE TABLE dm_reads (
+        user_id TEXT NOT NULL,
+        other   TEXT NOT NULL,
+        read_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, other)
+    );
+    CREATE TABLE mutes (
+        room     TEXT NOT NULL,
+        user_id  TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        until    REAL,
+        muted_by TEXT,
+        muted_at REAL NOT NULL,
+        PRIMARY KEY (room, user_id)
+    );
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts       REAL NOT NULL,
+        operator TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        target   TEXT NOT NULL,
+        reason   TEXT NOT NULL DEFAULT '',
+        detail   TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
