@@ -610,7 +610,7 @@ class BanHandler(AdminHandler):
             {**ban_json(ban), "disconnected": sorted(c.id for c in closed),
              "told": self.view.cluster is not None},
             BAN, target, reason=reason,
-            detail=f"{duration_text(seconds)}; {len(closed)} connections closed here")
+            detail=f"{duration_text(seconds)}; connections closed here: {len(closed)}")
 
     async def delete(self, user_id: str) -> None:
         reason = lift_reason(self, "ban")
