@@ -178,6 +178,8 @@ async def test_an_operator_deletes_a_message_every_member_sees_it_and_the_histor
     assert [m["id"] for m in joined["messages"] if m.get("deleted")] == [ids[1]]
 
     await admin(chat, "DELETE", "/messages/999999999", {"reason": "x"}, expect=404)
+    assert (await admin(chat, "DELETE", f"/messages/{ids[1]}", expect=409))["error"] == "deleted"
+    await admin(chat, "DELETE", f"/messages/{answer['id']}", expect=404)  # an event, not a message
     for bad in ("0", "abc", "-1", "1.5", str(1 << 63), "%C2%B2"):
         await admin(chat, "DELETE", f"/messages/{bad}", expect=400)
     await admin(chat, "DELETE", f"/messages/{ids[0]}", {"reason": ""}, expect=400)
