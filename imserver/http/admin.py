@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import tornado.web
 from tornado.iostream import StreamBufferFullError
@@ -39,6 +39,8 @@ from .untrusted import same_secret
 from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttled
 
 log = logging.getLogger("imserver.admin")
+
+T = TypeVar("T")
 
 ADMIN_COOKIE = "imserver_admin"
 ADMIN_PUSH_BUFFER = 8 * 1024 * 1024  # a dashboard that stops reading is dropped past this
@@ -574,6 +576,15 @@ def duration_text(seconds: int | None) -> str:
     return "until lifted" if seconds is None else f"for {seconds} s"
 
 
+def with_user(handler: AdminHandler, parsed: T | None, user_id: str) -> tuple[T, str] | None:
+    """What was parsed from the request (None: refused already) and the user id the path
+    names, or None after answering 400."""
+    if parsed is None:
+        return None
+    target = user_target(handler, user_id)
+    return None if target is None else (parsed, target)
+
+
 def user_target(handler: AdminHandler, user_id: str) -> str | None:
     """The user id a path names (a user id, or a guest name held now), or None after
     answering 400."""
@@ -591,13 +602,10 @@ class BanHandler(AdminHandler):
     guest logins until it expires or is lifted."""
 
     async def post(self, user_id: str) -> None:
-        wanted = timed_body(self, "ban")
-        if wanted is None:
+        found = with_user(self, timed_body(self, "ban"), user_id)
+        if found is None:
             return
-        target = user_target(self, user_id)
-        if target is None:
-            return
-        reason, seconds = wanted
+        (reason, seconds), target = found
         try:
             ban, closed = await self.admin.bans.ban(target, reason, seconds=seconds, by=self.how)
         except StoreError as exc:
@@ -613,12 +621,10 @@ class BanHandler(AdminHandler):
             detail=f"{duration_text(seconds)}; connections closed here: {len(closed)}")
 
     async def delete(self, user_id: str) -> None:
-        reason = lift_reason(self, "ban")
-        if reason is None:
+        found = with_user(self, lift_reason(self, "ban"), user_id)
+        if found is None:
             return
-        target = user_target(self, user_id)
-        if target is None:
-            return
+        reason, target = found
         try:
             lifted = await self.admin.bans.lift(target)
         except StoreError as exc:

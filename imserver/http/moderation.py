@@ -27,7 +27,7 @@ from .admin import (
     lift_reason,
     reason_field,
     timed_body,
-    user_target,
+    with_user,
 )
 from .audit import DELETE_MESSAGE, MAX_PAGE, MUTE, UNMUTE, audit_json
 from .bans import MAX_BY
@@ -49,15 +49,19 @@ def message_json(m: Message) -> dict[str, Any]:
             "text": m.text, "ts": m.ts, "edited": m.edited, "deleted": m.deleted}
 
 
-def int_argument(handler: AdminHandler, name: str, *, default: int | None, high: int) -> int | None:
-    """A whole-number query argument from 1 to `high` (`default` when absent); ValueError
-    with the message to answer when it is not one."""
-    raw = handler.get_query_argument(name, None)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high):
-        raise ValueError(f"{name} must be a whole number from 1 to {high}")
-    return int(raw)
+def page_arguments(handler: AdminHandler) -> tuple[int | None, int] | None:
+    """A page's `before` (an id; None: the newest) and `limit` (1 to MAX_PAGE, PAGE when
+    absent) from the query, or None after answering 400."""
+    found: list[int | None] = []
+    for name, default, high in (("before", None, ID_MAX), ("limit", PAGE, MAX_PAGE)):
+        raw = handler.get_query_argument(name, None)
+        if raw is not None and not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high):
+            handler.fail(400, "bad_request", f"{name} must be a whole number from 1 to {high}")
+            return None
+        found.append(default if raw is None else int(raw))
+    before, limit = found
+    assert limit is not None
+    return before, limit
 
 
 class RoomHandler(AdminHandler):
@@ -76,15 +80,10 @@ class MuteHandler(RoomHandler):
     (DELETE). The user still reads the room."""
 
     async def post(self, room: str, user_id: str) -> None:
-        if not self.room_ok(room):
+        found = with_user(self, timed_body(self, "mute"), user_id) if self.room_ok(room) else None
+        if found is None:
             return
-        wanted = timed_body(self, "mute")
-        if wanted is None:
-            return
-        target = user_target(self, user_id)
-        if target is None:
-            return
-        reason, seconds = wanted
+        (reason, seconds), target = found
         now = time.time()
         mute = Mute(room, target, reason, None if seconds is None else now + seconds,
                     self.how[:MAX_BY], round(now, 3))
@@ -100,14 +99,10 @@ class MuteHandler(RoomHandler):
                                   detail=duration_text(seconds))
 
     async def delete(self, room: str, user_id: str) -> None:
-        if not self.room_ok(room):
+        found = with_user(self, lift_reason(self, "mute"), user_id) if self.room_ok(room) else None
+        if found is None:
             return
-        reason = lift_reason(self, "mute")
-        if reason is None:
-            return
-        target = user_target(self, user_id)
-        if target is None:
-            return
+        reason, target = found
         try:
             lifted = await self.admin.store.lift_mute(room, target, time.time())
         except StoreError as exc:
@@ -142,15 +137,10 @@ class RoomMessagesHandler(RoomHandler):
     newest), each in its latest version; private rooms too."""
 
     async def get(self, room: str) -> None:
-        if not self.room_ok(room):
+        paging = page_arguments(self) if self.room_ok(room) else None
+        if paging is None:
             return
-        try:
-            before = int_argument(self, "before", default=None, high=ID_MAX)
-            limit = int_argument(self, "limit", default=PAGE, high=MAX_PAGE)
-        except ValueError as exc:
-            self.fail(400, "bad_request", str(exc))
-            return
-        assert limit is not None
+        before, limit = paging
         try:
             page = await self.admin.store.room_before(room, before, limit)
         except StoreError:
@@ -199,13 +189,10 @@ class AuditHandler(AdminHandler):
     """The audit log, newest first, a page at a time: `?before=<id>&limit=<n>`."""
 
     async def get(self) -> None:
-        try:
-            before = int_argument(self, "before", default=None, high=ID_MAX)
-            limit = int_argument(self, "limit", default=PAGE, high=MAX_PAGE)
-        except ValueError as exc:
-            self.fail(400, "bad_request", str(exc))
+        paging = page_arguments(self)
+        if paging is None:
             return
-        assert limit is not None
+        before, limit = paging
         try:
             entries = await self.admin.audit.page(before, limit + 1)
         except StoreError:

@@ -6,16 +6,7 @@ import { ACTION_LABELS, actionLabel, mergeEntries } from '../../dashboard/js/aud
 import { closedReason } from '../../dashboard/js/closed-view.js';
 import { mergePage, messageStatus, messageText } from '../../dashboard/js/messages-view.js';
 import { knownRooms, validRoom } from '../../dashboard/js/rooms.js';
-
-function fakeFetch(answers) {
-  const calls = [];
-  const fetch = async (url, init) => {
-    calls.push({ url, ...init, json: init.body === undefined ? undefined : JSON.parse(init.body) });
-    const [status, body] = answers.shift();
-    return { status, ok: status >= 200 && status < 300, json: async () => body };
-  };
-  return { fetch, calls };
-}
+import { fakeFetch } from './fakes.mjs';
 
 test('room messages and the audit log are GETs with only the paging arguments given', async () => {
   const { fetch, calls } = fakeFetch([[200, { messages: [] }], [200, {}], [200, { entries: [] }], [200, {}]]);

@@ -5,16 +5,7 @@ import { AdminApi } from '../../dashboard/js/api.js';
 import {
   BANS, DEFAULT_DURATION, DURATIONS, MUTES, describeUntil, durationSeconds, inForce,
 } from '../../dashboard/js/restrictions.js';
-
-function fakeFetch(answers) {
-  const calls = [];
-  const fetch = async (url, init) => {
-    calls.push({ url, ...init, json: init.body === undefined ? undefined : JSON.parse(init.body) });
-    const [status, body] = answers.shift();
-    return { status, ok: status >= 200 && status < 300, json: async () => body };
-  };
-  return { fetch, calls };
-}
+import { fakeFetch } from './fakes.mjs';
 
 test('the durations offered are within what the server takes, with one until lifted', () => {
   for (const d of DURATIONS) {
