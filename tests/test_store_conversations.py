@@ -148,14 +148,17 @@ async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_la
     edit = await store.append_event("alice", EDIT, target, "hello", "e1", "r")
     assert edit.previous == target and not edit.duplicate
     ev = edit.message
-    assert (ev.kind, ev.target, ev.text, ev.room, ev.sender, ev.cid) == (EDIT, target, "hello", "r", "alice", "e1")
+    assert (ev.kind, ev.target, ev.text, ev.room, ev.sender, ev.cid) == \
+        (EDIT, target, "hello", "r", "alice", "e1")
     again = await store.append_event("alice", EDIT, target, "hello", "e1", "r")
     assert again.duplicate and again.message.id == ev.id
     await refused(store.append_event("alice", EDIT, ev.id, "x", None, "r"), "not_found")  # an event
     (latest,) = (await store.room_before("r", None, 10)).messages  # history: messages only
-    assert (latest.id, latest.text, latest.edited is not None, latest.deleted) == (target, "hello", True, False)
+    assert (latest.id, latest.text, latest.edited is not None, latest.deleted) == \
+        (target, "hello", True, False)
     deletion = await store.append_event("op", DELETE, target, "", None, None, operator=True)
-    assert (deletion.message.actor, deletion.message.sender, deletion.previous) == ("operator", "alice", ev.id)
+    assert (deletion.message.actor, deletion.message.sender, deletion.previous) == \
+        ("operator", "alice", ev.id)
     await refused(store.append_event("alice", EDIT, target, "x", None, "r"), "deleted")
     stream = (await room_after(store, "r", 0, 10)).messages
     assert [(m.id, m.kind, m.text) for m in stream] == [

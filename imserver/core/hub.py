@@ -76,6 +76,8 @@ class Limits(Protocol):
     def history_page(self) -> int: ...
     @property
     def presence_interval(self) -> float: ...
+    @property
+    def typing_seconds(self) -> float: ...
 
 
 class _Delivered(Protocol):
@@ -119,8 +121,9 @@ class Hub:
         self.presence_interval = limits.presence_interval
         self.deliver = deliver
         self.broker = broker
-        self.typing_indicators = TypingIndicators(self._show_typing,
-                                       self._publish_typing if broker is not None else None)
+        self.typing_indicators = TypingIndicators(
+            self._show_typing, self._publish_typing if broker is not None else None,
+            ttl=limits.typing_seconds)
         # connection -> its store operations not answered yet, in command order
         self._answers: dict[Connection, list[_Answer]] = {}
         # protocol.COMMANDS -> the method of the same name; a command without one fails here.
