@@ -10,7 +10,7 @@ import time
 import pytest
 
 from imserver.core.errors import Refused, UnknownUser
-from imserver.core.store import DELETE, EDIT, UNREAD_MAX
+from imserver.core.store import DELETE, EDIT, UNREAD_MAX, UNREAD_ROOMS
 from tests.backends import Stores
 from tests.store_reads import dm_after, room_after
 
@@ -198,4 +198,16 @@ async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     await say(store, "alice", "elsewhere", "fine")
     await stores.sql("UPDATE mutes SET until = ?", time.time() - 1)
     await say(store, "alice", "r", "over")
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
+    store = await stores.open()
+
+    for i in range(UNREAD_ROOMS + 3):
+        await stores.sql("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                         " VALUES (?, ?, 0, ?)", f"r{i:03d}", "alice", float(i))
+    rooms = (await store.unread("alice")).rooms
+    assert len(rooms) == UNREAD_ROOMS and "r000" not in rooms and f"r{UNREAD_ROOMS + 2:03d}" in rooms
     await store.close()
