@@ -10,7 +10,7 @@ import time
 import pytest
 
 from imserver.core.errors import Refused, UnknownUser
-from imserver.core.store import DELETE, EDIT, UNREAD_MAX
+from imserver.core.store import DELETE, EDIT, UNREAD_MAX, UNREAD_ROOMS
 from tests.backends import Stores
 from tests.store_reads import dm_after, room_after
 
@@ -148,14 +148,17 @@ async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_la
     edit = await store.append_event("alice", EDIT, target, "hello", "e1", "r")
     assert edit.previous == target and not edit.duplicate
     ev = edit.message
-    assert (ev.kind, ev.target, ev.text, ev.room, ev.sender, ev.cid) == (EDIT, target, "hello", "r", "alice", "e1")
+    assert (ev.kind, ev.target, ev.text, ev.room, ev.sender, ev.cid) == \
+        (EDIT, target, "hello", "r", "alice", "e1")
     again = await store.append_event("alice", EDIT, target, "hello", "e1", "r")
     assert again.duplicate and again.message.id == ev.id
     await refused(store.append_event("alice", EDIT, ev.id, "x", None, "r"), "not_found")  # an event
     (latest,) = (await store.room_before("r", None, 10)).messages  # history: messages only
-    assert (latest.id, latest.text, latest.edited is not None, latest.deleted) == (target, "hello", True, False)
+    assert (latest.id, latest.text, latest.edited is not None, latest.deleted) == \
+        (target, "hello", True, False)
     deletion = await store.append_event("op", DELETE, target, "", None, None, operator=True)
-    assert (deletion.message.actor, deletion.message.sender, deletion.previous) == ("operator", "alice", ev.id)
+    assert (deletion.message.actor, deletion.message.sender, deletion.previous) == \
+        ("operator", "alice", ev.id)
     await refused(store.append_event("alice", EDIT, target, "x", None, "r"), "deleted")
     stream = (await room_after(store, "r", 0, 10)).messages
     assert [(m.id, m.kind, m.text) for m in stream] == [
@@ -195,4 +198,16 @@ async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     await say(store, "alice", "elsewhere", "fine")
     await stores.sql("UPDATE mutes SET until = ?", time.time() - 1)
     await say(store, "alice", "r", "over")
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
+    store = await stores.open()
+
+    for i in range(UNREAD_ROOMS + 3):
+        await stores.sql("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                         " VALUES (?, ?, 0, ?)", f"r{i:03d}", "alice", float(i))
+    rooms = (await store.unread("alice")).rooms
+    assert len(rooms) == UNREAD_ROOMS and "r000" not in rooms and f"r{UNREAD_ROOMS + 2:03d}" in rooms
     await store.close()

@@ -78,6 +78,8 @@ class Recovery:
 
 # Unread counts stop here: 1000 means "1000 or more".
 UNREAD_MAX = 1000
+# The rooms whose counts come with a welcome: those the user joined most recently.
+UNREAD_ROOMS = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from ..core.store import (
     DELETE,
     EDIT,
     UNREAD_MAX,
+    UNREAD_ROOMS,
     Appended,
     JoinedRoom,
     Message,
@@ -492,8 +493,8 @@ class _Database:
     def unread(self, user: str) -> Unread:
         rooms = {}
         for room, read in self.db.execute(
-                "SELECT room, read_id FROM room_members WHERE user_id = ? ORDER BY room",
-                (user,)).fetchall():
+                "SELECT room, read_id FROM room_members WHERE user_id = ?"
+                f" ORDER BY joined_at DESC, room LIMIT {UNREAD_ROOMS}", (user,)).fetchall():
             (count,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
             rooms[room] = ReadMark(read, count)
         direct = {}
