@@ -289,24 +289,27 @@ async def test_the_operator_is_named_by_its_token_and_its_session(chat):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_the_closed_log_keeps_the_operators_reason_for_disconnects_and_bans(chat):
-    erin, frank, grace = (await chat.connect("erin"), await chat.connect("frank"),
-                          await chat.connect("grace"))
+    # In a cluster erin and grace are on this node, frank and henry on the other.
+    erin, frank, grace, henry = (await chat.connect("erin"), await chat.connect("frank"),
+                                 await chat.connect("grace"), await chat.connect("henry"))
     await admin(chat, "POST", f"/clients/{erin.welcome['conn']}/disconnect", {"reason": "flooding"})
     await admin(chat, "POST", "/users/frank/ban", {"reason": "raiding"})
-    for client in (erin, frank):
+    await admin(chat, "POST", f"/clients/{henry.welcome['conn']}/disconnect", {"reason": "trolling"})
+    for client in (erin, frank, henry):
         assert await client.closed() == 4003
     grace.close()
     await grace.closed()
+    clients = (erin, frank, grace, henry)
 
     async def all_logged() -> dict[str, dict[str, Any]] | None:
         # Each node logs the connections it held.
         rows = [row for host in chat.hosts for row in await admin(chat, "GET", "/closed", host=host)]
         by_conn = {row["id"]: row for row in rows}
-        wanted = [c.welcome["conn"] for c in (erin, frank, grace)]
-        return by_conn if all(conn in by_conn for conn in wanted) else None
+        return by_conn if all(c.welcome["conn"] in by_conn for c in clients) else None
 
-    logged = await until(all_logged, "the three closes are logged")
-    erin_row, frank_row, grace_row = (logged[c.welcome["conn"]] for c in (erin, frank, grace))
+    logged = await until(all_logged, "the closes are logged")
+    erin_row, frank_row, grace_row, henry_row = (logged[c.welcome["conn"]] for c in clients)
     assert (erin_row["reason"], erin_row["operator_reason"]) == ("kicked", "flooding")
     assert (frank_row["reason"], frank_row["operator_reason"]) == ("kicked", "raiding")
+    assert (henry_row["reason"], henry_row["operator_reason"]) == ("kicked", "trolling")
     assert grace_row["operator_reason"] == ""
