@@ -120,8 +120,8 @@ export class AdminApi {
   }
 
   /** The mutes in force: [{room, user, reason, until, by, at}]. */
-  async mutes() {
-    return (await this._request('GET', '/mutes')).mutes;
+  mutes() {
+    return this._request('GET', '/mutes');
   }
 
   /** A page of `room`'s messages, newest last: {room, messages, more}; `before`: an id. */

@@ -10,6 +10,7 @@ Every change is recorded in the audit log (http/audit.py) before it is answered.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -129,7 +130,8 @@ class MutesHandler(RoomHandler):
         except StoreError:
             self.fail(503, "unavailable", "the mutes cannot be read now, try again")
             return
-        self.finish({"mutes": [mute_json(m) for m in mutes]})
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps([mute_json(m) for m in mutes]))
 
 
 class RoomMessagesHandler(RoomHandler):
