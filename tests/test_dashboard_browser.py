@@ -552,6 +552,13 @@ def show_everything(page: Page, server: ServerProcess) -> None:
 def test_the_dashboard_has_no_serious_accessibility_violation_in_light_or_dark(
         server: ServerProcess, chat: ChatClients, page: Page) -> None:
     alice = populate_for_review(server, chat)
+    page.goto(f"http://{server.host}/admin")
+    log_in(page, "not-the-token")  # the login form, with its error shown
+    expect(page.get_by_test_id("admin-error")).to_be_visible()
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert severe_violations(page) == [], f"{scheme}, login"
+    page.emulate_media(color_scheme="light")
     show_everything(page, server)
     kicked = page.locator('[data-testid="closed-row"][data-name="carol"] [data-col="reason"]')
     expect(kicked).to_have_text("kicked: Flooding")
