@@ -419,7 +419,7 @@ class StatsHandler(AdminHandler):
 
 
 def body_fields(handler: AdminHandler, allowed: frozenset[str] | None = None,
-            what: str = "") -> dict[str, Any] | None:
+                what: str = "") -> dict[str, Any] | None:
     """The JSON body's fields (none without a body), or None after answering 400; with
     `allowed`, a field outside it is refused."""
     body = handler.json_body() if handler.request.body else {}
@@ -547,14 +547,13 @@ TIMED_FIELDS = frozenset({"reason", "seconds"})
 REASON_FIELD = frozenset({"reason"})
 
 
-def timed_body(handler: AdminHandler, what: str) -> tuple[str, int | None] | None:
-    """The reason and duration (None: until lifted) of a ban or a mute (`what`), or None
-    after answering 400."""
+def timed_body(handler: AdminHandler, what: str, default: str) -> tuple[str, int | None] | None:
+    """The reason (`default` when absent) and duration (None: until lifted) of a ban or
+    a mute (`what`), or None after answering 400."""
     body = body_fields(handler, TIMED_FIELDS, f"a {what}")
     if body is None:
         return None
-    reason = reason_field(handler, body, f"{what}ned by an operator" if what == "ban"
-                          else f"{what}d by an operator")
+    reason = reason_field(handler, body, default)
     if reason is None:
         return None
     seconds = body.get("seconds")
@@ -602,7 +601,7 @@ class BanHandler(AdminHandler):
     guest logins until it expires or is lifted."""
 
     async def post(self, user_id: str) -> None:
-        found = with_user(self, timed_body(self, "ban"), user_id)
+        found = with_user(self, timed_body(self, "ban", "banned by an operator"), user_id)
         if found is None:
             return
         (reason, seconds), target = found

@@ -81,7 +81,8 @@ class MuteHandler(RoomHandler):
     (DELETE). The user still reads the room."""
 
     async def post(self, room: str, user_id: str) -> None:
-        found = with_user(self, timed_body(self, "mute"), user_id) if self.room_ok(room) else None
+        wanted = timed_body(self, "mute", "muted by an operator") if self.room_ok(room) else None
+        found = with_user(self, wanted, user_id)
         if found is None:
             return
         (reason, seconds), target = found
