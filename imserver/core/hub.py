@@ -562,8 +562,21 @@ class Hub:
     def operator_delete(self, message_id: int) -> asyncio.Future[Appended]:
         """An operator deletes a message: stored as a deletion and delivered like one;
         the future fails with Refused("not_found") when there is no such message."""
-        write = self.store.append_event("", DELETE, message_id, "", None, None, operator=True)
+        return self._deliver_once_stored(
+            self.store.append_event("", DELETE, message_id, "", None, None, operator=True))
 
+    def post(self, sender: str, name: str, text: str, cid: str | None, *, room: str | None = None,
+             to: str | None = None) -> asyncio.Future[Appended]:
+        """A message from the application's backend (the server API), in a room or to a
+        user, as if `sender` had sent it: stored (once per cid), then delivered."""
+        if room is not None:
+            write = self.store.append_room(sender, room, text, cid, name)
+        else:
+            assert to is not None
+            write = self.store.append_direct(sender, self.resolve(to), text, cid, name)
+        return self._deliver_once_stored(write)
+
+    def _deliver_once_stored(self, write: asyncio.Future[Appended]) -> asyncio.Future[Appended]:
         def stored(f: asyncio.Future[Appended]) -> None:
             if not f.cancelled() and f.exception() is None:
                 self._said(None, f.result(), 0.0)
