@@ -140,14 +140,17 @@ async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_la
     edit = await store.append_event("alice", EDIT, target, "hello", "e1", "r")
     assert edit.previous == target and not edit.duplicate
     ev = edit.message
-    assert (ev.kind, ev.target, ev.text, ev.room, ev.sender, ev.cid) == (EDIT, target, "hello", "r", "alice", "e1")
+    assert (ev.kind, ev.target, ev.text, ev.room, ev.sender, ev.cid) == \
+        (EDIT, target, "hello", "r", "alice", "e1")
     again = await store.append_event("alice", EDIT, target, "hello", "e1", "r")
     assert again.duplicate and again.message.id == ev.id
     await refused(store.append_event("alice", EDIT, ev.id, "x", None, "r"), "not_found")  # an event
     (latest,) = (await store.room_before("r", None, 10)).messages  # history: messages only
-    assert (latest.id, latest.text, latest.edited is not None, latest.deleted) == (target, "hello", True, False)
+    assert (latest.id, latest.text, latest.edited is not None, latest.deleted) == \
+        (target, "hello", True, False)
     deletion = await store.append_event("op", DELETE, target, "", None, None, operator=True)
-    assert (deletion.message.actor, deletion.message.sender, deletion.previous) == ("operator", "alice", ev.id)
+    assert (deletion.message.actor, deletion.message.sender, deletion.previous) == \
+        ("operator", "alice", ev.id)
     await refused(store.append_event("alice", EDIT, target, "x", None, "r"), "deleted")
     stream = (await room_after(store, "r", 0, 10)).messages
     assert [(m.id, m.kind, m.text) for m in stream] == [
@@ -187,4 +190,38 @@ async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     await say(store, "alice", "elsewhere", "fine")
     await stores.sql("UPDATE mutes SET until = ?", time.time() - 1)
     await say(store, "alice", "r", "over")
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_refusal_in_a_batch_is_an_answer_for_its_operation_alone(stores: Stores):
+    """Refused and UnknownUser answer one operation: the operations queued with it (one
+    batch) are stored, and a refused append leaves no gap in the room's links."""
+    store = await stores.open()
+    for user in ("owner", "alice"):
+        await store.touch_user(user, user)
+    await store.create_room("owner", "secret", "", True)
+    target = await say(store, "alice", "r", "mine")
+    await stores.sql("INSERT INTO mutes (room, user_id, reason, until, muted_by, muted_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", "r", "muted", "spam", None, "op", time.time())
+    results = await asyncio.gather(
+        store.append_room("alice", "r", "one", "c1"),
+        store.append_room("muted", "r", "refused", "c2"),
+        store.create_room("alice", "secret", "", False),
+        store.invite("owner", "secret", "nobody"),
+        store.append_event("owner", EDIT, target, "not mine", None, "r"),
+        store.append_room("alice", "r", "two", "c3"),
+        store.append_event("alice", EDIT, target, "mine!", None, "r"),
+        store.invite("owner", "secret", "alice"),
+        return_exceptions=True)
+    one, muted, exists, unknown, forbidden, two, edit, invited = results
+    assert isinstance(muted, Refused) and muted.code == "muted"
+    assert isinstance(exists, Refused) and exists.code == "room_exists"
+    assert isinstance(unknown, UnknownUser)
+    assert isinstance(forbidden, Refused) and forbidden.code == "forbidden"
+    assert (one.previous, two.previous, edit.previous) == (target, one.message.id, two.message.id)
+    assert invited.members == 2
+    stream = (await room_after(store, "r", 0, 10)).messages
+    assert [(m.text, m.kind) for m in stream] == [("mine!", None), ("one", None), ("two", None),
+                                                   ("mine!", EDIT)]
     await store.close()
