@@ -10,7 +10,7 @@ import time
 import pytest
 
 from imserver.core.errors import Refused, UnknownUser
-from imserver.core.store import DELETE, EDIT, UNREAD_MAX
+from imserver.core.store import DELETE, EDIT, UNREAD_MAX, UNREAD_ROOMS
 from tests.backends import Stores
 from tests.store_reads import dm_after, room_after
 
@@ -31,7 +31,9 @@ async def test_a_member_reads_forward_and_counts_only_what_others_sent(stores: S
     store = await stores.open()
     first = await say(store, "bob", "r", "before alice came")
     joined = await store.join_room("alice", "r", None, 100, 50)
-    assert (joined.read, joined.unread, joined.topic, joined.private) == (first, 0, "", False)
+    assert (joined.read, joined.unread, joined.topic, joined.private, joined.member) == \
+        (first, 0, "", False, False)
+    await store.add_member("alice", "r", joined.read)
     ids = [await say(store, "bob", "r", f"m{i}") for i in range(3)]
     await say(store, "alice", "r", "mine does not count")
     again = await store.join_room("alice", "r", ids[0], 100, 50)
@@ -43,13 +45,18 @@ async def test_a_member_reads_forward_and_counts_only_what_others_sent(stores: S
     assert await store.mark_read("carol", "r", None, ids[2]) is None  # not a member
     unread = await store.unread("alice")
     assert unread.rooms["r"].read == ids[1] and unread.rooms["r"].unread == 1
-    await store.leave_room("alice", "r")
-    assert "r" not in (await store.unread("alice")).rooms
     await store.close()
     reopened = await stores.open()  # kept across a restart
-    rejoined = await reopened.join_room("bob", "r", None, 100, 50)
-    assert rejoined.read == rejoined.recovery.latest
+    rejoined = await reopened.join_room("alice", "r", None, 100, 50)
+    assert rejoined.member and rejoined.read == ids[1]
+    await reopened.leave_room("alice", "r")
+    assert "r" not in (await reopened.unread("alice")).rooms
     await reopened.close()
+
+
+async def member(store, user: str, room: str) -> None:
+    joined = await store.join_room(user, room, None, 10, 10)
+    await store.add_member(user, room, joined.read)
 
 
 @pytest.mark.gen_test
@@ -74,7 +81,7 @@ async def test_direct_unread_counts_per_conversation_and_marks_move_forward(stor
 @pytest.mark.gen_test
 async def test_unread_counts_stop_at_the_cap(stores: Stores):
     store = await stores.open()
-    await store.join_room("alice", "r", None, 10, 10)
+    await member(store, "alice", "r")
     await asyncio.gather(*[store.append_room("bob", "r", f"m{i}", None, "bob")
                            for i in range(UNREAD_MAX + 5)])
     assert (await store.join_room("alice", "r", None, 10, 10)).unread == UNREAD_MAX
@@ -92,7 +99,7 @@ async def test_a_private_room_is_only_for_its_members(stores: Stores):
     await refused(store.create_room("guest", "secret", "", False), "room_exists")
     await say(store, "bob", "old", "a room with messages exists")
     await refused(store.create_room("guest", "old", "", False), "room_exists")
-    await store.join_room("owner", "secret", None, 10, 10)
+    assert (await store.join_room("owner", "secret", None, 10, 10)).member
     await say(store, "owner", "secret", "hidden")
     await refused(store.join_room("outsider", "secret", 0, 10, 10), "forbidden")
     await refused(store.room_history("outsider", "secret", None, 10), "forbidden")
@@ -104,11 +111,12 @@ async def test_a_private_room_is_only_for_its_members(stores: Stores):
     assert invited.members == 2 and invited.topic == "plans"
     joined = await store.join_room("guest", "secret", None, 10, 10)
     assert [m.text for m in joined.recovery.messages] == ["hidden"] and joined.unread == 0
+    assert joined.member
     assert [m.text for m in (await store.room_history("guest", "secret", None, 10)).messages] == ["hidden"]
     await store.remove_member("owner", "secret", "guest")
     await refused(store.join_room("guest", "secret", None, 10, 10), "forbidden")
     await refused(store.remove_member("guest", "secret", "owner"), "forbidden")
-    await store.join_room("x", "public", None, 10, 10)
+    await member(store, "x", "public")
     await refused(store.invite("x", "public", "guest"), "bad_request")
     await store.close()
 
@@ -117,8 +125,8 @@ async def test_a_private_room_is_only_for_its_members(stores: Stores):
 async def test_the_directory_lists_public_rooms_by_members_and_ones_own_private_rooms(stores: Stores):
     store = await stores.open()
     for user in ("a", "b", "c"):
-        await store.join_room(user, "big", None, 10, 10)
-    await store.join_room("a", "small", None, 10, 10)
+        await member(store, user, "big")
+    await member(store, "a", "small")
     await store.create_room("a", "mine", "just me", True)
     await store.create_room("b", "theirs", "", True)
     seen = await store.list_rooms("a", 200)
@@ -190,6 +198,18 @@ async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     await say(store, "alice", "elsewhere", "fine")
     await stores.sql("UPDATE mutes SET until = ?", time.time() - 1)
     await say(store, "alice", "r", "over")
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
+    store = await stores.open()
+
+    for i in range(UNREAD_ROOMS + 3):
+        await stores.sql("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                         " VALUES (?, ?, 0, ?)", f"r{i:03d}", "alice", float(i))
+    rooms = (await store.unread("alice")).rooms
+    assert len(rooms) == UNREAD_ROOMS and "r000" not in rooms and f"r{UNREAD_ROOMS + 2:03d}" in rooms
     await store.close()
 
 

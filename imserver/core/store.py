@@ -78,17 +78,21 @@ class Recovery:
 
 # Unread counts stop here: 1000 means "1000 or more".
 UNREAD_MAX = 1000
+# The rooms whose counts come with a welcome: those the user joined most recently.
+UNREAD_ROOMS = 100
 
 
 @dataclass(frozen=True, slots=True)
 class JoinedRoom:
     """The answer to a join: the backlog, the room's settings, and the joiner's read
-    mark in it with the count of messages after the mark that others sent."""
+    mark in it with the count of messages after the mark that others sent. A joiner
+    that is no member yet (`member` False) has read up to the newest message."""
     recovery: Recovery
     topic: str
     private: bool
     read: int
     unread: int
+    member: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +167,12 @@ class Store(Protocol):
 
     def join_room(self, user: str, room: str, since: int | None, limit: int,
                   page: int) -> asyncio.Future[JoinedRoom]:
-        """A join: Refused("forbidden") for a private room `user` is no member of; else
-        `user` is a member from now on, and the answer holds room_recover's."""
+        """A join's read: Refused("forbidden") for a private room `user` is no member
+        of; else room_recover's answer, with the room and the joiner's read mark."""
+
+    def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
+        """`user` is a member of the room from now on, with its read mark at `read`
+        (nothing changes for a member already)."""
 
     def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
         """`user` is no longer a member of the room."""

@@ -31,6 +31,7 @@ from ..core.store import (
     DELETE,
     EDIT,
     UNREAD_MAX,
+    UNREAD_ROOMS,
     Appended,
     JoinedRoom,
     Message,
@@ -353,20 +354,20 @@ class _Database:
 
     def join_room(self, user: str, room: str, since: int | None, limit: int,
                   page: int) -> JoinedRoom:
-        found = self._check_reader(room, user)
-        if found is None:
-            self.db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?)", (room, time.time()))
-            found = ("", False, None)
+        found = self._check_reader(room, user) or ("", False, None)
         recovery = self.room_recover(room, since, limit, page)
         read = self._read_mark(room, user)
         if read is None:  # a new member has read everything before it came
-            read = recovery.latest
-            self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
-                            " VALUES (?, ?, ?, ?)", (room, user, read, time.time()))
-            unread = 0
-        else:
-            (unread,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
+            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False)
+        (unread,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
         return JoinedRoom(recovery, found[0], found[1], read, unread)
+
+    def add_member(self, user: str, room: str, read: int) -> None:
+        now = time.time()
+        self.db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (room, now))
+        self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (room, user, read, now))
 
     def leave_room(self, user: str, room: str) -> None:
         self.db.execute("DELETE FROM room_members WHERE room = ? AND user_id = ?", (room, user))
@@ -453,8 +454,8 @@ class _Database:
     def unread(self, user: str) -> Unread:
         rooms = {}
         for room, read in self.db.execute(
-                "SELECT room, read_id FROM room_members WHERE user_id = ? ORDER BY room",
-                (user,)).fetchall():
+                "SELECT room, read_id FROM room_members WHERE user_id = ?"
+                f" ORDER BY joined_at DESC, room LIMIT {UNREAD_ROOMS}", (user,)).fetchall():
             (count,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
             rooms[room] = ReadMark(read, count)
         direct = {}
@@ -735,7 +736,10 @@ class MessageStore:
 
     def join_room(self, user: str, room: str, since: int | None, limit: int,
                   page: int) -> asyncio.Future[JoinedRoom]:
-        return self._submit(True, lambda db: db.join_room(user, room, since, limit, page))
+        return self._submit(False, lambda db: db.join_room(user, room, since, limit, page))
+
+    def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.add_member(user, room, read))
 
     def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
         return self._submit(True, lambda db: db.leave_room(user, room))
