@@ -122,6 +122,24 @@ async def test_a_private_room_is_only_for_its_members(stores: Stores):
 
 
 @pytest.mark.gen_test
+async def test_a_joiner_is_no_member_of_a_room_made_private_after_its_join_was_read(stores: Stores):
+    """join_room reads and add_member writes after: a room created private in between
+    (by someone else) does not take the joiner as a member; its owner may rejoin."""
+    store = await stores.open()
+    joined = await store.join_room("bob", "x", None, 10, 10)
+    assert not joined.member and not joined.private
+    await store.create_room("alice", "x", "", True)
+    await store.add_member("bob", "x", joined.read)
+    await refused(store.join_room("bob", "x", None, 10, 10), "forbidden")
+    assert [r.members for r in await store.list_rooms("alice", 10)] == [1]
+    await store.leave_room("alice", "x")
+    rejoined = await store.join_room("alice", "x", None, 10, 10)
+    assert not rejoined.member and rejoined.private
+    await store.add_member("alice", "x", rejoined.read)
+    assert (await store.join_room("alice", "x", None, 10, 10)).member
+    await store.close()
+
+@pytest.mark.gen_test
 async def test_the_directory_lists_public_rooms_by_members_and_ones_own_private_rooms(stores: Stores):
     store = await stores.open()
     for user in ("a", "b", "c"):

@@ -41,10 +41,11 @@ what follows is what a cluster needs on top, and how it is had.
   message's is. The message's row is updated under the same lock: the events
   of one message apply in id order, and one after a deletion is refused.
 - A room's row (the stream lock of its messages) also holds its settings: a
-  create or a join of the room locks it with the streams, then reads the room
-  in a statement of its own. Of two processes creating one room, one creates
-  it and the other is answered room_exists; a create and a join of a new room
-  never both succeed. A row without created_at is only a stream lock (a room
+  create of the room, and a joiner's membership, lock it with the streams, then
+  read the room in a statement of its own. Of two processes creating one room,
+  one creates it and the other is answered room_exists; a joiner whose join was
+  read before another process created the room private does not become one of
+  its members. A row without created_at is only a stream lock (a room
   with messages that nobody created or joined): not in the directory, as in
   SQLite, where it has no row. A read mark moves forward only, in one
   conditional UPDATE that a concurrent one waits for and is checked again
@@ -91,6 +92,7 @@ from ..core.store import (
     DELETE,
     EDIT,
     UNREAD_MAX,
+    UNREAD_ROOMS,
     Appended,
     JoinedRoom,
     Message,
@@ -272,8 +274,13 @@ _DIRECTORY = (
     " (SELECT count(*) FROM room_members m WHERE m.room = r.name) AS members,"
     " EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user_id = $1) AS member"
     " FROM rooms r WHERE r.created_at IS NOT NULL")
-_ADD_MEMBER = ("INSERT INTO room_members (room, user_id, read_id, joined_at) VALUES ($1, $2, $3, $4)"
-               " ON CONFLICT (room, user_id) DO NOTHING")
+_MEMBER = ("INSERT INTO room_members (room, user_id, read_id, joined_at) {values}"
+           " ON CONFLICT (room, user_id) DO NOTHING")
+_ADD_MEMBER = _MEMBER.format(values="VALUES ($1, $2, $3, $4)")
+# A joiner becomes a member of any room but a private one it does not own.
+_ADD_JOINER = _MEMBER.format(
+    values="SELECT $1, $2, $3::bigint, $4::float8 WHERE NOT EXISTS"
+           " (SELECT 1 FROM rooms WHERE name = $1 AND private AND owner IS DISTINCT FROM $2)")
 
 
 def _unread_in_room(room: str, read: str, user: str) -> str:
@@ -285,7 +292,8 @@ def _unread_in_room(room: str, read: str, user: str) -> str:
 
 _UNREAD_IN_ROOM = "SELECT " + _unread_in_room("$1", "$2", "$3")
 _UNREAD_ROOMS = (f"SELECT m.room, m.read_id, {_unread_in_room('m.room', 'm.read_id', '$1')}"
-                 " FROM room_members m WHERE m.user_id = $1 ORDER BY m.room COLLATE \"C\"")
+                 " FROM room_members m WHERE m.user_id = $1"
+                 f" ORDER BY m.joined_at DESC, m.room COLLATE \"C\" LIMIT {UNREAD_ROOMS}")
 # Per other user, the direct messages it sent to $1 after $1's mark for it.
 _UNREAD_DIRECT = (
     "SELECT d.sender, coalesce(u.name, d.sender), d.read, d.n FROM (SELECT m.sender,"
@@ -367,7 +375,7 @@ class _Op:
     append: _Append | None = None
     touches: str | None = None  # the user id a touch_user or claim_name writes
     claim: tuple[str, str, str] | None = None  # a claim_name's name key, user id and name
-    rooms: tuple[str, ...] = ()  # the rooms whose rows a join or a create locks with the streams
+    rooms: tuple[str, ...] = ()  # the rooms whose rows a create or a new member locks with the streams
     target: int | None = None  # the message an edit or a deletion is of: its stream is locked
     refused: StoreError | None = None
 
@@ -412,7 +420,7 @@ class _Session:
                            targets: list[int]) -> None:
         """Lock the row of every stream the batch writes to, before any id is drawn:
         rooms, then users' direct-message streams, each in one sorted order. The
-        streams are those of the appends, the rooms joined or created (a room's row
+        streams are those of the appends, the rooms created or joined (a room's row
         also holds its settings), and those of the messages edited or deleted. A
         recipient's stream is locked only for a user that exists (or that the batch
         writes), so that unknown names sent by clients leave no rows behind."""
@@ -673,23 +681,23 @@ class _Session:
 
     async def join_room(self, user: str, room: str, since: int | None, limit: int,
                         page: int) -> JoinedRoom:
-        # The room's row is locked (lock_streams): a create of the room by another
-        # process is committed before this reads it, or waits for this join.
-        found = await self._check_reader(room, user)
-        now = time.time()
-        if found is None:
-            await self.execute("UPDATE rooms SET created_at = $2 WHERE name = $1 AND created_at IS NULL",
-                               room, now)
-            found = ("", False, None, None)
+        found = await self._check_reader(room, user) or ("", False, None, None)
         recovery = await self.room_recover(room, since, limit, page)
         read = found[3]
         if read is None:  # a new member has read everything before it came
-            read = recovery.latest
-            await self.execute(_ADD_MEMBER, room, user, read, now)
-            unread = 0
-        else:
-            unread = (await self.fetch(_UNREAD_IN_ROOM, room, read, user))[0][0]
+            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False)
+        unread = (await self.fetch(_UNREAD_IN_ROOM, room, read, user))[0][0]
         return JoinedRoom(recovery, found[0], found[1], read, unread)
+
+    async def add_member(self, user: str, room: str, read: int) -> None:
+        # The room's row is locked (lock_streams), inserted if it was not there: a create
+        # of the room by another process either waits for this (and finds the room), or
+        # committed before, and then its private room takes no member it did not invite
+        # (this user's join was read before the room was created).
+        now = time.time()
+        await self.execute("UPDATE rooms SET created_at = $2 WHERE name = $1 AND created_at IS NULL",
+                           room, now)
+        await self.execute(_ADD_JOINER, room, user, read, now)
 
     async def leave_room(self, user: str, room: str) -> None:
         await self.execute("DELETE FROM room_members WHERE room = $1 AND user_id = $2", room, user)
@@ -1037,8 +1045,12 @@ class PostgresStore:
 
     def join_room(self, user: str, room: str, since: int | None, limit: int,
                   page: int) -> asyncio.Future[JoinedRoom]:
-        return self._submit(True, lambda s: s.join_room(user, room, since, limit, page),
-                            (user, room, since, limit, page), rooms=(room,))
+        return self._submit(False, lambda s: s.join_room(user, room, since, limit, page),
+                            (user, room, since, limit, page))
+
+    def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.add_member(user, room, read), (user, room, read),
+                            rooms=(room,))
 
     def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
         return self._submit(True, lambda s: s.leave_room(user, room), (user, room))
