@@ -26,7 +26,7 @@ async def say(store, sender: str, room: str, text: str) -> int:
     return (await store.append_room(sender, room, text, None, sender)).message.id
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_member_reads_forward_and_counts_only_what_others_sent(stores: Stores):
     store = await stores.open()
     first = await say(store, "bob", "r", "before alice came")
@@ -59,7 +59,7 @@ async def member(store, user: str, room: str) -> None:
     await store.add_member(user, room, joined.read)
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_direct_unread_counts_per_conversation_and_marks_move_forward(stores: Stores):
     store = await stores.open()
     for user in ("alice", "bob", "carol"):
@@ -78,7 +78,7 @@ async def test_direct_unread_counts_per_conversation_and_marks_move_forward(stor
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_unread_counts_stop_at_the_cap(stores: Stores):
     store = await stores.open()
     await member(store, "alice", "r")
@@ -88,7 +88,7 @@ async def test_unread_counts_stop_at_the_cap(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_private_room_is_only_for_its_members(stores: Stores):
     store = await stores.open()
     for user in ("owner", "guest", "outsider"):
@@ -121,7 +121,7 @@ async def test_a_private_room_is_only_for_its_members(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_joiner_is_no_member_of_a_room_made_private_after_its_join_was_read(stores: Stores):
     """join_room reads and add_member writes after: a room created private in between
     (by someone else) does not take the joiner as a member; its owner may rejoin."""
@@ -139,7 +139,7 @@ async def test_a_joiner_is_no_member_of_a_room_made_private_after_its_join_was_r
     assert (await store.join_room("alice", "x", None, 10, 10)).member
     await store.close()
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_the_directory_lists_public_rooms_by_members_and_ones_own_private_rooms(stores: Stores):
     store = await stores.open()
     for user in ("a", "b", "c"):
@@ -155,7 +155,7 @@ async def test_the_directory_lists_public_rooms_by_members_and_ones_own_private_
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_latest(stores: Stores):
     store = await stores.open()
     target = await say(store, "alice", "r", "helo")
@@ -187,7 +187,7 @@ async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_la
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_direct_message_is_edited_in_both_streams(stores: Stores):
     store = await stores.open()
     for user in ("alice", "bob"):
@@ -203,7 +203,7 @@ async def test_a_direct_message_is_edited_in_both_streams(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     store = await stores.open()
     target = await say(store, "alice", "r", "before")
@@ -219,7 +219,7 @@ async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
     store = await stores.open()
 
@@ -231,7 +231,7 @@ async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_refusal_in_a_batch_is_an_answer_for_its_operation_alone(stores: Stores):
     """Refused and UnknownUser answer one operation: the operations queued with it (one
     batch) are stored, and a refused append leaves no gap in the room's links."""
