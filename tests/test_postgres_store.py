@@ -376,7 +376,7 @@ async def test_two_stores_creating_one_room_at_once_give_it_to_exactly_one(pg_ds
     async def join(name: str) -> Any:
         """As the hub joins: the join's read, then, for a new member, its membership."""
         joined = await b.join_room("bob", name, None, 10, 10)
-        if not joined.member:
+        if not joined.member:  # refused when the room was created private meanwhile
             await b.add_member("bob", name, joined.read)
         return joined
 

@@ -697,6 +697,7 @@ class _Session:
         now = time.time()
         await self.execute("UPDATE rooms SET created_at = $2 WHERE name = $1 AND created_at IS NULL",
                            room, now)
+        await self._check_reader(room, user)  # private since this joiner's join was read: refused
         await self.execute(_ADD_JOINER, room, user, read, now)
 
     async def leave_room(self, user: str, room: str) -> None:

@@ -366,10 +366,9 @@ class _Database:
         now = time.time()
         self.db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                         (room, now))
-        # Not into a private room (but one's own): one created after this joiner's join was read.
-        self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at) SELECT ?, ?, ?, ?"
-                        " WHERE NOT EXISTS (SELECT 1 FROM rooms WHERE name = ? AND private"
-                        " AND owner IS NOT ?) ON CONFLICT DO NOTHING", (room, user, read, now, room, user))
+        self._check_reader(room, user)  # private since this joiner's join was read: refused
+        self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (room, user, read, now))
 
     def leave_room(self, user: str, room: str) -> None:
         self.db.execute("DELETE FROM room_members WHERE room = ? AND user_id = ?", (room, user))
