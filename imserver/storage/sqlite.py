@@ -347,7 +347,7 @@ class _Database:
         self.db.execute("DELETE FROM mutes WHERE until IS NOT NULL AND until <= ?", (now,))
         return lifted
 
-    def mutes(self, now: float, room: str | None) -> list[Mute]:
+    def mutes_in_force(self, now: float, room: str | None) -> list[Mute]:
         rows = self.db.execute(
             "SELECT room, user_id, reason, until, muted_by, muted_at FROM mutes"
             " WHERE (until IS NULL OR until > ?) AND (? IS NULL OR room = ?)"
@@ -405,6 +405,7 @@ class _Database:
         now = time.time()
         self.db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                         (room, now))
+        self._check_reader(room, user)  # private since this joiner's join was read: refused
         self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
                         " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (room, user, read, now))
 
@@ -735,7 +736,7 @@ class MessageStore:
         return self._submit(True, lambda db: db.lift_mute(room, user_id, now))
 
     def read_mutes(self, now: float, room: str | None = None) -> asyncio.Future[list[Mute]]:
-        return self._submit(False, lambda db: db.mutes(now, room))
+        return self._submit(False, lambda db: db.mutes_in_force(now, room))
 
     def record_audit(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
         return self._submit(True, lambda db: db.record_audit(entry))
