@@ -313,3 +313,23 @@ async def test_the_closed_log_keeps_the_operators_reason_for_disconnects_and_ban
     assert (frank_row["reason"], frank_row["operator_reason"]) == ("kicked", "raiding")
     assert (henry_row["reason"], henry_row["operator_reason"]) == ("kicked", "trolling")
     assert grace_row["operator_reason"] == ""
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_store_that_cannot_answer_gives_503_and_a_bad_room_400(chat, app):
+    store = app.runtime.store
+
+    def away(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("the database is away")
+
+    for name in ("mute", "lift_mute", "read_mutes", "room_before", "read_audit", "append_event"):
+        setattr(store, name, away)
+    host = chat.host  # the node whose store is away
+    for method, path, body in (("POST", "/rooms/general/mutes/bob", {"reason": "x"}),
+                               ("DELETE", "/rooms/general/mutes/bob", None),
+                               ("GET", "/mutes", None), ("GET", "/rooms/general/messages", None),
+                               ("GET", "/audit", None), ("DELETE", "/messages/5", {"reason": "x"})):
+        answer = await admin(chat, method, path, body, expect=503, host=host)
+        assert answer["error"] == "unavailable", path
+    for path in ("/rooms/a%20b/messages", "/rooms/" + "x" * 65 + "/messages"):
+        await admin(chat, "GET", path, expect=400)
