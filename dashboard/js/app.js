@@ -4,15 +4,16 @@
  * modules it imports; this file only connects them.
  */
 import { AdminApi, ApiError } from './api.js';
-import { AuditLog, mergeEntries } from './audit-view.js';
+import { AuditLog } from './audit-view.js';
 import { Chart } from './chart-view.js';
 import { ClientsTable } from './clients-view.js';
 import { ClosedTable } from './closed-view.js';
 import { ConfirmDialog } from './confirm.js';
 import { el, setAttr, setText } from './dom.js';
 import { formatCount, formatDuration, formatRate } from './format.js';
-import { RoomMessages, mergePage } from './messages-view.js';
+import { RoomMessages } from './messages-view.js';
 import { initialState, reduce, totals } from './model.js';
+import { mergeById } from './pages.js';
 import { PushChannel, PushState, pushUrl } from './push.js';
 import {
   BANS, DEFAULT_DURATION, DURATIONS, InForceList, MUTES,
@@ -212,7 +213,7 @@ class Dashboard {
       // The log from the store on every (re)connect (it may have missed entries, or
       // other nodes' operators acted); this node's new entries as they are made.
       if (message.type === 'snapshot') this._loadAudit();
-      else if (message.type === 'audit' && message.entry) this._showAudit(mergeEntries(this.audit.entries, [message.entry]));
+      else if (message.type === 'audit' && message.entry) this._showAudit(mergeById(this.audit.entries, [message.entry]));
     });
     push.addEventListener('statechange', (event) => this._pushStateChanged(event.detail));
     this.push = push;
@@ -380,7 +381,7 @@ class Dashboard {
     if (error) return;
     const before = older && this.room.messages.length ? this.room.messages[this.room.messages.length - 1].id : null;
     await this._load(() => this.api.roomMessages(name, { before }), (page) => {
-      const messages = older ? mergePage(this.room.messages, page.messages) : mergePage([], page.messages);
+      const messages = mergeById(older ? this.room.messages : [], page.messages);
       this.room = { name, messages, more: page.more };
       this.roomMessages.update(messages, `No messages in ${name}.`);
       byPart('messages-more').hidden = !page.more;
@@ -392,7 +393,7 @@ class Dashboard {
     const before = older && entries.length ? entries[entries.length - 1].id : null;
     await this._load(() => this.api.audit({ before }), (page) => {
       // A first page replaces what is shown; later pages add to it.
-      this._showAudit(mergeEntries(older ? entries : [], page.entries), page.more);
+      this._showAudit(mergeById(older ? entries : [], page.entries), page.more);
     });
   }
 

@@ -22,13 +22,6 @@ export function actionLabel(action) {
   return ACTION_LABELS[action] || String(action).replaceAll('_', ' ');
 }
 
-/** The entries after more came (a page, or one pushed): each once, newest (highest id) first. */
-export function mergeEntries(shown, incoming) {
-  const byId = new Map((shown || []).map((e) => [e.id, e]));
-  for (const e of incoming || []) byId.set(e.id, e);
-  return [...byId.values()].sort((a, b) => b.id - a.id);
-}
-
 const COLUMNS = ['When', 'Operator', 'Action', 'Target', 'Reason', 'Detail'];
 
 export class AuditLog {

@@ -16,17 +16,6 @@ export function messageStatus(m) {
   return m.edited ? 'edited' : '';
 }
 
-/**
- * The messages to show after a page came: `page.messages` (newest last, as the
- * API gives them) with those shown already, each once (the page's version
- * wins), newest first.
- */
-export function mergePage(shown, messages) {
-  const byId = new Map((shown || []).map((m) => [m.id, m]));
-  for (const m of messages || []) byId.set(m.id, m);
-  return [...byId.values()].sort((a, b) => b.id - a.id);
-}
-
 const COLUMNS = ['Time', 'From', 'Message', 'Status'];
 
 export class RoomMessages {

@@ -2,9 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { AdminApi } from '../../dashboard/js/api.js';
-import { ACTION_LABELS, actionLabel, mergeEntries } from '../../dashboard/js/audit-view.js';
+import { ACTION_LABELS, actionLabel } from '../../dashboard/js/audit-view.js';
 import { closedReason } from '../../dashboard/js/closed-view.js';
-import { mergePage, messageStatus, messageText } from '../../dashboard/js/messages-view.js';
+import { messageStatus, messageText } from '../../dashboard/js/messages-view.js';
+import { mergeById } from '../../dashboard/js/pages.js';
 import { knownRooms, validRoom } from '../../dashboard/js/rooms.js';
 import { fakeFetch } from './fakes.mjs';
 
@@ -55,21 +56,21 @@ test('a room name is what the server takes; the rooms suggested are the clients\
   assert.deepEqual(knownRooms(undefined), []);
 });
 
-test('messages read as their latest version; pages merge newest first, each message once', () => {
+test('messages read as their latest version; pages merge newest first, each item once, the newer version kept', () => {
   assert.equal(messageText({ text: 'hi', deleted: false }), 'hi');
   assert.equal(messageText({ text: '', deleted: true }), 'message deleted');
   assert.equal(messageStatus({ deleted: true, edited: 5 }), 'deleted');
   assert.equal(messageStatus({ deleted: false, edited: 5 }), 'edited');
   assert.equal(messageStatus({ deleted: false, edited: null }), '');
-  const first = mergePage([], [{ id: 3, text: 'c' }, { id: 4, text: 'd' }]);
+  const first = mergeById([], [{ id: 3, text: 'c' }, { id: 4, text: 'd' }]);
   assert.deepEqual(first.map((m) => m.id), [4, 3]);
-  const more = mergePage(first, [{ id: 1 }, { id: 2 }, { id: 3, text: 'c, edited' }]);
+  const more = mergeById(first, [{ id: 1 }, { id: 2 }, { id: 3, text: 'c, edited' }]);
   assert.deepEqual(more.map((m) => m.id), [4, 3, 2, 1]);
   assert.equal(more[1].text, 'c, edited');
 });
 
 test('audit entries merge by id, newest first; every action the server records has a label', () => {
-  const merged = mergeEntries([{ id: 5 }, { id: 3 }], [{ id: 4 }, { id: 5, reason: 'new' }, { id: 9 }]);
+  const merged = mergeById([{ id: 5 }, { id: 3 }], [{ id: 4 }, { id: 5, reason: 'new' }, { id: 9 }]);
   assert.deepEqual(merged.map((e) => e.id), [9, 5, 4, 3]);
   assert.equal(merged[1].reason, 'new');
   assert.deepEqual(Object.keys(ACTION_LABELS).sort(), [
