@@ -3,7 +3,7 @@
  * what and why. Pages come from the API; this node's new entries come live over
  * the push channel.
  */
-import { el, setText } from './dom.js';
+import { el, setText, tableHead } from './dom.js';
 import { formatClock, formatDateTime } from './format.js';
 
 /** How each action the server records reads. */
@@ -31,7 +31,7 @@ export class AuditLog {
     this.count = count;
     this.empty = empty;
     this.body = el('tbody');
-    table.append(el('thead', {}, el('tr', {}, ...COLUMNS.map((c) => el('th', { scope: 'col' }, c)))), this.body);
+    table.append(tableHead(COLUMNS), this.body);
     this.entries = [];
   }
 

@@ -2,7 +2,7 @@
  * A room's recent messages as an operator sees them (private rooms too), newest
  * first, each with a Delete action; older pages on demand.
  */
-import { el, setText } from './dom.js';
+import { el, setText, tableHead } from './dom.js';
 import { formatClock, formatDateTime } from './format.js';
 
 /** How a message reads in the list: its text, or what became of it. */
@@ -25,8 +25,7 @@ export class RoomMessages {
     this.onDelete = onDelete;
     this.empty = empty;
     this.body = el('tbody');
-    table.append(el('thead', {}, el('tr', {}, ...COLUMNS.map((c) => el('th', { scope: 'col' }, c)),
-      el('th', { scope: 'col', class: 'actions' }, el('span', { class: 'visually-hidden' }, 'Actions')))), this.body);
+    table.append(tableHead(COLUMNS, { actions: true }), this.body);
     this.messages = [];
   }
 

@@ -3,7 +3,7 @@
  * an operator picks from, how one in force reads, and the lists of those in
  * force with a Lift action.
  */
-import { el, setText } from './dom.js';
+import { el, setText, tableHead } from './dom.js';
 import { formatDateTime, formatDuration } from './format.js';
 
 /** The durations offered for a ban or a mute; `seconds: null` is until lifted. */
@@ -80,9 +80,7 @@ export class InForceList {
     this.count = count;
     this.empty = empty;
     this.body = el('tbody');
-    const head = el('tr', {}, ...kind.columns.map((c) => el('th', { scope: 'col' }, c.label)),
-      el('th', { scope: 'col', class: 'actions' }, el('span', { class: 'visually-hidden' }, 'Actions')));
-    table.append(el('thead', {}, head), this.body);
+    table.append(tableHead(kind.columns.map((c) => c.label), { actions: true }), this.body);
     this.items = [];
   }
 
