@@ -180,12 +180,12 @@ async def test_an_operator_deletes_a_message_every_member_sees_it_and_the_histor
     await admin(chat, "DELETE", "/messages/999999999", {"reason": "x"}, expect=404)
     assert (await admin(chat, "DELETE", f"/messages/{ids[1]}", expect=409))["error"] == "deleted"
     await admin(chat, "DELETE", f"/messages/{answer['id']}", expect=404)  # an event, not a message
-    for bad in ("0", "abc", "-1", "1.5", str(1 << 63), "%C2%B2"):
+    for bad in ("0", "abc", "-1", "1.5", str(1 << 63), "%C2%B2", "9" * 5000, "0" * 30 + "5"):
         await admin(chat, "DELETE", f"/messages/{bad}", expect=400)
     await admin(chat, "DELETE", f"/messages/{ids[0]}", {"reason": ""}, expect=400)
     await admin(chat, "DELETE", f"/messages/{ids[0]}", {"text": "x"}, expect=400)
     await admin(chat, "DELETE", f"/messages/{ids[0]}", headers={}, expect=401)
-    for query in ("limit=0", "limit=201", "limit=x", "before=0", "before=-5"):
+    for query in ("limit=0", "limit=201", "limit=x", "before=0", "before=-5", "before=" + "9" * 5000):
         await admin(chat, "GET", f"/rooms/general/messages?{query}", expect=400)
 
 

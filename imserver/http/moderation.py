@@ -50,16 +50,25 @@ def message_json(m: Message) -> dict[str, Any]:
             "text": m.text, "ts": m.ts, "edited": m.edited, "deleted": m.deleted}
 
 
+def whole_number(text: str, high: int) -> int | None:
+    """`text` as a whole number from 1 to `high`, or None (never reading a long one)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= high else None
+
+
 def page_arguments(handler: AdminHandler) -> tuple[int | None, int] | None:
     """A page's `before` (an id; None: the newest) and `limit` (1 to MAX_PAGE, PAGE when
     absent) from the query, or None after answering 400."""
     found: list[int | None] = []
     for name, default, high in (("before", None, ID_MAX), ("limit", PAGE, MAX_PAGE)):
         raw = handler.get_query_argument(name, None)
-        if raw is not None and not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high):
+        value = default if raw is None else whole_number(raw, high)
+        if value is None and raw is not None:
             handler.fail(400, "bad_request", f"{name} must be a whole number from 1 to {high}")
             return None
-        found.append(default if raw is None else int(raw))
+        found.append(value)
     before, limit = found
     assert limit is not None
     return before, limit
@@ -159,7 +168,8 @@ class MessageHandler(AdminHandler):
     conversation on every node, and in the history from then on."""
 
     async def delete(self, message_id: str) -> None:
-        if not (message_id.isascii() and message_id.isdigit() and 1 <= int(message_id) <= ID_MAX):
+        target = whole_number(message_id, ID_MAX)
+        if target is None:
             self.fail(400, "bad_request", "a message id is a whole number from 1")
             return
         body = body_fields(self, REASON_FIELD, "deleting a message")
@@ -168,7 +178,6 @@ class MessageHandler(AdminHandler):
         reason = reason_field(self, body, "deleted by an operator")
         if reason is None:
             return
-        target = int(message_id)
         try:
             appended = await self.admin.delete_message(target)
         except Refused as exc:
