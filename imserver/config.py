@@ -82,6 +82,7 @@ class LimitsConfig:
     max_text_chars: int = _setting(4000, ge=1)
     max_json_depth: int = _setting(8, ge=2, le=64)
     presence_interval: float = _setting(0.2, ge=0, le=10)
+    typing_seconds: float = _setting(6.0, gt=0, le=60)
     history_page: int = _setting(50, ge=1, le=1000)
     recovery_limit: int = _setting(500, ge=1, le=100_000)
     max_connections: int = _setting(0, ge=0)  # 0: as many as the open file limit allows

@@ -213,12 +213,12 @@ def test_members_on_another_node_are_in_the_member_list_and_leave_when_that_node
 
 
 class SlowReads:
-    """The real store, but one kind of read (`room_recover`: a join's backlog, or
+    """The real store, but one kind of read (`join_room`: a join's backlog, or
     `room_after`: a fill) is answered only when the test says: the answers of a store
     whose reads and writes run on different connections. The read is taken at once
     (what is stored meanwhile is not in it), or with `read_late` when released."""
 
-    def __init__(self, store: MessageStore, method: str = "room_recover", *,
+    def __init__(self, store: MessageStore, method: str = "join_room", *,
                  read_late: bool = False) -> None:
         self.store = store
         self.method = method

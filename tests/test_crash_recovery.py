@@ -11,7 +11,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from imserver.testing import ServerProcess
+from imserver.testing import ServerProcess, SyncClient, login_user
 
 ROOM = "crash"
 PER_CLIENT = 60
@@ -172,3 +172,56 @@ async def test_sigkill_mid_stream_loses_nothing_acked_and_doubles_nothing(server
         assert len(c.received) == len(set(c.received)), f"{c.name} saw a message twice"
         others = [msg_id for msg_id, sender, _ in rows if sender != c.user_id]
         assert c.received == others
+
+
+def test_conversations_survive_a_sigkill_and_restart(server):
+    """Membership, a private room, read marks and an edit are in the store before their
+    answers: a SIGKILL right after loses none of them."""
+    def connect(token: str) -> SyncClient:
+        client = SyncClient(server.host, f"/ws?token={token}")
+        welcome = client.recv_json()
+        assert welcome["type"] == "welcome"
+        client.welcome = welcome  # type: ignore[attr-defined]
+        return client
+
+    def next_of(client: SyncClient, kind: str) -> dict:
+        """The next frame of `kind`, over others (presence, live messages), but no error."""
+        while (frame := client.recv_json())["type"] != kind:
+            assert frame["type"] != "error", frame
+        return frame
+
+    owner_token, _ = login_user(server.host, "owner")
+    bob_token, bob = login_user(server.host, "bob")
+    carol_token, _ = login_user(server.host, "carol")
+    owner, guest = connect(owner_token), connect(bob_token)
+    owner.send_json({"type": "create", "room": "p", "topic": "kept", "private": True})
+    next_of(owner, "created")
+    owner.send_json({"type": "invite", "room": "p", "user": bob["id"]})
+    next_of(owner, "invited")
+    for client in (owner, guest):
+        client.send_json({"type": "join", "room": "p"})
+        next_of(client, "joined")
+    owner.send_json({"type": "say", "room": "p", "text": "helo", "cid": "o1"})
+    target = next_of(owner, "ack")["id"]
+    owner.send_json({"type": "say", "room": "p", "text": "unread", "cid": "o2"})
+    next_of(owner, "ack")
+    owner.send_json({"type": "edit", "room": "p", "target": target, "text": "hello", "cid": "o3"})
+    next_of(owner, "ack")
+    guest.send_json({"type": "read", "room": "p", "id": target})
+    guest.send_json({"type": "history", "room": "p"})  # answered after the mark is written
+    next_of(guest, "history")
+    server.kill()
+    server.start()
+
+    again = connect(bob_token)
+    assert again.welcome["unread"]["rooms"]["p"] == {"read": target, "unread": 1}
+    again.send_json({"type": "join", "room": "p", "since": 0})
+    joined = next_of(again, "joined")
+    assert (joined["topic"], joined["private"]) == ("kept", True)
+    assert [m["text"] for m in joined["messages"]] == ["hello", "unread"]
+    assert [e["type"] for e in joined["events"]] == ["edit"]
+    outsider = connect(carol_token)
+    outsider.send_json({"type": "join", "room": "p"})
+    assert next_of(outsider, "error")["code"] == "forbidden"
+    for client in (owner, guest, again, outsider):
+        client.close()

@@ -321,8 +321,9 @@ async def test_message_counters_match_the_frames_exchanged(chat, app, metric):
     await bob.nothing(0.05)
 
     received = {t: metric("imserver_messages_received_total", type=t) for t in MESSAGE_TYPES}
-    assert received == {"ping": 2, "join": 2, "leave": 1, "say": 3, "dm": 1, "history": 1,
-                        "dm_sync": 1, "invalid": 2}
+    assert {t: n for t, n in received.items() if n} == {
+        "ping": 2, "join": 2, "leave": 1, "say": 3, "dm": 1, "history": 1, "dm_sync": 1,
+        "invalid": 2}
     assert metric("imserver_app_pings_total") == 2
     # every frame the clients got, and no other, was counted as delivered
     assert got == {"alice": 11, "bob": 8}

@@ -113,9 +113,13 @@ def test_the_command_table_drives_parsing_dispatch_and_metric_labels():
     assert ("ping", *kinds, "invalid") == MESSAGE_TYPES
     for command in p.COMMANDS:
         assert p.COMMAND_BY_KIND[command.kind] is command
-        assert callable(getattr(Hub, command.kind)), f"the hub has no method for {command.kind!r}"
+        assert callable(getattr(Hub, p.handler_name(command))), f"the hub has no method for {command.kind!r}"
     frames = {"join": {"room": "r"}, "leave": {"room": "r"}, "say": {"room": "r", "text": "t"},
-              "dm": {"to": "bob", "text": "t"}, "history": {"room": "r"}, "dm_sync": {}}
+              "dm": {"to": "bob", "text": "t"}, "history": {"room": "r"}, "dm_sync": {},
+              "rooms": {}, "create": {"room": "r"}, "invite": {"room": "r", "user": "bob"},
+              "remove": {"room": "r", "user": "bob"}, "read": {"room": "r", "id": 1},
+              "typing": {"room": "r"}, "edit": {"room": "r", "target": 1, "text": "t"},
+              "delete": {"target": 1}}
     assert set(frames) == set(kinds)
     for kind, fields in frames.items():
         command = p.parse_frame(json.dumps({"type": kind, **fields}), max_text_chars=100)

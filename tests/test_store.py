@@ -254,7 +254,7 @@ async def test_a_version_1_database_is_migrated_and_its_messages_keep_their_send
     finally:
         await store.close()
     db = sqlite3.connect(db_path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
 
 

@@ -9,6 +9,10 @@ What goes between nodes, on the bus's topics:
   in the sender's and the recipient's streams;
 - `ctl`: a node leaving, and operator actions that reach every node.
 
+Events that are not stored (typing, a read mark's news for a user's other
+devices, an invitation, a removal from a room) go on the room's or the user's
+topic as `re`/`ue`; the hub's room_event and user_event take them.
+
 What the hub cannot lose is in the store: a message whose publish is lost is
 read from it when the next one shows the gap, or at the resync after the bus
 was deaf. Presence lives in Redis beside the messages: a hash per room of who
@@ -59,6 +63,8 @@ class HubSide(Protocol):
     def remote_members(self, room_name: str) -> set[tuple[str, str]]: ...
     def node_gone(self, node: str) -> None: ...
     def resync(self) -> None: ...
+    def user_event(self, user: str, event: dict[str, Any]) -> None: ...
+    def room_event(self, room: str, event: dict[str, Any]) -> None: ...
 
 
 # How long a join waits for its room's subscription to be confirmed before it reads the
@@ -71,9 +77,12 @@ def new_node_id() -> str:
 
 
 def encode_message(message: Message) -> dict[str, Any]:
-    return {"id": message.id, "from": message.sender, "text": message.text, "ts": message.ts,
+    data = {"id": message.id, "from": message.sender, "text": message.text, "ts": message.ts,
             "cid": message.cid, "room": message.room, "to": message.recipient,
             "name": message.name, "to_name": message.to_name}
+    if message.kind is not None:  # an edit or a deletion
+        data.update(kind=message.kind, target=message.target, actor=message.actor)
+    return data
 
 
 def decode_message(data: dict[str, Any]) -> Message:
@@ -81,7 +90,9 @@ def decode_message(data: dict[str, Any]) -> Message:
     message = Message(id=int(data["id"]), sender=str(data["from"]), text=str(data["text"]),
                       ts=float(data["ts"]), cid=_optional(data["cid"]), room=_optional(data["room"]),
                       recipient=_optional(data["to"]), name=_optional(data["name"]),
-                      to_name=_optional(data["to_name"]))
+                      to_name=_optional(data["to_name"]), kind=_optional(data.get("kind")),
+                      target=None if data.get("target") is None else int(data["target"]),
+                      actor=_optional(data.get("actor")))
     if (message.room is None) == (message.recipient is None):
         raise ValueError("a message is either in a room or to a user")
     return message
@@ -231,6 +242,12 @@ class ClusterLink:
         if msg.recipient is not None and msg.recipient != msg.sender:
             self.bus.publish(f"user:{msg.recipient}", payload)
 
+    def tell_user(self, user_id: str, event: dict[str, Any]) -> None:
+        self.bus.publish(f"user:{user_id}", _dump({"k": "ue", "node": self.node_id, "e": event}))
+
+    def tell_room(self, room: str, event: dict[str, Any]) -> None:
+        self.bus.publish(f"room:{room}", _dump({"k": "re", "node": self.node_id, "e": event}))
+
     def watch_room(self, room: str) -> asyncio.Future[None]:
         """Hear the room, then learn who is in it on the other nodes; answered once this
         node has heard its own mark on the room's channel (so the subscription is in
@@ -367,6 +384,10 @@ class ClusterLink:
                 else:
                     self._heard.pop((room, node, user), None)
                 hub.remote_presence(node, room, user, str(data["name"]), present)
+            elif kind == "ue" and topic.startswith("user:"):
+                hub.user_event(topic.partition(":")[2], dict(data["e"]))
+            elif kind == "re" and topic.startswith("room:"):
+                hub.room_event(topic.partition(":")[2], dict(data["e"]))
             elif kind == "bye":
                 self._peer_gone(node)
             elif kind in self.handlers and topic == "ctl":

@@ -23,12 +23,13 @@ from typing import Any, Protocol
 
 from . import protocol as p
 from .counting import Gauge, Histogram, Labelled
-from .errors import StoreError, UnknownUser
+from .errors import Refused, StoreError, UnknownUser
 from .feed import Feed, Held
 from .frames import Outbound
 from .registry import Connection, Registry
 from .room import Room
-from .store import Appended, Message, Page, Recovery, Store
+from .store import DELETE, EDIT, Appended, JoinedRoom, Message, Page, Recovery, Store
+from .typing import Target, TypingIndicators
 
 log = logging.getLogger("imserver.hub")
 
@@ -40,6 +41,8 @@ Deliver = Callable[[Sequence[Connection], Outbound], int]
 FILL_PAGE = 500
 # Seconds before a failed fill read is tried again.
 FILL_RETRY = 0.5
+# Rooms in one directory answer.
+DIRECTORY_MAX = 200
 
 
 class Broker(Protocol):
@@ -56,6 +59,10 @@ class Broker(Protocol):
     def unwatch_room(self, room: str) -> None: ...
     def presence(self, room: str, user_id: str, name: str, present: bool) -> None:
         """A user's first connection here joined a room, or its last one left it."""
+    def tell_user(self, user_id: str, event: dict[str, Any]) -> None:
+        """Pass an event to the user's connections on the other nodes (their user_event)."""
+    def tell_room(self, room: str, event: dict[str, Any]) -> None:
+        """Pass an event to the room's members on the other nodes (their room_event)."""
 
 
 class Limits(Protocol):
@@ -69,6 +76,8 @@ class Limits(Protocol):
     def history_page(self) -> int: ...
     @property
     def presence_interval(self) -> float: ...
+    @property
+    def typing_seconds(self) -> float: ...
 
 
 class _Delivered(Protocol):
@@ -112,11 +121,14 @@ class Hub:
         self.presence_interval = limits.presence_interval
         self.deliver = deliver
         self.broker = broker
+        self.typing_indicators = TypingIndicators(
+            self._show_typing, self._publish_typing if broker is not None else None,
+            ttl=limits.typing_seconds)
         # connection -> its store operations not answered yet, in command order
         self._answers: dict[Connection, list[_Answer]] = {}
         # protocol.COMMANDS -> the method of the same name; a command without one fails here.
         self._dispatch: dict[type[p.Command], Callable[[Connection, Any], None]] = {
-            command: getattr(self, command.kind) for command in p.COMMANDS}
+            command: getattr(self, p.handler_name(command)) for command in p.COMMANDS}
 
     # --- sending ---
 
@@ -168,23 +180,32 @@ class Hub:
     def _read_backlog(self, conn: Connection, room: Room, since: int | None) -> None:
         """Read a joiner's backlog; in a cluster, once this node hears the room, so that
         whatever is stored after the read reaches it live."""
-        def read() -> asyncio.Future[Recovery]:
-            return self.store.room_recover(room.name, since, self.limits.recovery_limit,
-                                           self.limits.history_page)
+        def read() -> asyncio.Future[JoinedRoom]:
+            return self.store.join_room(conn.user.id, room.name, since, self.limits.recovery_limit,
+                                        self.limits.history_page)
         watched = room.watched
         backlog = read() if watched is None or watched.done() else _then(watched, read)
         self._when_done(backlog, conn, None,
                         lambda found: self._send_joined(conn, room, since, found),
-                        always=lambda: self._join_ended(room))
+                        always=lambda: self._join_ended(room),
+                        refused=lambda: self._refused_join(conn, room.name))
+
+    def _refused_join(self, conn: Connection, name: str) -> None:
+        """The store refused the join (a private room): it never happened."""
+        conn.rooms.discard(name)
+        self._remove_from_room(conn, name)
 
     def _join_ended(self, room: Room) -> None:
         room.joining -= 1
         self._forget_if_empty(room)
 
     def _send_joined(self, conn: Connection, room: Room, since: int | None,
-                     found: Recovery) -> None:
+                     joined: JoinedRoom) -> None:
         if conn.closed or room.name not in conn.rooms or self.rooms.get(room.name) is not room:
             return
+        found = joined.recovery
+        if not joined.member:  # durable from now on; a failure here costs no one the join
+            _quietly(self.store.add_member(conn.user.id, room.name, joined.read), "membership")
         feed = room.feed
         if feed.delivered is not None and found.latest < feed.delivered:
             # The read missed messages this node has delivered already (in a cluster,
@@ -203,7 +224,9 @@ class Hub:
             self._presence_changed(room)
         members = room.everyone()
         self.send(conn, p.joined_frame(room.name, sorted(members), members,
-                                       found.messages, found.truncated))
+                                       found.messages, found.truncated, topic=joined.topic,
+                                       private=joined.private, read=joined.read,
+                                       unread=joined.unread))
         room.snapshot_sent(conn)
         if feed.delivered is None:
             room.recent_from = found.latest
@@ -220,8 +243,10 @@ class Hub:
         conn.rooms.discard(cmd.room)
         self._remove_from_room(conn, cmd.room)
         self.send(conn, p.left_frame(cmd.room))
+        _quietly(self.store.leave_room(conn.user.id, cmd.room), "leaving")
 
     def _remove_from_room(self, conn: Connection, name: str) -> None:
+        self.typing_indicators.gone(conn, name)
         room = self.rooms.get(name)
         if room is None:
             return
@@ -259,6 +284,7 @@ class Hub:
         for name in list(conn.rooms):
             self._remove_from_room(conn, name)
         conn.rooms.clear()
+        self.typing_indicators.gone(conn)
         self._answers.pop(conn, None)
         if not self.registry.of_user(conn.user.id):
             self.dm_feeds.pop(conn.user.id, None)
@@ -272,9 +298,16 @@ class Hub:
         self._when_done(write, conn, cmd.cid, lambda done: self._said(conn, done, started),
                         write=True)
 
-    def _said(self, conn: Connection, done: Appended, started: float) -> None:
-        self._ack(conn, done, started)
+    def _said(self, conn: Connection | None, done: Appended, started: float) -> None:
+        """A message or an event stored: ack it, and deliver it in its stream."""
+        if conn is not None:
+            self._ack(conn, done, started)
         if done.duplicate:
+            return
+        if done.message.room is None:
+            if self.broker is not None:
+                self.broker.publish_direct(done)
+            self._offer_direct(done.message, done.previous, done.previous_recipient, conn)
             return
         if self.broker is not None:
             self.broker.publish_room(done)
@@ -354,16 +387,8 @@ class Hub:
         started = time.monotonic()
         write = self.store.append_direct(conn.user.id, self.resolve(cmd.to), cmd.text, cmd.cid,
                                          conn.user.name)
-        self._when_done(write, conn, cmd.cid, lambda done: self._sent_direct(conn, done, started),
+        self._when_done(write, conn, cmd.cid, lambda done: self._said(conn, done, started),
                         write=True)
-
-    def _sent_direct(self, conn: Connection, done: Appended, started: float) -> None:
-        self._ack(conn, done, started)
-        if done.duplicate:
-            return
-        if self.broker is not None:
-            self.broker.publish_direct(done)
-        self._offer_direct(done.message, done.previous, done.previous_recipient, conn)
 
     def direct_published(self, message: Message, previous: int, previous_recipient: int) -> None:
         """A direct message stored by another node of the cluster."""
@@ -397,6 +422,128 @@ class Hub:
                 self._deliver_direct(user, ready)
         self._fill(feed, lambda after: self.store.dm_after(user, after, FILL_PAGE), deliver,
                    "direct", f"the direct messages of {user}")
+
+    # --- conversations: the directory, private rooms, read marks, typing, edits ---
+
+    def directory(self, conn: Connection, cmd: p.Rooms) -> None:
+        self._when_done(self.store.list_rooms(conn.user.id, DIRECTORY_MAX), conn, None,
+                        lambda found: self.send(conn, p.rooms_frame(found)))
+
+    def create(self, conn: Connection, cmd: p.Create) -> None:
+        self._when_done(self.store.create_room(conn.user.id, cmd.room, cmd.topic, cmd.private),
+                        conn, None, lambda info: self.send(conn, p.created_frame(info)))
+
+    def invite(self, conn: Connection, cmd: p.Invite) -> None:
+        user = self.resolve(cmd.user)
+
+        def invited(info: Any) -> None:
+            self.send(conn, p.invited_frame(cmd.room, user))
+            self._to_user(user, {"e": "frame", "frame": p.invitation_frame(
+                info, conn.user.id, conn.user.name)})
+        self._when_done(self.store.invite(conn.user.id, cmd.room, user), conn, None, invited)
+
+    def remove(self, conn: Connection, cmd: p.Remove) -> None:
+        user = self.resolve(cmd.user)
+
+        def removed(_: None) -> None:
+            self.send(conn, p.removed_frame(cmd.room, user))
+            self._to_user(user, {"e": "removed", "room": cmd.room})
+        self._when_done(self.store.remove_member(conn.user.id, cmd.room, user), conn, None, removed)
+
+    def read(self, conn: Connection, cmd: p.Read) -> None:
+        other = self.resolve(cmd.with_user) if cmd.with_user is not None else None
+
+        def moved(mark: Any) -> None:
+            if mark is not None:
+                frame = p.read_frame(cmd.room, other, mark)
+                self.broadcast(self.registry.of_user(conn.user.id), frame, skip=conn)
+                if self.broker is not None:
+                    self.broker.tell_user(conn.user.id, {"e": "frame", "frame": frame})
+        self._when_done(self.store.mark_read(conn.user.id, cmd.room, other, cmd.id), conn, None,
+                        moved, write=True)
+
+    def typing(self, conn: Connection, cmd: p.Typing) -> None:
+        if cmd.room is not None:
+            if cmd.room not in conn.rooms:
+                self.error(conn, "not_in_room", f"join {cmd.room} before typing in it")
+                return
+            self.typing_indicators.local(conn, ("room", cmd.room), cmd.typing)
+        else:
+            assert cmd.to is not None
+            self.typing_indicators.local(conn, ("user", self.resolve(cmd.to)), cmd.typing)
+
+    def _show_typing(self, target: Target, user: str, name: str, typing: bool) -> None:
+        kind, where = target
+        if kind == "room":
+            room = self.rooms.get(where)
+            if room is not None:
+                self.broadcast([c for c in room.conns if c.user.id != user],
+                               p.typing_frame(where, user, name, typing))
+        elif where != user:
+            self.broadcast(self.registry.of_user(where), p.typing_frame(None, user, name, typing))
+
+    def _publish_typing(self, target: Target, user: str, name: str, typing: bool) -> None:
+        assert self.broker is not None
+        event = {"e": "typing", "user": user, "name": name, "typing": typing}
+        kind, where = target
+        if kind == "room":
+            self.broker.tell_room(where, event)
+        else:
+            self.broker.tell_user(where, event)
+
+    def edit(self, conn: Connection, cmd: p.Edit) -> None:
+        self._event(conn, EDIT, cmd.room, cmd.target, cmd.text, cmd.cid)
+
+    def delete(self, conn: Connection, cmd: p.Delete) -> None:
+        self._event(conn, DELETE, cmd.room, cmd.target, "", cmd.cid)
+
+    def _event(self, conn: Connection, kind: str, room: str | None, target: int, text: str,
+               cid: str | None) -> None:
+        if room is not None and room not in conn.rooms:
+            self.error(conn, "not_in_room", f"join {room} before changing its messages", cid)
+            return
+        started = time.monotonic()
+        write = self.store.append_event(conn.user.id, kind, target, text, cid, room)
+        self._when_done(write, conn, cid, lambda done: self._said(conn, done, started), write=True)
+
+    def operator_delete(self, message_id: int) -> asyncio.Future[Appended]:
+        """An operator deletes a message: stored as a deletion and delivered like one;
+        the future fails with Refused("not_found") when there is no such message."""
+        write = self.store.append_event("", DELETE, message_id, "", None, None, operator=True)
+
+        def stored(f: asyncio.Future[Appended]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self._said(None, f.result(), 0.0)
+        write.add_done_callback(stored)
+        return write
+
+    def _to_user(self, user: str, event: dict[str, Any]) -> None:
+        """An event for a user's connections, here and on the other nodes."""
+        self.user_event(user, event)
+        if self.broker is not None:
+            self.broker.tell_user(user, event)
+
+    def user_event(self, user: str, event: dict[str, Any]) -> None:
+        """An event for the connections of `user` on this node (from here, or another node)."""
+        kind = event.get("e")
+        if kind == "frame":
+            self.broadcast(self.registry.of_user(user), event["frame"])
+        elif kind == "removed":
+            room = str(event["room"])
+            for conn in self.registry.of_user(user):
+                if room in conn.rooms:
+                    conn.rooms.discard(room)
+                    self._remove_from_room(conn, room)
+                    self.send(conn, p.left_frame(room, "removed"))
+        elif kind == "typing":  # to this user, from another node's user
+            self.typing_indicators.remote(("user", user), str(event["user"]), str(event["name"]),
+                                          bool(event["typing"]))
+
+    def room_event(self, room: str, event: dict[str, Any]) -> None:
+        """An event for a room's members on this node, from another node."""
+        if event.get("e") == "typing":
+            self.typing_indicators.remote(("room", room), str(event["user"]), str(event["name"]),
+                                          bool(event["typing"]))
 
     # --- from the other nodes of a cluster ---
 
@@ -448,7 +595,7 @@ class Hub:
             read = self.store.dm_before(conn.user.id, self.resolve(cmd.with_user), cmd.before, limit)
         else:
             assert cmd.room is not None
-            read = self.store.room_before(cmd.room, cmd.before, limit)
+            read = self.store.room_history(conn.user.id, cmd.room, cmd.before, limit)
         self._when_done(read, conn, None, lambda page: self.send(conn, p.history_frame(
             page.messages, page.more, room=cmd.room, with_user=cmd.with_user)))
 
@@ -462,15 +609,17 @@ class Hub:
 
     def _when_done(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
                    then: Callable[[Any], None], *, write: bool = False,
-                   always: Callable[[], None] | None = None) -> None:
+                   always: Callable[[], None] | None = None,
+                   refused: Callable[[], None] | None = None) -> None:
         """Run `then(result)` when a store operation is answered, and a connection's
         answers in the order of its commands (the store may answer reads and writes
-        in another order). `always` runs after it, whatever the outcome.
+        in another order). `always` runs after it, whatever the outcome; `refused`
+        when the store refused the operation (its error is sent).
 
         A write's `then` runs even when its sender has gone: the message is
         durable, so the others must get it.
         """
-        answer = _Answer(future, conn, cid, then, write, always)
+        answer = _Answer(future, conn, cid, then, write, always, refused)
         queue = self._answers.get(conn)
         if queue is None:
             queue = self._answers[conn] = []
@@ -497,6 +646,12 @@ class Hub:
             except UnknownUser as exc:
                 self.error(conn, "unknown_user", str(exc), cid)
                 return
+            except Refused as exc:
+                if answer.refused is not None:
+                    answer.refused()
+                if not conn.closed:
+                    self.error(conn, exc.code, str(exc), cid)
+                return
             except (StoreError, asyncio.CancelledError) as exc:
                 # The store logs its own trouble once; one line per operation would flood.
                 log.debug("store operation for connection %s failed: %r", conn.id, exc)
@@ -515,14 +670,23 @@ class Hub:
 
 class _Answer:
     """A store operation a connection waits on, and what to do with its result."""
-    __slots__ = ("always", "cid", "conn", "future", "ready", "then", "write")
+    __slots__ = ("always", "cid", "conn", "future", "ready", "refused", "then", "write")
 
     def __init__(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
                  then: Callable[[Any], None], write: bool,
-                 always: Callable[[], None] | None) -> None:
+                 always: Callable[[], None] | None,
+                 refused: Callable[[], None] | None) -> None:
         self.future, self.conn, self.cid, self.then = future, conn, cid, then
-        self.write, self.always = write, always
+        self.write, self.always, self.refused = write, always, refused
         self.ready = False
+
+
+def _quietly(write: asyncio.Future[Any], what: str) -> None:
+    """A store write nobody waits for: its failure is logged, and answered to no one."""
+    def done(f: asyncio.Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            log.warning("recording %s failed: %r", what, f.exception())
+    write.add_done_callback(done)
 
 
 def _then(first: asyncio.Future[None],

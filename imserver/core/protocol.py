@@ -7,8 +7,9 @@ server sends is built by one of the `*_frame` functions below.
 
 COMMANDS is the one table of what a client may send: each command class names
 its frame type (`kind`, also its label in the metrics) and parses its fields,
-and the hub carries it out with its method of the same name. A new command is
-a class here, added to COMMANDS, and a hub method.
+and the hub carries it out with its method of the same name (or the one its
+`handler` names). A new command is a class here, added to COMMANDS, and a hub
+method.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import ProtocolError
-from .store import Message
+from .store import Message, ReadMark, RoomInfo, Unread
 
 PING = "ping"
 PONG = "pong"
@@ -31,6 +32,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 # Ids of users from host-issued JWTs may hold a few more characters than guest names.
 USER_ID_RE = re.compile(r"[A-Za-z0-9_.@|:+\-]{1,64}")
 CID_MAX = 128
+TOPIC_MAX = 200
 # Ids, `since`, `before` and `limit` are SQLite integers: signed 64-bit.
 ID_MAX = 2**63 - 1
 
@@ -126,11 +128,126 @@ class DmSync:
         return cls(f.optional_id("since"))
 
 
-Command = Join | Leave | Say | DirectMessage | History | DmSync
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    """The directory: public rooms, and the private ones the user is a member of."""
+    kind: ClassVar[str] = "rooms"
+    handler: ClassVar[str] = "directory"  # the hub's `rooms` are the rooms it serves
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Rooms:
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    kind: ClassVar[str] = "create"
+    room: str
+    topic: str
+    private: bool
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Create:
+        topic = f.data.get("topic", "")
+        if not isinstance(topic, str) or len(topic) > TOPIC_MAX:
+            raise f.fail(f"topic must be a string of at most {TOPIC_MAX} characters")
+        return cls(f.room(), clean_text(topic).strip(), f.flag("private", False))
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    kind: ClassVar[str] = "invite"
+    room: str
+    user: str
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Invite:
+        return cls(f.room(), f.user("user"))
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    kind: ClassVar[str] = "remove"
+    room: str
+    user: str
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Remove:
+        return cls(f.room(), f.user("user"))
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A read mark: in a room (`room`), or in the conversation with `with_user`."""
+    kind: ClassVar[str] = "read"
+    room: str | None
+    with_user: str | None
+    id: int
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Read:
+        read = f.optional_id("id")
+        if read is None:
+            raise f.fail("id must be the id of the newest message read")
+        if "with" in f.data:
+            return cls(None, f.user("with"), read)
+        return cls(f.room(), None, read)
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """Typing in a room (`room`), or to a user (`to`)."""
+    kind: ClassVar[str] = "typing"
+    room: str | None
+    to: str | None
+    typing: bool
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Typing:
+        typing = f.flag("typing", True)
+        if "to" in f.data:
+            return cls(None, f.user("to"), typing)
+        return cls(f.room(), None, typing)
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """A new text for one's message `target` in `room` (None: a direct message)."""
+    kind: ClassVar[str] = "edit"
+    room: str | None
+    target: int
+    text: str
+    cid: str | None
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Edit:
+        return cls(f.optional_room(), f.target(), f.text(max_text_chars), f.client_id())
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    kind: ClassVar[str] = "delete"
+    room: str | None
+    target: int
+    cid: str | None
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Delete:
+        return cls(f.optional_room(), f.target(), f.client_id())
+
+
+Command = (Join | Leave | Say | DirectMessage | History | DmSync | Rooms | Create | Invite | Remove
+           | Read | Typing | Edit | Delete)
 
 # Every command a client may send, in the order the metrics list them.
-COMMANDS: tuple[type[Command], ...] = (Join, Leave, Say, DirectMessage, History, DmSync)
+COMMANDS: tuple[type[Command], ...] = (Join, Leave, Say, DirectMessage, History, DmSync, Rooms,
+                                       Create, Invite, Remove, Read, Typing, Edit, Delete)
 COMMAND_BY_KIND: dict[str, type[Command]] = {command.kind: command for command in COMMANDS}
+
+
+def handler_name(command: type[Command]) -> str:
+    """The hub's method for a command: named after its kind, unless it says otherwise."""
+    return str(getattr(command, "handler", command.kind))
 
 
 def valid_name(name: object) -> bool:
@@ -186,6 +303,28 @@ class _Fields:
             raise self.fail("room must be 1-64 letters, digits, '-', '_' or '.'")
         assert isinstance(room, str)
         return room
+
+    def optional_room(self) -> str | None:
+        return None if self.data.get("room") is None else self.room()
+
+    def user(self, key: str) -> str:
+        user = self.data.get(key)
+        if not valid_user_id(user):
+            raise self.fail(f"{key} must be a user id or name")
+        assert isinstance(user, str)
+        return user
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{key} must be true or false")
+        return value
+
+    def target(self) -> int:
+        target = self.optional_id("target")
+        if target is None:
+            raise self.fail("target must be the id of a message")
+        return target
 
     def optional_id(self, key: str) -> int | None:
         value = self.data.get(key)
@@ -296,16 +435,23 @@ else:
 
 
 def welcome_frame(conn_id: str, user: dict[str, str], *, interval: float, timeout: float,
-                  server_time: float) -> dict[str, Any]:
-    return {"type": "welcome", "conn": conn_id, "user": user,
-            "heartbeat": {"interval": interval, "timeout": timeout},
-            "server_time": round(server_time, 3)}
+                  server_time: float, unread: Unread | None = None) -> dict[str, Any]:
+    frame = {"type": "welcome", "conn": conn_id, "user": user,
+             "heartbeat": {"interval": interval, "timeout": timeout},
+             "server_time": round(server_time, 3)}
+    if unread is not None:
+        frame["unread"] = unread_counts(unread)
+    return frame
 
 
 def message_frame(m: Message) -> dict[str, Any]:
-    """A stored message, as it is delivered live and in backlogs and pages."""
-    frame: dict[str, Any] = {"type": "message", "id": m.id, "from": m.sender,
-                             "name": m.name if m.name is not None else m.sender}
+    """A stored message, as it is delivered live and in backlogs and pages; or an edit
+    or a deletion (an event: its `kind` is the frame's type)."""
+    frame: dict[str, Any] = {"type": m.kind or "message", "id": m.id}
+    if m.target is not None:
+        frame["target"] = m.target
+    frame["from"] = m.sender
+    frame["name"] = m.name if m.name is not None else m.sender
     if m.room is not None:
         frame["room"] = m.room
     else:
@@ -315,17 +461,75 @@ def message_frame(m: Message) -> dict[str, Any]:
     frame["ts"] = m.ts
     if m.cid is not None:
         frame["cid"] = m.cid
+    if m.edited is not None:
+        frame["edited"] = m.edited
+    if m.deleted:
+        frame["deleted"] = True
+    if m.actor is not None:
+        frame["by"] = m.actor
     return frame
 
 
+def _messages_and_events(items: list[Message]) -> dict[str, list[dict[str, Any]]]:
+    """A backlog's messages, and apart from them its edits and deletions (which a
+    client that knows none of them never mistakes for messages)."""
+    return {"messages": [message_frame(m) for m in items if m.kind is None],
+            "events": [message_frame(m) for m in items if m.kind is not None]}
+
+
 def joined_frame(room: str, members: list[str], names: dict[str, str], messages: list[Message],
-                 truncated: bool) -> dict[str, Any]:
+                 truncated: bool, *, topic: str = "", private: bool = False, read: int = 0,
+                 unread: int = 0) -> dict[str, Any]:
     return {"type": "joined", "room": room, "members": members, "names": names,
-            "messages": [message_frame(m) for m in messages], "truncated": truncated}
+            **_messages_and_events(messages), "truncated": truncated, "topic": topic,
+            "private": private, "read": read, "unread": unread}
 
 
-def left_frame(room: str) -> dict[str, Any]:
-    return {"type": "left", "room": room}
+def left_frame(room: str, reason: str | None = None) -> dict[str, Any]:
+    frame = {"type": "left", "room": room}
+    if reason is not None:
+        frame["reason"] = reason
+    return frame
+
+
+def rooms_frame(rooms: list[RoomInfo]) -> dict[str, Any]:
+    return {"type": "rooms", "rooms": [
+        {"room": r.room, "topic": r.topic, "members": r.members, "private": r.private,
+         "member": r.member} for r in rooms]}
+
+
+def created_frame(info: RoomInfo) -> dict[str, Any]:
+    return {"type": "created", "room": info.room, "topic": info.topic, "private": info.private}
+
+
+def invited_frame(room: str, user: str) -> dict[str, Any]:
+    """To the owner: the invitation is recorded."""
+    return {"type": "invited", "room": room, "user": user}
+
+
+def invitation_frame(info: RoomInfo, by: str, name: str) -> dict[str, Any]:
+    """To the invited user."""
+    return {"type": "invited", "room": info.room, "topic": info.topic, "by": by, "name": name}
+
+
+def removed_frame(room: str, user: str) -> dict[str, Any]:
+    return {"type": "removed", "room": room, "user": user}
+
+
+def read_frame(room: str | None, with_user: str | None, mark: ReadMark) -> dict[str, Any]:
+    key: dict[str, Any] = {"room": room} if room is not None else {"with": with_user}
+    return {"type": "read", **key, "id": mark.read, "unread": mark.unread}
+
+
+def unread_counts(unread: Unread) -> dict[str, Any]:
+    return {"rooms": {room: {"read": m.read, "unread": m.unread} for room, m in unread.rooms.items()},
+            "direct": {user: {"name": name, "read": m.read, "unread": m.unread}
+                       for user, (name, m) in unread.direct.items()}}
+
+
+def typing_frame(room: str | None, user: str, name: str, typing: bool) -> dict[str, Any]:
+    key: dict[str, Any] = {"room": room} if room is not None else {}
+    return {"type": "typing", **key, "user": user, "name": name, "typing": typing}
 
 
 def presence_frame(room: str, joined: list[str], left: list[str], names: dict[str, str]) -> dict[str, Any]:
@@ -344,7 +548,7 @@ def history_frame(messages: list[Message], more: bool, *, room: str | None = Non
 
 
 def dm_sync_frame(messages: list[Message], truncated: bool) -> dict[str, Any]:
-    return {"type": "dm_sync", "messages": [message_frame(m) for m in messages], "truncated": truncated}
+    return {"type": "dm_sync", **_messages_and_events(messages), "truncated": truncated}
 
 
 def bye_frame(reason: str, retry_after: float) -> dict[str, Any]:

@@ -9,9 +9,11 @@ operations were queued: the hub relies on that for recovery.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from .errors import Refused
 
 EDIT = "edit"
 DELETE = "delete"
@@ -74,6 +76,59 @@ class Recovery:
     latest: int = 0
 
 
+# Unread counts stop here: 1000 means "1000 or more".
+UNREAD_MAX = 1000
+# The rooms whose counts come with a welcome: those the user joined most recently.
+UNREAD_ROOMS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedRoom:
+    """The answer to a join: the backlog, the room's settings, and the joiner's read
+    mark in it with the count of messages after the mark that others sent. A joiner
+    that is no member yet (`member` False) has read up to the newest message."""
+    recovery: Recovery
+    topic: str
+    private: bool
+    read: int
+    unread: int
+    member: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """A room as the directory shows it."""
+    room: str
+    topic: str
+    private: bool
+    members: int
+    member: bool  # the asking user is one
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMark:
+    """A read mark that moved: how far the user has read, and what is unread after it."""
+    read: int
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A user's read marks and unread counts: per room it is a member of, and per
+    direct conversation with messages to it after its mark (other user id -> (name,
+    read, unread))."""
+    rooms: dict[str, ReadMark]
+    direct: dict[str, tuple[str, ReadMark]]
+
+
+def refusal_for_mute(room: str, reason: str, until: float | None) -> Refused:
+    """The answer to a muted user's message or edit in a room."""
+    when = "until lifted" if until is None else time.strftime(
+        "until %Y-%m-%d %H:%M UTC", time.gmtime(until))
+    return Refused("muted", f"you are muted in room {room} ({when}): {reason}")
+
+
 def recovery_of(messages: list[Message], truncated: bool, latest: int) -> Recovery:
     """A Recovery whose `latest` covers its own messages. A store reads the stream's
     newest id first and the messages after it: another process's commit in between
@@ -109,6 +164,49 @@ class Store(Protocol):
 
     def room_recover(self, room: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         """What a (re-)joining member of a room missed after `since`."""
+
+    def join_room(self, user: str, room: str, since: int | None, limit: int,
+                  page: int) -> asyncio.Future[JoinedRoom]:
+        """A join's read: Refused("forbidden") for a private room `user` is no member
+        of; else room_recover's answer, with the room and the joiner's read mark."""
+
+    def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
+        """`user` is a member of the room from now on, with its read mark at `read`
+        (nothing changes for a member already)."""
+
+    def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
+        """`user` is no longer a member of the room."""
+
+    def room_history(self, user: str, room: str, before: int | None,
+                     limit: int) -> asyncio.Future[Page]:
+        """room_before, for a reader: Refused("forbidden") for a private room it is no
+        member of."""
+
+    def create_room(self, user: str, room: str, topic: str, private: bool) -> asyncio.Future[RoomInfo]:
+        """A new room owned by `user`, its first member; Refused("room_exists")."""
+
+    def invite(self, owner: str, room: str, user: str) -> asyncio.Future[RoomInfo]:
+        """`user` becomes a member of the private room `owner` owns."""
+
+    def remove_member(self, owner: str, room: str, user: str) -> asyncio.Future[None]:
+        """`user` is no longer a member of the private room `owner` owns."""
+
+    def list_rooms(self, user: str, limit: int) -> asyncio.Future[list[RoomInfo]]:
+        """Every public room and the private ones `user` is a member of, most members first."""
+
+    def mark_read(self, user: str, room: str | None, other: str | None,
+                  read: int) -> asyncio.Future[ReadMark | None]:
+        """Move a read mark forward (in a room, or the conversation with `other`); None
+        when it did not move."""
+
+    def unread(self, user: str) -> asyncio.Future[Unread]:
+        """A user's read marks and unread counts."""
+
+    def append_event(self, actor: str, kind: str, target: int, text: str, cid: str | None,
+                     room: str | None, *, operator: bool = False) -> asyncio.Future[Appended]:
+        """Store an edit or a deletion of message `target` (in `room`, or a direct
+        message when None) by its author `actor`, or by an operator (any message;
+        `room` then unchecked). Refused: not_found, forbidden, deleted, muted."""
 
     def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         """The direct messages a user missed after `since`."""

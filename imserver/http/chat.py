@@ -24,6 +24,7 @@ from ..core.frames import Outbound
 from ..core.hub import Hub
 from ..core.ratelimit import FloodGuard, TokenBucket
 from ..core.registry import Connection, Registry, User
+from ..core.store import Unread
 from ..ops.heartbeat import Heartbeat
 from ..ops.metrics import Metrics
 from ..storage.base import Backend
@@ -84,6 +85,7 @@ class ChatSocket(WebSocketHandler):
         self.user: User | None = None
         self.token_expires = 0.0
         self.token_id: str | None = None
+        self.unread: Unread | None = None  # for the welcome
         self.conn: Connection | None = None
         limits = deps.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
@@ -133,6 +135,7 @@ class ChatSocket(WebSocketHandler):
             return
         if self.deps.store.shared:
             await self._known_everywhere(self.user)
+        self.unread = await self._unread(self.user)
         if slots is None:
             await super().get(*args, **kwargs)
             return
@@ -152,6 +155,15 @@ class ChatSocket(WebSocketHandler):
             await asyncio.wait_for(self.deps.store.touch_user(user.id, user.name), KNOWN_WAIT)
         except (StoreError, TimeoutError) as exc:
             log.warning("could not record user %s before its welcome: %r", user.id, exc)
+
+    async def _unread(self, user: User) -> Unread | None:
+        """The user's unread counts, for its welcome; None (the welcome goes without
+        them) when the store cannot answer now."""
+        try:
+            return await asyncio.wait_for(self.deps.store.unread(user.id), KNOWN_WAIT)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("could not read the unread counts of user %s: %r", user.id, exc)
+            return None
 
     def _over_limit(self, user: User) -> tuple[int, str, str] | None:
         limits, registry = self.deps.config.limits, self.deps.registry
@@ -222,7 +234,7 @@ class ChatSocket(WebSocketHandler):
         assert self.user is not None
         self.deps.hub.send(conn, p.welcome_frame(
             conn.id, self.user.to_json(), interval=hb.client_interval, timeout=hb.client_timeout,
-            server_time=time.time()))
+            server_time=time.time(), unread=self.unread))
 
     def _forget_request(self) -> None:
         """Drop what the upgrade request held (headers, the query with its token): it

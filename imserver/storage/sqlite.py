@@ -26,8 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import NameTaken, StoreError, UnknownUser
-from ..core.store import Appended, Message, Page, Recovery, recovery_of
+from ..core.errors import NameTaken, Refused, StoreError, UnknownUser
+from ..core.store import (
+    DELETE,
+    EDIT,
+    UNREAD_MAX,
+    UNREAD_ROOMS,
+    Appended,
+    JoinedRoom,
+    Message,
+    Page,
+    ReadMark,
+    Recovery,
+    RoomInfo,
+    Unread,
+    recovery_of,
+    refusal_for_mute,
+)
 from .base import Ban, IdentitySnapshot, KnownUsers, StoredToken
 
 log = logging.getLogger("imserver.store")
@@ -39,7 +54,7 @@ def _dm_key(a: str, b: str) -> str:
 
 # Rows from before schema version 2 have no names: the sender's id was its name then.
 _COLUMNS = ("id, sender, text, ts, cid, room, recipient, coalesce(sender_name, sender),"
-            " coalesce(recipient_name, recipient)")
+            " coalesce(recipient_name, recipient), kind, target, edited, deleted, actor")
 
 # Each entry moves the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: list[str] = [
@@ -157,7 +172,22 @@ _LAST_DIRECT = (
 
 def _row(r: tuple[Any, ...]) -> Message:
     return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6],
-                   name=r[7], to_name=r[8] if r[6] is not None else None)
+                   name=r[7], to_name=r[8] if r[6] is not None else None, kind=r[9], target=r[10],
+                   edited=r[11], deleted=bool(r[12]), actor=r[13])
+
+
+# Others' messages (not events, not deleted) in a room after a read mark, counted up to
+# UNREAD_MAX; and in a direct conversation, to the reader from one other user.
+_UNREAD_IN_ROOM = (
+    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = ? AND id > ? AND kind IS NULL"
+    f" AND deleted = 0 AND sender != ? LIMIT {UNREAD_MAX})")
+_UNREAD_DIRECT = (
+    "SELECT m.sender, coalesce(r.read_id, 0), count(*) FROM messages m"
+    " LEFT JOIN dm_reads r ON r.user_id = m.recipient AND r.other = m.sender"
+    " WHERE m.dm_key IS NOT NULL AND m.recipient = ? AND m.sender != m.recipient"
+    " AND m.kind IS NULL AND m.deleted = 0 AND m.id > coalesce(r.read_id, 0) GROUP BY m.sender")
+_MUTED = ("SELECT reason, until FROM mutes WHERE room = ? AND user_id = ?"
+          " AND (until IS NULL OR until > ?)")
 
 
 class _Database:
@@ -204,6 +234,8 @@ class _Database:
                 (sender, cid)).fetchone()
             if found is not None:
                 return Appended(_row(found), duplicate=True)
+        if room is not None:
+            self.check_mute(room, sender)
         to_name = None
         if recipient is not None:
             known = self.db.execute("SELECT name FROM users WHERE id = ?", (recipient,)).fetchone()
@@ -296,6 +328,189 @@ class _Database:
             " WHERE until IS NULL OR until > ? ORDER BY banned_at, user_id", (now,)).fetchall()
         return [Ban(r[0], r[1], None if r[2] is None else float(r[2]), r[3], float(r[4])) for r in rows]
 
+    # --- conversations: membership, read marks, edits and deletions ---
+
+    def check_mute(self, room: str, user: str) -> None:
+        found = self.db.execute(_MUTED, (room, user, time.time())).fetchone()
+        if found is not None:
+            raise refusal_for_mute(room, found[0], found[1])
+
+    def _room(self, room: str) -> tuple[str, bool, str | None] | None:
+        row = self.db.execute("SELECT topic, private, owner FROM rooms WHERE name = ?",
+                              (room,)).fetchone()
+        return None if row is None else (row[0], bool(row[1]), row[2])
+
+    def _read_mark(self, room: str, user: str) -> int | None:
+        row = self.db.execute("SELECT read_id FROM room_members WHERE room = ? AND user_id = ?",
+                              (room, user)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _check_reader(self, room: str, user: str) -> tuple[str, bool, str | None] | None:
+        found = self._room(room)
+        if found is not None and found[1] and found[2] != user \
+                and self._read_mark(room, user) is None:
+            raise Refused("forbidden", f"room {room} is private: only its members may read it")
+        return found
+
+    def join_room(self, user: str, room: str, since: int | None, limit: int,
+                  page: int) -> JoinedRoom:
+        found = self._check_reader(room, user) or ("", False, None)
+        recovery = self.room_recover(room, since, limit, page)
+        read = self._read_mark(room, user)
+        if read is None:  # a new member has read everything before it came
+            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False)
+        (unread,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
+        return JoinedRoom(recovery, found[0], found[1], read, unread)
+
+    def add_member(self, user: str, room: str, read: int) -> None:
+        now = time.time()
+        self.db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (room, now))
+        self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (room, user, read, now))
+
+    def leave_room(self, user: str, room: str) -> None:
+        self.db.execute("DELETE FROM room_members WHERE room = ? AND user_id = ?", (room, user))
+
+    def room_history(self, user: str, room: str, before: int | None, limit: int) -> Page:
+        self._check_reader(room, user)
+        return self.room_before(room, before, limit)
+
+    def _info(self, room: str, user: str) -> RoomInfo:
+        found = self._room(room)
+        assert found is not None
+        (members,) = self.db.execute("SELECT count(*) FROM room_members WHERE room = ?",
+                                     (room,)).fetchone()
+        return RoomInfo(room, found[0], found[1], members,
+                        self._read_mark(room, user) is not None, found[2])
+
+    def create_room(self, user: str, room: str, topic: str, private: bool) -> RoomInfo:
+        if self._room(room) is not None or self.db.execute(
+                "SELECT 1 FROM messages WHERE room = ? LIMIT 1", (room,)).fetchone() is not None:
+            raise Refused("room_exists", f"room {room} exists already")
+        now = time.time()
+        self.db.execute("INSERT INTO rooms (name, topic, private, owner, created_at)"
+                        " VALUES (?, ?, ?, ?, ?)", (room, topic, int(private), user, now))
+        self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                        " VALUES (?, ?, 0, ?)", (room, user, now))
+        return self._info(room, user)
+
+    def _owned_private(self, owner: str, room: str) -> tuple[str, bool, str | None]:
+        found = self._room(room)
+        if found is None:
+            raise Refused("not_found", f"no room {room}")
+        if not found[1]:
+            raise Refused("bad_request", f"room {room} is public: anyone may join it")
+        if found[2] != owner:
+            raise Refused("forbidden", f"only the owner of room {room} may do that")
+        return found
+
+    def invite(self, owner: str, room: str, user: str) -> RoomInfo:
+        self._owned_private(owner, room)
+        if self.db.execute("SELECT 1 FROM users WHERE id = ?", (user,)).fetchone() is None:
+            raise UnknownUser(f"no user {user!r}")
+        (latest,) = self.db.execute(_LAST_IN_ROOM, (room,)).fetchone()
+        self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (room, user, latest, time.time()))
+        return self._info(room, user)
+
+    def remove_member(self, owner: str, room: str, user: str) -> None:
+        self._owned_private(owner, room)
+        self.leave_room(user, room)
+
+    def list_rooms(self, user: str, limit: int) -> list[RoomInfo]:
+        rows = self.db.execute(
+            "SELECT r.name, r.topic, r.private, r.owner,"
+            " (SELECT count(*) FROM room_members m WHERE m.room = r.name) AS members,"
+            " EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user_id = ?)"
+            " AS member FROM rooms r WHERE r.private = 0 OR r.owner = ? OR member"
+            " ORDER BY members DESC, r.name LIMIT ?", (user, user, limit)).fetchall()
+        return [RoomInfo(r[0], r[1], bool(r[2]), r[4], bool(r[5]), r[3]) for r in rows]
+
+    def mark_read(self, user: str, room: str | None, other: str | None,
+                  read: int) -> ReadMark | None:
+        if room is not None:
+            moved = self.db.execute(
+                "UPDATE room_members SET read_id = ? WHERE room = ? AND user_id = ? AND read_id < ?",
+                (read, room, user, read)).rowcount
+            if not moved:
+                return None
+            (unread,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
+            return ReadMark(read, unread)
+        assert other is not None
+        moved = self.db.execute(
+            "INSERT INTO dm_reads (user_id, other, read_id) VALUES (?, ?, ?) ON CONFLICT"
+            " DO UPDATE SET read_id = excluded.read_id WHERE excluded.read_id > dm_reads.read_id",
+            (user, other, read)).rowcount
+        if not moved:
+            return None
+        (unread,) = self.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM messages WHERE dm_key = ? AND recipient = ?"
+            f" AND sender = ? AND id > ? AND kind IS NULL AND deleted = 0 LIMIT {UNREAD_MAX})",
+            (_dm_key(user, other), user, other, read)).fetchone()
+        return ReadMark(read, unread)
+
+    def unread(self, user: str) -> Unread:
+        rooms = {}
+        for room, read in self.db.execute(
+                "SELECT room, read_id FROM room_members WHERE user_id = ?"
+                f" ORDER BY joined_at DESC, room LIMIT {UNREAD_ROOMS}", (user,)).fetchall():
+            (count,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
+            rooms[room] = ReadMark(read, count)
+        direct = {}
+        for other, read, count in self.db.execute(_UNREAD_DIRECT, (user,)).fetchall():
+            known = self.db.execute("SELECT name FROM users WHERE id = ?", (other,)).fetchone()
+            direct[other] = (known[0] if known else other, ReadMark(read, min(count, UNREAD_MAX)))
+        return Unread(rooms, direct)
+
+    def append_event(self, actor: str, kind: str, target: int, text: str, cid: str | None,
+                     room: str | None, operator: bool) -> Appended:
+        if cid is not None:
+            found = self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND cid = ?",
+                (actor, cid)).fetchone()
+            if found is not None:
+                return Appended(_row(found), duplicate=True)
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (target,)).fetchone()
+        message = None if row is None else _row(row)
+        where = f"in room {room}" if room is not None else "among your direct messages"
+        if message is None or message.kind is not None or (not operator and (
+                message.room != room or (room is None and message.room is not None))):
+            raise Refused("not_found", f"no message {target} {where}")
+        if not operator and message.sender != actor:
+            raise Refused("forbidden", "only its author may edit or delete a message")
+        if message.deleted:
+            raise Refused("deleted", f"message {target} is deleted")
+        if kind == EDIT and message.room is not None and not operator:
+            self.check_mute(message.room, actor)
+        now = round(time.time(), 3)
+        if kind == DELETE:
+            self.db.execute("UPDATE messages SET text = '', deleted = 1 WHERE id = ?", (target,))
+        else:
+            self.db.execute("UPDATE messages SET text = ?, edited = ? WHERE id = ?",
+                            (text, now, target))
+        sender, recipient = message.sender, message.recipient
+        if recipient is None:
+            (previous,) = self.db.execute(_LAST_IN_ROOM, (message.room,)).fetchone()
+            previous_recipient = 0
+        else:
+            (previous,) = self.db.execute(_LAST_DIRECT, (sender, sender)).fetchone()
+            previous_recipient = previous if recipient == sender else \
+                self.db.execute(_LAST_DIRECT, (recipient, recipient)).fetchone()[0]
+        by = "operator" if operator else None
+        cursor = self.db.execute(
+            "INSERT INTO messages (sender, text, ts, cid, room, recipient, dm_key, sender_name,"
+            " recipient_name, kind, target, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sender, text, now, None if operator else cid, message.room, recipient,
+             None if recipient is None else _dm_key(sender, recipient), message.name,
+             message.to_name, kind, target, by))
+        assert cursor.lastrowid is not None
+        event = Message(cursor.lastrowid, sender, text, now, None if operator else cid,
+                        message.room, recipient, message.name, message.to_name, kind, target,
+                        actor=by)
+        return Appended(event, False, previous, previous_recipient)
+
     def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
         removed = 0
         if older_than is not None:
@@ -320,13 +535,15 @@ class _Database:
 
     def room_before(self, room: str, before: int | None, limit: int) -> Page:
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id < ? AND kind IS NULL"
+            " ORDER BY id DESC LIMIT ?",
             (room, before if before is not None else 1 << 62, limit + 1)).fetchall()
         return self._page_before(rows, limit)
 
     def dm_before(self, user: str, other: str, before: int | None, limit: int) -> Page:
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE dm_key = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE dm_key = ? AND id < ? AND kind IS NULL"
+            " ORDER BY id DESC LIMIT ?",
             (_dm_key(user, other), before if before is not None else 1 << 62, limit + 1)).fetchall()
         return self._page_before(rows, limit)
 
@@ -335,8 +552,9 @@ class _Database:
         if after is None:
             rows = self.db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND sender = ?"
+                " AND kind IS NULL"
                 f" UNION SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND recipient = ?"
-                " ORDER BY id DESC LIMIT ?", (user, user, limit + 1)).fetchall()
+                " AND kind IS NULL ORDER BY id DESC LIMIT ?", (user, user, limit + 1)).fetchall()
             return self._page_before(rows, limit)
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE dm_key IS NOT NULL AND sender = ? AND id > ?"
@@ -516,6 +734,44 @@ class MessageStore:
     def dm_recover(self, user: str, since: int | None, limit: int, page: int) -> asyncio.Future[Recovery]:
         return self._submit(False, lambda db: db.dm_recover(user, since, limit, page))
 
+    def join_room(self, user: str, room: str, since: int | None, limit: int,
+                  page: int) -> asyncio.Future[JoinedRoom]:
+        return self._submit(False, lambda db: db.join_room(user, room, since, limit, page))
+
+    def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.add_member(user, room, read))
+
+    def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.leave_room(user, room))
+
+    def room_history(self, user: str, room: str, before: int | None,
+                     limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda db: db.room_history(user, room, before, limit))
+
+    def create_room(self, user: str, room: str, topic: str, private: bool) -> asyncio.Future[RoomInfo]:
+        return self._submit(True, lambda db: db.create_room(user, room, topic, private))
+
+    def invite(self, owner: str, room: str, user: str) -> asyncio.Future[RoomInfo]:
+        return self._submit(True, lambda db: db.invite(owner, room, user))
+
+    def remove_member(self, owner: str, room: str, user: str) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.remove_member(owner, room, user))
+
+    def list_rooms(self, user: str, limit: int) -> asyncio.Future[list[RoomInfo]]:
+        return self._submit(False, lambda db: db.list_rooms(user, limit))
+
+    def mark_read(self, user: str, room: str | None, other: str | None,
+                  read: int) -> asyncio.Future[ReadMark | None]:
+        return self._submit(True, lambda db: db.mark_read(user, room, other, read))
+
+    def unread(self, user: str) -> asyncio.Future[Unread]:
+        return self._submit(False, lambda db: db.unread(user))
+
+    def append_event(self, actor: str, kind: str, target: int, text: str, cid: str | None,
+                     room: str | None, *, operator: bool = False) -> asyncio.Future[Appended]:
+        return self._submit(True, lambda db: db.append_event(actor, kind, target, text, cid,
+                                                             room, operator))
+
     async def close(self) -> None:
         """Finish every queued operation, then close the database."""
         if self._closed:
@@ -619,7 +875,7 @@ class MessageStore:
         the whole transaction (I/O, a lock, a corrupt file), which fails the batch."""
         try:
             return (op.future, op.call(self._db), None)
-        except (UnknownUser, NameTaken) as exc:  # answers, not failures
+        except (UnknownUser, NameTaken, Refused) as exc:  # answers, not failures
             return (op.future, None, exc)
         except sqlite3.DatabaseError as exc:
             # SQLite undoes just the failing statement for these; the others break the
