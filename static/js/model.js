@@ -26,8 +26,9 @@
  *   current        the key of the conversation shown, or null
  *   dmSynced       whether the first dm_sync answer has come (its messages
  *                  are not counted unread)
- *   speaks         whether the server speaks the Conversations addition
- *                  (it sent `unread`): read marks and typing are sent only then
+ *   speaks         whether the server speaks the Conversations addition (its
+ *                  welcome had `unread`, or a `joined` a read mark): read marks
+ *                  and typing are sent only then
  *   hidden         whether the page is in the background
  *   atBottom       whether the newest message of the conversation is in view
  *   online         navigator.onLine
@@ -35,8 +36,8 @@
  *                  attempts, cause, delay, reconnectAt, reason, message}
  *   flash          {id, text}: the last short notice to show, or null
  *   panel          the drawer open on a narrow screen: none | rooms | members
- *   left           Set of the rooms left in this session (an `unread` sent
- *                  before the server heard the leave does not bring them back)
+ *   left           Set of the rooms left in this session (unread counts sent
+ *                  before the server heard the leave do not bring them back)
  *   editing        {id, mode: 'edit'|'delete'}: the message of mine being
  *                  edited or about to be deleted, or null
  *   changes        Map cid -> {target, change: 'edit'|'delete', text}: my
@@ -45,8 +46,8 @@
  *                  (the room asked for, until `created`), error}
  *
  * Server frames are reduced by their `type` (welcome, joined, left,
- * presence, message, history, dm_sync, ack, error, bye; unread, read,
- * typing, edit, delete, rooms, created, invited, removed); the page's own
+ * presence, message, history, dm_sync, ack, error, bye; read, typing, edit,
+ * delete, rooms, created, invited, removed); the page's own
  * actions have types that no frame has (see ACTIONS). `now` (ms) is the
  * clock, for typing indicators that expire.
  */
@@ -353,7 +354,10 @@ function reduceFrame(draft, action, now) {
       for (const event of action.events ?? []) entry.conv.applyEvent(event);
       if (wasEmpty && !action.truncated) entry.conv.more = entry.conv.size > 0;
       entry.loaded = true;
-      if (counted) takeMark(entry, action, me);
+      if (counted) {
+        takeMark(entry, action, me);
+        draft.set('speaks', true);
+      }
       break;
     }
     case 'left':
@@ -419,29 +423,9 @@ function reduceFrame(draft, action, now) {
       for (const event of action.events ?? []) applyEvent(draft, conversationKeyOf(event, me), event);
       break;
     }
-    case 'unread': {
-      draft.set('speaks', true);
-      const rooms = action.rooms ?? {};
-      const direct = action.direct ?? {};
-      for (const [room, mark] of Object.entries(rooms)) {
-        // A room joined on another device is joined here too, unless left here.
-        if (!draft.get(roomKey(room)) && state.left.has(room)) continue;
-        takeMark(addRoom(draft, room), mark, me);
-      }
-      for (const [user, mark] of Object.entries(direct)) {
-        const existed = Boolean(draft.get(dmKey(user)));
-        const entry = draft.ensure(dmKey(user), 'dm', user);
-        if (!existed) entry.conv.more = true;
-        takeMark(entry, mark, me);
-      }
-      // A direct conversation not listed has nothing unread.
-      for (const entry of state.conversations.values()) {
-        if (entry.kind === 'dm' && !(entry.name in direct) && entry.unread !== 0) {
-          draft.entry(entry.key, { conv: false }).unread = 0;
-        }
-      }
+    case 'welcome':
+      if (action.unread && typeof action.unread === 'object') takeUnread(draft, action.unread);
       break;
-    }
     case 'read': {
       const key = action.room !== undefined && action.room !== null ? roomKey(action.room) : dmKey(action.with);
       if (draft.get(key)) takeMark(draft.entry(key, { conv: false }), { read: action.id, unread: action.unread }, me);
@@ -518,8 +502,35 @@ function reduceFrame(draft, action, now) {
       break;
     }
     default:
-      // welcome, bye (the connection's), anything newer: only their names.
+      // bye (the connection's), anything newer: only their names.
       break;
+  }
+}
+
+/**
+ * The unread counts of `welcome`: {rooms: {room: mark}, direct: {user id:
+ * {name, ...mark}}}. They are the server's word for every conversation.
+ */
+function takeUnread(draft, { rooms = {}, direct = {} }) {
+  const state = draft.base;
+  const me = state.me.id;
+  draft.set('speaks', true);
+  for (const [room, mark] of Object.entries(rooms)) {
+    // A room joined on another device is joined here too, unless left here.
+    if (!draft.get(roomKey(room)) && state.left.has(room)) continue;
+    takeMark(addRoom(draft, room), mark, me);
+  }
+  for (const [user, mark] of Object.entries(direct)) {
+    const existed = Boolean(draft.get(dmKey(user)));
+    const entry = draft.ensure(dmKey(user), 'dm', user);
+    if (!existed) entry.conv.more = true;
+    takeMark(entry, mark, me);
+  }
+  // A direct conversation not listed has nothing unread.
+  for (const entry of state.conversations.values()) {
+    if (entry.kind === 'dm' && !(entry.name in direct) && entry.unread !== 0) {
+      draft.entry(entry.key, { conv: false }).unread = 0;
+    }
   }
 }
 

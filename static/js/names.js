@@ -4,8 +4,8 @@
  * `names` ({id: name}) on `joined` and `presence`, `name` (the sender's) and
  * `to_name` (a direct message's recipient's) on messages, edits and
  * deletions, in `joined`, `history` and `dm_sync` pages too; `name` on
- * `typing` (the typist's) and `invited` (the inviter's, `by`); `direct` of
- * `unread`. A user no frame has named yet is shown by its id.
+ * `typing` (the typist's) and `invited` (the inviter's, `by`); the unread
+ * counts of `welcome`. A user no frame has named yet is shown by its id.
  */
 export class Names {
   /** @param {{id: string, name?: string}} me the logged-in user */
@@ -78,11 +78,13 @@ function* namesIn(frame) {
     case 'invited':
       yield [frame.by, frame.name];
       break;
-    case 'unread':
-      if (frame.direct && typeof frame.direct === 'object') {
-        for (const [id, mark] of Object.entries(frame.direct)) yield [id, mark && mark.name];
+    case 'welcome': {
+      const direct = frame.unread && frame.unread.direct;
+      if (direct && typeof direct === 'object') {
+        for (const [id, mark] of Object.entries(direct)) yield [id, mark && mark.name];
       }
       break;
+    }
     default:
       break;
   }

@@ -240,13 +240,15 @@ test('frames without a session, or after it ended, are ignored', () => {
 // ---- conversations: read marks, typing, edits, rooms -------------------------
 
 const open = { type: ACTIONS.CONNECTION, state: 'open', attempt: 0, attempts: 10 };
-const unread = (rooms = {}, direct = {}) => ({ type: 'unread', rooms, direct });
+/** A welcome with the user's unread counts. */
+const unread = (rooms = {}, direct = {}) => ({ ...welcome, unread: { rooms, direct } });
 const entryOf = (state, key = 'room:general') => state.conversations.get(key);
 const badges = (state) => Object.fromEntries([...state.conversations.values()].map((e) => [e.key, e.unread]));
 
 test('unread counts come from the server after welcome, for rooms and direct conversations', () => {
   let state = run(session({ rooms: ['general', 'dev'] }), open, welcome);
   assert.deepEqual(readsToSend(state), [], 'nothing is sent to a server that keeps no read marks');
+  assert.equal(state.speaks, false);
   state = reduce(state, unread({ general: { read: 10, unread: 0 }, dev: { read: 7, unread: 4 } },
     { [BOB]: { name: 'bob', read: 3, unread: 2 } }));
   assert.equal(state.speaks, true);
@@ -259,7 +261,7 @@ test('unread counts come from the server after welcome, for rooms and direct con
 });
 
 test('a live message is unread unless mine, at or before my mark, or in view', () => {
-  let state = run(session({ rooms: ['general', 'dev'] }), open, welcome, unread({ dev: { read: 20, unread: 0 } }),
+  let state = run(session({ rooms: ['general', 'dev'] }), open, unread({ dev: { read: 20, unread: 0 } }),
     joined([], { read: 0, unread: 0 }), joined([], { room: 'dev', read: 20, unread: 0 }));
   state = run(state, msg(19, { room: 'dev' }), msg(21, { room: 'dev' }), msg(22, { room: 'dev', from: ME.id }));
   assert.equal(entryOf(state, 'room:dev').unread, 1);
@@ -280,7 +282,7 @@ test('a live message is unread unless mine, at or before my mark, or in view', (
 });
 
 test('read marks are sent when further than the server knows, once each, and only while open', () => {
-  let state = run(session(), open, welcome, unread({ general: { read: 5, unread: 2 } }),
+  let state = run(session(), open, unread({ general: { read: 5, unread: 2 } }),
     joined([msg(4), msg(5), msg(6), msg(7)], { read: 5, unread: 2 }));
   assert.equal(entryOf(state).unread, 0, 'in view');
   assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 7 }]);
@@ -314,12 +316,12 @@ test('reading on another device clears the badge here; a mark behind mine change
 });
 
 test('a mark read here while the server could not hear it is kept and sent again', () => {
-  let state = run(session(), open, welcome, unread({ general: { read: 5, unread: 0 } }),
+  let state = run(session(), open, unread({ general: { read: 5, unread: 0 } }),
     joined([msg(5)], { read: 5, unread: 0 }));
   state = run(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 }, msg(6), msg(7));
   assert.equal(entryOf(state).read, 7, 'read in view while away');
   // Back: the server still has 5, and counts 6 and 7.
-  state = run(state, open, welcome, unread({ general: { read: 5, unread: 2 } }),
+  state = run(state, open, unread({ general: { read: 5, unread: 2 } }),
     joined([msg(6), msg(7)], { read: 5, unread: 2 }));
   assert.deepEqual([entryOf(state).read, entryOf(state).unread], [7, 0]);
   assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 7 }]);

@@ -64,7 +64,7 @@ test('names come with the conversation frames too: typing, invitations, unread c
   const names = [
     { type: 'typing', room: 'general', user: 'g:t', name: 'tina', typing: true },
     { type: 'invited', room: 'design', topic: '', by: 'g:o', name: 'olga' },
-    { type: 'unread', rooms: {}, direct: { 'g:d': { name: 'dora', read: 0, unread: 2 } } },
+    { type: 'welcome', unread: { rooms: {}, direct: { 'g:d': { name: 'dora', read: 0, unread: 2 } } } },
     { type: 'edit', id: 9, target: 3, from: 'g:e', name: 'emil', to: 'g:f', to_name: 'fay', text: 'x' },
     { type: 'joined', room: 'r', members: [], messages: [], events: [{ type: 'delete', from: 'g:h', name: 'hugo' }] },
   ].reduce((n, frame) => n.learned(frame), start);
