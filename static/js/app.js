@@ -110,7 +110,6 @@ class ChatPage {
     for (const { key, target, id } of readsToSend(next)) {
       if (this.conn.read(target, id)) this.dispatch({ type: ACTIONS.READ_SENT, key, id });
     }
-    if (isAtBottom(this.ui.scroller) !== this.state.atBottom) this.noteScroll();
     this.scheduleTick();
   }
 
@@ -397,6 +396,7 @@ class ChatPage {
 
   openDirectory() {
     if (!this.conn) return;
+    this.ui.createForm.reset(); // a new room starts from an empty form
     this.dispatch({ type: ACTIONS.DIRECTORY, open: true });
     if (!this.conn.listRooms()) this.dispatch({ type: ACTIONS.FLASH, text: 'Not connected: the rooms cannot be listed now.' });
   }
@@ -456,7 +456,8 @@ class ChatPage {
     this.dispatch({ type: ACTIONS.PANEL, panel: name });
     if (name !== 'none') {
       const drawer = this.ui.drawers[name];
-      (drawer.querySelector('[aria-current="true"]') ?? drawer.querySelector(FOCUSABLE))?.focus();
+      const shown = [...drawer.querySelectorAll(FOCUSABLE)].filter((el) => el.getClientRects().length > 0);
+      (drawer.querySelector('[aria-current="true"]') ?? shown[0] ?? drawer).focus();
     } else if (before !== 'none') {
       const toggle = this.ui.toggles.find((t) => t.dataset.panelToggle === before);
       if (toggle && toggle.offsetParent !== null) toggle.focus();

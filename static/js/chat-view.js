@@ -238,13 +238,16 @@ export function renderLoadOlder(ui, state) {
 /**
  * The open conversation: title, messages, composer. `toBottom` scrolls to the
  * newest message; `keepPosition` keeps what is in view when older messages
- * come in above; otherwise a view at the bottom stays at the bottom.
+ * come in above; otherwise a view at the bottom (state.atBottom) stays at
+ * the bottom.
  */
 export function renderConversation(ui, state, { toBottom = false, keepPosition = false } = {}) {
   const entry = currentEntry(state);
   const scroller = ui.scroller;
   const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-  const atBottom = isAtBottom(scroller);
+  // The state's word, not a measure now: a notice that just appeared may
+  // have shrunk the list's box without the user scrolling anywhere.
+  const { atBottom } = state;
   const context = {
     me: state.me.id,
     nameOf: (id) => state.names.of(id),
