@@ -21,7 +21,9 @@ from .core.errors import ConfigError
 from .core.hub import Hub
 from .core.ratelimit import KeyedLimiter
 from .core.registry import TERMINATION_REASONS, Connection, Registry
+from .http.access import AppGate, JoinHook
 from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
+from .http.api import ApiDeps, api_routes
 from .http.auth import Authenticator, load_or_create_secret
 from .http.bans import BAN, LIFT, Bans
 from .http.chat import ChatDeps, ChatSocket
@@ -79,9 +81,10 @@ class Runtime:
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
         self.cluster = _cluster_link(config, self.registry, self.metrics)
         self._background: set[asyncio.Future[Any]] = set()
+        hook = JoinHook(config.auth.join_hook) if config.auth.join_hook.url else None
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
                        functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve,
-                       broker=self.cluster)
+                       broker=self.cluster, gate=AppGate(self.identities, hook))
         if self.cluster is not None:
             self.cluster.attach(self.hub)
             self._share_identities(self.cluster)
@@ -109,6 +112,11 @@ class Runtime:
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
                                     rooms=lambda: len(self.hub.rooms), started_at=self.started_at,
                                     cluster=self.directory)
+
+    async def local_presence(self, room: str) -> dict[str, str]:
+        """Who is in a room on this one server: user id -> display name."""
+        found = self.hub.rooms.get(room)
+        return found.everyone() if found is not None else {}
 
     def _share_identities(self, cluster: ClusterLink) -> None:
         """Guest logins and logouts reach the other nodes at once; after this node could
@@ -309,6 +317,10 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
         (r"/static/(.*)", RevalidatedStaticHandler, {"path": str(STATIC_DIR)}),
     ]
     routes += admin_routes(admin, str(DASHBOARD_DIR))
+    routes += api_routes(ApiDeps(
+        key=config.api.key, failures=rt.auth_failures, hub=rt.hub, store=rt.store,
+        max_text_chars=config.limits.max_text_chars, history_page=config.limits.history_page,
+        presence=rt.cluster.room_members if rt.cluster is not None else rt.local_presence))
     if config.metrics.enabled:
         routes.append((r"/metrics", MetricsHandler, {
             "metrics": rt.metrics, "token": config.metrics.token, "failures": rt.auth_failures,
