@@ -563,9 +563,10 @@ function reduceAction(draft, action, now) {
       break;
     case A.JOIN_REFUSED:
       removeRoom(draft, action.room);
-      flash(draft, action.code === 'forbidden'
+      // A private room, or the application's refusal (a token's rooms, the join hook) with its reason.
+      flash(draft, /\bprivate\b/.test(action.message ?? '')
         ? `#${action.room} is a private room: only members it invited can join.`
-        : action.message || `Cannot join #${action.room} (${action.code}).`);
+        : `You cannot join #${action.room}: ${action.message || action.code}`);
       break;
     case A.CLOSE_DM: {
       const key = dmKey(action.user);

@@ -499,6 +499,10 @@ test('a join refused as private removes the room and says why', () => {
   assert.deepEqual(roomsOf(state), ['general']);
   assert.equal(state.current, 'room:general');
   assert.equal(state.flash.text, '#secret is a private room: only members it invited can join.');
+  state = run(state, { type: ACTIONS.JOIN_ROOM, room: 'team-x' }, {
+    type: ACTIONS.JOIN_REFUSED, room: 'team-x', code: 'forbidden', message: 'the application says: not your team',
+  });
+  assert.equal(state.flash.text, 'You cannot join #team-x: the application says: not your team');
 });
 
 test('disconnected by an operator: no composer, no presence, and the page says why', () => {
