@@ -108,6 +108,22 @@ export function renderNotices(ui, state) {
   if (kicked) ui.kickedReason.textContent = message || 'no reason given';
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** A padlock, for private rooms (decoration: the text says "private" too). */
+function lockIcon(doc) {
+  const svg = doc.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.classList.add('lock');
+  const body = doc.createElementNS(SVG, 'rect');
+  for (const [k, v] of Object.entries({ x: 5, y: 11, width: 14, height: 10, rx: 2 })) body.setAttribute(k, String(v));
+  const shackle = doc.createElementNS(SVG, 'path');
+  shackle.setAttribute('d', 'M8 11V8a4 4 0 0 1 8 0v3');
+  svg.append(body, shackle);
+  return svg;
+}
+
 function conversationItem(state, entry, doc) {
   const label = labelOf(state, entry);
   const leaveLabel = entry.kind === 'room' ? 'Leave' : 'Close';
@@ -128,7 +144,7 @@ function conversationItem(state, entry, doc) {
   prefix.className = 'conv-prefix';
   prefix.textContent = entry.kind === 'room' ? '#' : '@';
   if (entry.private) {
-    prefix.textContent = '🔒';
+    prefix.replaceChildren(lockIcon(doc));
     prefix.title = 'private room';
     li.dataset.private = 'true';
   }
@@ -136,6 +152,12 @@ function conversationItem(state, entry, doc) {
   name.className = 'conv-name';
   name.textContent = label;
   open.append(prefix, name);
+  if (entry.private) {
+    const hint = doc.createElement('span');
+    hint.className = 'visually-hidden';
+    hint.textContent = ' (private)';
+    open.append(hint);
+  }
   if (entry.unread > 0) {
     const badge = doc.createElement('span');
     badge.className = 'badge';
