@@ -224,6 +224,25 @@ class ChatPage:
         self.by("room-join").click()
         expect(self.by("conversation-title")).to_have_text(f"#{room}")
 
+    def edit(self, text: str, new_text: str) -> Locator:
+        """Edits my message `text` to `new_text` with its Edit button; returns its row."""
+        row = self.expect_once(text)
+        row.get_by_test_id("message-edit").click()
+        row.get_by_test_id("message-editor-input").fill(new_text)
+        row.get_by_test_id("message-editor-input").press("Enter")
+        return self.expect_once(new_text)
+
+    def message(self, other: str, text: str) -> None:
+        """Sends `text` to the member named `other` of the room shown, by direct message."""
+        self.member(other).get_by_role("button").click()
+        expect(self.by("conversation-title")).to_have_text(f"@{other}")
+        self.send(text)
+
+    def type_in(self, room: str, text: str) -> None:
+        """Types `text` (without sending it) in `room`."""
+        self.open(self.room(room), f"#{room}")
+        self.by("composer-input").press_sequentially(text)
+
     def send(self, text: str) -> None:
         """Types `text` into the composer and presses Enter."""
         self.by("composer-input").fill(text)
@@ -753,22 +772,15 @@ def test_screenshot_of_the_chat_for_the_readme(chat: Chats, tmp_path: Path) -> N
         sender.send(text)
         alice.expect_once(text)
     # One of alice's messages, edited.
-    row = alice.expect_once("Sounds good, see you there.")
-    row.get_by_test_id("message-edit").click()
-    row.get_by_test_id("message-editor-input").fill("Sounds good, see you at the usual place.")
-    row.get_by_test_id("message-editor-input").press("Enter")
-    edited = alice.expect_once("Sounds good, see you at the usual place.")
+    edited = alice.edit("Sounds good, see you there.", "Sounds good, see you at the usual place.")
     expect(edited.get_by_test_id("message-edited")).to_be_visible()
     # Unread badges: bob's message in #design, and a direct message waiting for alice.
     bob.join("design")
     bob.send("I put the mockups in the shared folder.")
     expect(alice.room("design").get_by_test_id("unread")).to_have_text("1")
-    bob.member("alice").get_by_role("button").click()
-    bob.send("Can you review my pull request after lunch?")
+    bob.message("alice", "Can you review my pull request after lunch?")
     expect(alice.dm("bob").get_by_test_id("unread")).to_have_text("1")
-    # Bob is typing in #general.
-    bob.open(bob.room("general"), "#general")
-    bob.by("composer-input").press_sequentially("On my way")
+    bob.type_in("general", "On my way")
     expect(alice.by("typing")).to_have_text("bob is typing…")
 
     expect(alice.member("bob")).to_be_visible()
@@ -919,8 +931,7 @@ def test_reading_on_one_device_clears_the_badge_on_the_other(chat: Chats) -> Non
     expect(phone.room("random").get_by_test_id("unread")).to_have_count(0)
 
     # The same for a direct message, read on the phone.
-    bob.member("alice").get_by_role("button").click()
-    bob.send("just for you")
+    bob.message("alice", "just for you")
     for device in (laptop, phone):
         expect(device.dm("bob").get_by_test_id("unread")).to_have_text("1")
     phone.open(phone.dm("bob"), "@bob")
@@ -980,7 +991,7 @@ def test_edits_and_deletions_are_seen_live_and_after_a_reconnect(
     row = alice.expect_once("hello world")
     row.get_by_test_id("message-edit").click()
     row.get_by_test_id("message-editor-input").fill("hello, world")
-    row.get_by_test_id("message-save").click()
+    row.get_by_test_id("message-save").click()  # the button, this time
     alice.expect_once("hello, world")
     second = alice.expect_once("a second thought")
     second.get_by_test_id("message-delete").click()
@@ -1113,16 +1124,10 @@ def test_no_serious_accessibility_violations(
     alice.page.emulate_media(color_scheme=scheme)
     bob.send("the guide is at https://example.com/guide")
     alice.send("helo")
-    row = alice.expect_once("helo")
-    row.get_by_test_id("message-edit").click()
-    row.get_by_test_id("message-editor-input").fill("hello")
-    row.get_by_test_id("message-editor-input").press("Enter")
-    alice.expect_once("hello")
-    bob.member("alice").get_by_role("button").click()
-    bob.send("a word in private")
+    alice.edit("helo", "hello")
+    bob.message("alice", "a word in private")
     expect(alice.dm("bob").get_by_test_id("unread")).to_have_text("1")
-    bob.open(bob.room("general"), "#general")
-    bob.by("composer-input").press_sequentially("typing")
+    bob.type_in("general", "typing")
     expect(alice.by("typing")).to_have_text("bob is typing…")
     check(alice, "chat")
 
