@@ -960,6 +960,14 @@ def test_who_is_typing_is_shown_to_the_others_only(chat: Chats) -> None:
     expect(bob.by("typing")).to_have_text("")
     expect(alice.by("typing")).to_have_text("")
 
+    # In a direct conversation: shown in that conversation only.
+    bob.message("alice", "psst")
+    alice.open(alice.dm("bob"), "@bob")
+    alice.by("composer-input").press_sequentially("yes?")
+    expect(bob.by("typing")).to_have_text("alice is typing…")
+    bob.open(bob.room("general"), "#general")
+    expect(bob.by("typing")).to_have_text("")
+
 
 def test_edits_and_deletions_are_seen_live_and_after_a_reconnect(
         server: ServerProcess, chat: Chats) -> None:
@@ -1011,6 +1019,12 @@ def test_edits_and_deletions_are_seen_live_and_after_a_reconnect(
     fresh.expect_once("hello, world")
     expect(fresh.rows_with("message deleted")).to_have_count(1)
     assert [t for _, t in fresh.shown()] == ["hello, world", "message deleted", "hi"]
+
+    # A direct message is edited the same way.
+    alice.message("bob", "in private")
+    alice.edit("in private", "in private, edited")
+    bob.open(bob.dm("alice"), "@alice")
+    expect(bob.expect_once("in private, edited").get_by_test_id("message-edited")).to_be_visible()
 
 
 def test_the_room_directory_and_a_private_room_with_its_owner(chat: Chats) -> None:

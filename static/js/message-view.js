@@ -72,7 +72,7 @@ export function senderName(message, nameOf) {
 
 /** Puts `text` into `node` as text and safe links, unless it shows that text already. */
 export function renderText(node, text) {
-  if (node.textContent === text && node.dataset.rendered === 'true') return;
+  if (node.textContent === text && node.firstChild) return;
   const doc = node.ownerDocument;
   const parts = linkParts(text).map((part) => {
     if (!part.href) return doc.createTextNode(part.text);
@@ -83,7 +83,6 @@ export function renderText(node, text) {
     return link;
   });
   node.replaceChildren(...parts);
-  node.dataset.rendered = 'true';
 }
 
 /** The single child of `parent` with class `className`, made by `make()` or removed as `wanted` says. */

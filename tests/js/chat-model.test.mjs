@@ -327,6 +327,14 @@ test('a mark read here while the server could not hear it is kept and sent again
   assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 7 }]);
 });
 
+test('a welcome without counts (the store was slow): a joined with a read mark still says the server keeps them', () => {
+  let state = run(session(), open, welcome);
+  assert.equal(state.speaks, false);
+  state = reduce(state, joined([msg(5), msg(6)], { read: 5, unread: 1 }));
+  assert.equal(state.speaks, true);
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 6 }]);
+});
+
 test('a direct conversation missing from `unread` has nothing unread', () => {
   let state = run(session(), dm(3, BOB, ME.id));
   assert.equal(entryOf(state, `dm:${BOB}`).unread, 1);
