@@ -234,6 +234,17 @@ class Hub:
         conn.rooms.discard(name)
         self._remove_from_room(conn, name)
 
+    def _admit(self, conn: Connection, name: str, read: int) -> None:
+        """Record a first join's membership. A failed write costs no one the join; but a
+        room someone else made private since the join was read is not this joiner's."""
+        def recorded(f: asyncio.Future[None]) -> None:
+            error = None if f.cancelled() else f.exception()
+            if isinstance(error, Refused):
+                self.user_event(conn.user.id, {"e": "removed", "room": name})
+            elif error is not None:
+                log.warning("recording a membership of room %s failed: %r", name, error)
+        self.store.add_member(conn.user.id, name, read).add_done_callback(recorded)
+
     def _join_ended(self, room: Room) -> None:
         room.joining -= 1
         self._forget_if_empty(room)
@@ -243,8 +254,8 @@ class Hub:
         if conn.closed or room.name not in conn.rooms or self.rooms.get(room.name) is not room:
             return
         found = joined.recovery
-        if not joined.member:  # durable from now on; a failure here costs no one the join
-            _quietly(self.store.add_member(conn.user.id, room.name, joined.read), "membership")
+        if not joined.member:
+            self._admit(conn, room.name, joined.read)
         feed = room.feed
         if feed.delivered is not None and found.latest < feed.delivered:
             # The read missed messages this node has delivered already (in a cluster,
