@@ -1150,9 +1150,10 @@ def test_no_serious_accessibility_violations(
     check(alice, "room directory")
     alice.by("directory-close").click()
 
-    alice.expect_once("hello").get_by_test_id("message-delete").click()
-    check(alice, "the question before a deletion")
-    alice.page.keyboard.press("Escape")
+    for action, what in (("message-edit", "the editor"), ("message-delete", "the question before a deletion")):
+        alice.expect_once("hello").get_by_test_id(action).click()
+        check(alice, what)
+        alice.page.keyboard.press("Escape")
 
     alice.context.set_offline(True)
     alice.send("pending while offline")

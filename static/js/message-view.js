@@ -21,7 +21,10 @@ import { linkParts } from './links.js';
 
 /** Messages from the same sender within this many seconds are grouped. */
 const GROUP_SECONDS = 5 * 60;
-const DELETED_TEXT = 'message deleted';
+/** What a deleted message shows instead of its text. */
+export function deletedText(message) {
+  return message.by === 'operator' ? 'message deleted by an operator' : 'message deleted';
+}
 
 function rowKey(message) {
   return message.id !== null && message.id !== undefined ? `id:${message.id}` : `cid:${message.cid}`;
@@ -167,7 +170,7 @@ function updateRow(row, message, { me, continued, nameOf, editing, changes, canC
   // that it is not part of the text of ordinary rows.
   part(meta, 'message-dismiss', Boolean(message.failed),
     () => button(doc, 'dismiss', 'Dismiss', { className: 'message-dismiss' }));
-  renderText(text, message.deleted ? DELETED_TEXT : message.text);
+  renderText(text, message.deleted ? deletedText(message) : message.text);
   edited.hidden = !message.edited || Boolean(message.deleted);
   if (message.edited && Number.isFinite(message.edited)) {
     edited.title = `edited ${formatTime(message.edited)}`;
