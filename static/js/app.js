@@ -107,9 +107,8 @@ class ChatPage {
     if (!this.conn || !next.me) return;
     if (prev.conversations !== next.conversations) this.syncRooms();
     if (prev.connection !== next.connection && next.connection.state !== 'open') this.typing.reset();
-    for (const { key, target, id } of readsToSend(next)) {
-      if (this.conn.read(target, id)) this.dispatch({ type: ACTIONS.READ_SENT, key, id });
-    }
+    const sent = readsToSend(next).filter(({ target, id }) => this.conn.read(target, id));
+    if (sent.length) this.dispatch({ type: ACTIONS.READ_SENT, reads: sent });
     this.scheduleTick();
   }
 

@@ -74,7 +74,7 @@ export const ACTIONS = Object.freeze({
   ONLINE: 'page/online', // {online}
   FLASH: 'page/flash', // {text}
   SCROLLED: 'page/scrolled', // {atBottom}
-  READ_SENT: 'page/read-sent', // {key, id}: the page told the server its read mark
+  READ_SENT: 'page/read-sent', // {reads: [{key, id}]}: the page told the server these read marks
   TICK: 'page/tick', // time passed (typing indicators expire)
   PANEL: 'page/panel', // {panel}: none | rooms | members
   EDIT: 'page/edit', // {id, mode: 'edit'|'delete'}: open the editor or the delete question; id null closes
@@ -227,7 +227,8 @@ function noteUnread(state, entry, message) {
  */
 function takeMark(entry, mark, me) {
   if (!Number.isInteger(mark.read)) return;
-  entry.readServer = Math.max(entry.readServer ?? mark.read, mark.read);
+  // The server's word on what it has (a read of mine it has not seen yet is sent again: harmless).
+  entry.readServer = mark.read;
   if (entry.read === null || mark.read >= entry.read) {
     entry.read = mark.read;
     entry.unread = Number.isInteger(mark.unread) ? mark.unread : 0;
@@ -634,13 +635,12 @@ function reduceAction(draft, action, now) {
     case A.SCROLLED:
       if (state.atBottom !== action.atBottom) draft.set('atBottom', action.atBottom);
       break;
-    case A.READ_SENT: {
-      const entry = draft.get(action.key);
-      if (entry && (entry.readServer === null || action.id > entry.readServer)) {
-        draft.entry(action.key, { conv: false }).readServer = action.id;
+    case A.READ_SENT:
+      for (const { key, id } of action.reads) {
+        const entry = draft.get(key);
+        if (entry && (entry.readServer === null || id > entry.readServer)) draft.entry(key, { conv: false }).readServer = id;
       }
       break;
-    }
     case A.TICK:
       for (const entry of state.conversations.values()) changeTypists(draft, entry.key, (t) => pruneTypists(t, now));
       break;

@@ -286,7 +286,7 @@ test('read marks are sent when further than the server knows, once each, and onl
     joined([msg(4), msg(5), msg(6), msg(7)], { read: 5, unread: 2 }));
   assert.equal(entryOf(state).unread, 0, 'in view');
   assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 7 }]);
-  state = reduce(state, { type: ACTIONS.READ_SENT, key: 'room:general', id: 7 });
+  state = reduce(state, { type: ACTIONS.READ_SENT, reads: readsToSend(state) });
   assert.deepEqual(readsToSend(state), []);
   state = run(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 }, msg(8));
   assert.deepEqual(readsToSend(state), [], 'not while away');
@@ -532,4 +532,13 @@ test('the drawers: one open at a time; opening a conversation closes them', () =
   assert.equal(state.panel, 'rooms');
   state = reduce(state, { type: ACTIONS.SELECT, key: 'room:general' });
   assert.equal(state.panel, 'none');
+});
+
+test('a read mark sent but lost with the connection is sent again on the next one', () => {
+  let state = run(session(), open, unread({ general: { read: 5, unread: 0 } }), joined([msg(5), msg(6)], { read: 5, unread: 1 }));
+  state = reduce(state, { type: ACTIONS.READ_SENT, reads: readsToSend(state) });
+  assert.deepEqual(readsToSend(state), []);
+  state = run(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 }, open,
+    unread({ general: { read: 5, unread: 1 } }), joined([msg(6)], { read: 5, unread: 1 }));
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 6 }]);
 });
