@@ -1150,7 +1150,8 @@ def test_no_serious_accessibility_violations(
     check(alice, "room directory")
     alice.by("directory-close").click()
 
-    for action, what in (("message-edit", "the editor"), ("message-delete", "the question before a deletion")):
+    for action, what in (("message-edit", "the editor"),
+                         ("message-delete", "the question before a deletion")):
         alice.expect_once("hello").get_by_test_id(action).click()
         check(alice, what)
         alice.page.keyboard.press("Escape")
