@@ -79,7 +79,7 @@ class Runtime:
         self.identities = Identities(self.auth, self.store, self.registry)
         # The recently closed connections, with what the operators said closing them.
         self.closed_log = ClosedLog()
-        self.bans = Bans(self.store, self.registry, kick=self.closed_log.kick)
+        self.bans = Bans(self.store, self.registry)
         self.audit = Audit(self.store)
         self.opened = False
         # Helpers beyond the spare cores would only take turns with the loop's thread.
@@ -95,7 +95,7 @@ class Runtime:
             self._share_identities(self.cluster)
             self._share_bans(self.cluster)
         # In a cluster: every node's connections, and each user's count over the nodes.
-        self.directory = Directory(self.cluster, kick_here=self.closed_log.kick) \
+        self.directory = Directory(self.cluster) \
             if self.cluster is not None else None
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat

@@ -289,6 +289,7 @@ def test_each_token_names_its_operator_and_a_session_keeps_it():
 
 
 def test_the_closed_log_keeps_what_the_operator_said_for_kicked_connections_only():
+    from imserver.core.protocol import CLOSE_KICKED
     from imserver.core.registry import Connection, User
     from imserver.ops.stats import ClosedLog
 
@@ -300,14 +301,13 @@ def test_the_closed_log_keeps_what_the_operator_said_for_kicked_connections_only
             self.closes.append((code, reason))
 
     log = ClosedLog(size=2)
-    conns = [Connection(id=f"c{i}", user=User("u", "ann"), transport=Transport()) for i in range(4)]  # type: ignore[arg-type]
-    log.kick(conns[0], "flooding")
-    assert conns[0].close_reason == "kicked" and conns[0].transport.closes == [(4003, "flooding")]
+    conns = [Connection(id=f"c{i}", user=User("u", "ann"), transport=Transport()) for i in range(3)]  # type: ignore[arg-type]
+    conns[0].end("kicked", CLOSE_KICKED, "flooding")
+    assert conns[0].transport.closes == [(4003, "flooding")]
     assert log.add(conns[0]).operator_reason == "flooding"
     conns[1].close_reason = "heartbeat_timeout"  # it was ending otherwise before the kick
-    log.kick(conns[1], "spam")
+    conns[1].end("kicked", CLOSE_KICKED, "spam")
     assert log.add(conns[1]).operator_reason == ""
-    # Notes of connections that never finish closing are bounded.
-    for conn in conns:
-        log.kick(conn, "x")
-    assert len(log._said) == 2
+    conns[2].end("shutdown", 1001, "server shutting down")  # not an operator's words
+    assert log.add(conns[2]).operator_reason == ""
+    assert [e.id for e in log.entries()] == ["c2", "c1"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from tornado.httpclient import HTTPClientError
@@ -110,12 +111,20 @@ DOCUMENT = openapi(LimitsConfig().max_text_chars)
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
 
 
+@pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    """One HTTP session for schemathesis's calls, closed with the module (its pooled
+    sockets would otherwise be collected, unclosed, during some later test)."""
+    with requests.Session() as opened:
+        yield opened
+
+
 @SCHEMA.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_is_one_the_openapi_document_gives(case, api_server):
+def test_every_answer_is_one_the_openapi_document_gives(case, api_server, session):
     """schemathesis against the served server: valid and invalid calls alike get an
     answer the document lists (status, content type, body schema), never a 500."""
-    case.call_and_validate(base_url=f"http://{api_server.host}",
+    case.call_and_validate(base_url=f"http://{api_server.host}", session=session,
                            headers={"Authorization": f"Bearer {KEY}"})
 
 

@@ -99,7 +99,7 @@ def test_hostile_kicks_are_dropped_and_close_nothing(caplog):
     assert wire(a1).closed == (4003, "disconnected by an operator")
 
 
-def test_a_kick_from_another_node_closes_through_the_closed_log_that_keeps_its_reason():
+def test_a_kick_from_another_node_closes_with_the_reason_the_closed_log_keeps():
     from imserver.ops.stats import ClosedLog
 
     registry = Registry()
@@ -107,7 +107,7 @@ def test_a_kick_from_another_node_closes_through_the_closed_log_that_keeps_its_r
                        lease_seconds=3.0)
     link.attach(object())  # type: ignore[arg-type]
     log = ClosedLog()
-    Directory(link, kick_here=log.kick)
+    Directory(link)
     a1 = connect(registry, "a1", "alice")
     heard(link, {"k": "kick", "node": "node-b", "conn": "a1", "reason": "flooding"})
     assert wire(a1).closed == (4003, "flooding")

@@ -70,6 +70,7 @@ class Connection:
     ping_sent_at: float | None = None
     close_reason: str | None = None
     close_code: int | None = None
+    close_message: str = ""  # the close frame's reason, from end(): an operator's words
     closed: bool = False
     expires_at: float = float("inf")  # when its token expires (epoch seconds)
     token_id: str | None = None  # its token's jti: a logout closes the connections it opened
@@ -89,9 +90,10 @@ class Connection:
         return True
 
     def end(self, reason: str, code: int, message: str = "") -> None:
-        """Close cleanly, remembering why (the first reason given wins)."""
+        """Close cleanly, remembering why and what the close frame said (the first
+        reason given wins)."""
         if self.close_reason is None:
-            self.close_reason, self.close_code = reason, code
+            self.close_reason, self.close_code, self.close_message = reason, code, message
         self.transport.close(code, message)
 
     def terminate(self, reason: str) -> None:

@@ -26,6 +26,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..config import ADMIN_OPERATOR
 from ..core.errors import StoreError
+from ..core.protocol import CLOSE_KICKED
 from ..core.ratelimit import KeyedLimiter
 from ..core.registry import Connection, Registry
 from ..core.store import Appended
@@ -460,7 +461,7 @@ class DisconnectClientHandler(AdminHandler):
             return
         conn = self.admin.registry.get(conn_id)
         if conn is not None:
-            self.view.closed_log.kick(conn, reason)
+            conn.end("kicked", CLOSE_KICKED, reason)
             log.info("operator %s disconnected connection %s: %s", self.operator, conn_id, reason)
             await self.finish_audited({"disconnected": [conn_id]}, DISCONNECT, conn_id,
                                       reason=reason, detail=f"user {conn.user.id}")
@@ -530,7 +531,7 @@ class DisconnectUserHandler(AdminHandler):
             self.fail(404, "not_found", f"user {user_id} has no live connection")
             return
         for conn in conns:
-            self.view.closed_log.kick(conn, reason)
+            conn.end("kicked", CLOSE_KICKED, reason)
         if cluster is not None and elsewhere:
             cluster.kick(reason, user=target)
         log.info("operator %s disconnected user %s (%d connections here, %d elsewhere): %s",
