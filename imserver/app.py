@@ -21,6 +21,7 @@ from .core.errors import ConfigError
 from .core.hub import Hub
 from .core.ratelimit import KeyedLimiter
 from .core.registry import TERMINATION_REASONS, Connection, Registry
+from .http.access import AppGate, JoinHook
 from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
 from .http.auth import Authenticator, load_or_create_secret
 from .http.bans import BAN, LIFT, Bans
@@ -79,9 +80,10 @@ class Runtime:
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
         self.cluster = _cluster_link(config, self.registry, self.metrics)
         self._background: set[asyncio.Future[Any]] = set()
+        hook = JoinHook(config.auth.join_hook) if config.auth.join_hook.url else None
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
                        functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve,
-                       broker=self.cluster)
+                       broker=self.cluster, gate=AppGate(self.identities, hook))
         if self.cluster is not None:
             self.cluster.attach(self.hub)
             self._share_identities(self.cluster)

@@ -50,6 +50,16 @@ class JwtConfig:
     issuer: str = _setting("")
     audience: str = _setting("")
     leeway_seconds: float = _setting(30.0, ge=0)
+    rooms_claim: str = _setting("")
+
+
+@dataclass(frozen=True)
+class JoinHookConfig:
+    url: str = _setting("")
+    token: str = _setting("")
+    timeout_seconds: float = _setting(2.0, gt=0, le=30)
+    cache_seconds: float = _setting(30.0, ge=0)
+    cache_size: int = _setting(10_000, ge=0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class AuthConfig:
     token_ttl_seconds: float = _setting(7 * 24 * 3600.0, gt=0)
     cookie_secure: bool = _setting(False)
     jwt: JwtConfig = field(default_factory=JwtConfig)
+    join_hook: JoinHookConfig = field(default_factory=JoinHookConfig)
 
 
 @dataclass(frozen=True)
@@ -268,6 +279,9 @@ def _check_consistency(config: Config) -> None:
             raise ConfigError("auth.jwt.secret must be set when auth.jwt.algorithm is HS256")
         if jwt.algorithm == "RS256" and not jwt.public_key_file:
             raise ConfigError("auth.jwt.public_key_file must be set when auth.jwt.algorithm is RS256")
+    hook = config.auth.join_hook.url
+    if hook and not hook.startswith(("http://", "https://")):
+        raise ConfigError(f"auth.join_hook.url must be an http:// or https:// URL, got {hook!r}")
     broker = config.broker
     if broker.backend == "redis" and not broker.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"broker.url must be a redis://, rediss:// or unix:// URL, got {broker.url!r}")

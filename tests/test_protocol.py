@@ -119,7 +119,7 @@ def test_the_command_table_drives_parsing_dispatch_and_metric_labels():
               "rooms": {}, "create": {"room": "r"}, "invite": {"room": "r", "user": "bob"},
               "remove": {"room": "r", "user": "bob"}, "read": {"room": "r", "id": 1},
               "typing": {"room": "r"}, "edit": {"room": "r", "target": 1, "text": "t"},
-              "delete": {"target": 1}}
+              "delete": {"target": 1}, "refresh": {"token": "t"}}
     assert set(frames) == set(kinds)
     for kind, fields in frames.items():
         command = p.parse_frame(json.dumps({"type": kind, **fields}), max_text_chars=100)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import protocol as p
@@ -65,6 +66,26 @@ class Broker(Protocol):
         """Pass an event to the room's members on the other nodes (their room_event)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A fresh token's user, expiry, id and rooms claim (see Gate.renew)."""
+    user_id: str
+    expires: float
+    token_id: str | None
+    rooms_allowed: tuple[str, ...] | None
+
+
+class Gate(Protocol):
+    """What the application decides about a connection beyond its token's first check
+    (http/access.py has it)."""
+
+    def renew(self, token: str) -> asyncio.Future[Renewal]:
+        """Check a fresh token; fails with Refused("bad_token") when it is not valid."""
+    def may_read(self, conn: Connection, room: str) -> asyncio.Future[None] | None:
+        """May the connection's user join and read the room? None: yes, known now; else
+        a future that fails with Refused (forbidden, unavailable) when it may not."""
+
+
 class Limits(Protocol):
     """The limits the hub applies (config.LimitsConfig has them)."""
 
@@ -108,7 +129,8 @@ class Hub:
 
     def __init__(self, store: Store, registry: Registry, limits: Limits,
                  metrics: HubMetrics, deliver: Deliver,
-                 resolve: Callable[[str], str] = str, broker: Broker | None = None) -> None:
+                 resolve: Callable[[str], str] = str, broker: Broker | None = None,
+                 gate: Gate | None = None) -> None:
         self.store = store
         # A dm's `to` or a history's `with` -> a user id (a claimed guest name -> its holder).
         self.resolve = resolve
@@ -121,6 +143,7 @@ class Hub:
         self.presence_interval = limits.presence_interval
         self.deliver = deliver
         self.broker = broker
+        self.gate = gate
         self.typing_indicators = TypingIndicators(
             self._show_typing, self._publish_typing if broker is not None else None,
             ttl=limits.typing_seconds)
@@ -157,7 +180,19 @@ class Hub:
         """Carry out one command from a connection: by the hub's method named after its kind."""
         self._dispatch[type(command)](conn, command)
 
+    def _may_read(self, conn: Connection, room: str, cid: str | None = None) -> bool | asyncio.Future[None]:
+        """The token's claim and the application's say on a room: False (refused, and
+        answered), True (allowed), or a future that fails with Refused if it is not."""
+        if not conn.allowed_in(room):
+            self.error(conn, "forbidden", f"your token does not allow room {room}", cid)
+            return False
+        check = self.gate.may_read(conn, room) if self.gate is not None else None
+        return True if check is None else check
+
     def join(self, conn: Connection, cmd: p.Join) -> None:
+        allowed = self._may_read(conn, cmd.room)
+        if allowed is False:
+            return
         if cmd.room not in conn.rooms and len(conn.rooms) >= self.limits.max_rooms_per_connection:
             self.error(conn, "bad_request",
                        f"at most {self.limits.max_rooms_per_connection} rooms per connection")
@@ -175,16 +210,20 @@ class Hub:
             room.suspend(conn)
         conn.rooms.add(cmd.room)
         room.joining += 1
-        self._read_backlog(conn, room, cmd.since)
+        self._read_backlog(conn, room, cmd.since, None if allowed is True else allowed)
 
-    def _read_backlog(self, conn: Connection, room: Room, since: int | None) -> None:
-        """Read a joiner's backlog; in a cluster, once this node hears the room, so that
-        whatever is stored after the read reaches it live."""
+    def _read_backlog(self, conn: Connection, room: Room, since: int | None,
+                      allowed: asyncio.Future[None] | None = None) -> None:
+        """Read a joiner's backlog once the application allows it; in a cluster, once
+        this node hears the room, so that whatever is stored after the read reaches it
+        live."""
         def read() -> asyncio.Future[JoinedRoom]:
             return self.store.join_room(conn.user.id, room.name, since, self.limits.recovery_limit,
                                         self.limits.history_page)
-        watched = room.watched
-        backlog = read() if watched is None or watched.done() else _then(watched, read)
+        def start() -> asyncio.Future[JoinedRoom]:
+            watched = room.watched
+            return read() if watched is None or watched.done() else _then(watched, read)
+        backlog = start() if allowed is None else _then(allowed, start, carry_failure=True)
         self._when_done(backlog, conn, None,
                         lambda found: self._send_joined(conn, room, since, found),
                         always=lambda: self._join_ended(room),
@@ -506,6 +545,20 @@ class Hub:
         write = self.store.append_event(conn.user.id, kind, target, text, cid, room)
         self._when_done(write, conn, cid, lambda done: self._said(conn, done, started), write=True)
 
+    def refresh(self, conn: Connection, cmd: p.Refresh) -> None:
+        if self.gate is None:
+            self.error(conn, "bad_request", "this server takes no token refresh")
+            return
+
+        def renewed(renewal: Renewal) -> None:
+            if renewal.user_id != conn.user.id:
+                self.error(conn, "forbidden", "the new token is another user's")
+                return
+            conn.expires_at, conn.token_id = renewal.expires, renewal.token_id
+            conn.rooms_allowed = renewal.rooms_allowed
+            self.send(conn, p.refreshed_frame(renewal.expires))
+        self._when_done(self.gate.renew(cmd.token), conn, None, renewed)
+
     def operator_delete(self, message_id: int) -> asyncio.Future[Appended]:
         """An operator deletes a message: stored as a deletion and delivered like one;
         the future fails with Refused("not_found") when there is no such message."""
@@ -594,8 +647,15 @@ class Hub:
         if cmd.with_user is not None:
             read = self.store.dm_before(conn.user.id, self.resolve(cmd.with_user), cmd.before, limit)
         else:
-            assert cmd.room is not None
-            read = self.store.room_history(conn.user.id, cmd.room, cmd.before, limit)
+            room = cmd.room
+            assert room is not None
+            allowed = self._may_read(conn, room)
+            if allowed is False:
+                return
+
+            def page() -> asyncio.Future[Page]:
+                return self.store.room_history(conn.user.id, room, cmd.before, limit)
+            read = page() if allowed is True else _then(allowed, page, carry_failure=True)
         self._when_done(read, conn, None, lambda page: self.send(conn, p.history_frame(
             page.messages, page.more, room=cmd.room, with_user=cmd.with_user)))
 
@@ -689,9 +749,10 @@ def _quietly(write: asyncio.Future[Any], what: str) -> None:
     write.add_done_callback(done)
 
 
-def _then(first: asyncio.Future[None],
-          second: Callable[[], asyncio.Future[Any]]) -> asyncio.Future[Any]:
-    """A future for `second()`, started once `first` is done (whatever its outcome)."""
+def _then(first: asyncio.Future[None], second: Callable[[], asyncio.Future[Any]], *,
+          carry_failure: bool = False) -> asyncio.Future[Any]:
+    """A future for `second()`, started once `first` is done: whatever its outcome, or
+    (`carry_failure`) only when it succeeded, failing as `first` did otherwise."""
     result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def relay(f: asyncio.Future[Any]) -> None:
@@ -704,7 +765,10 @@ def _then(first: asyncio.Future[None],
         else:
             result.set_result(f.result())
 
-    def start(_: asyncio.Future[None]) -> None:
+    def start(f: asyncio.Future[None]) -> None:
+        if carry_failure and (f.cancelled() or f.exception() is not None):
+            relay(f)
+            return
         try:
             inner = second()
         except Exception as exc:

@@ -15,6 +15,7 @@ method.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -33,6 +34,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 USER_ID_RE = re.compile(r"[A-Za-z0-9_.@|:+\-]{1,64}")
 CID_MAX = 128
 TOPIC_MAX = 200
+TOKEN_MAX = 8192
 # Ids, `since`, `before` and `limit` are SQLite integers: signed 64-bit.
 ID_MAX = 2**63 - 1
 
@@ -236,12 +238,26 @@ class Delete:
         return cls(f.optional_room(), f.target(), f.client_id())
 
 
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A fresh token for the connection's user, before the one it came with expires."""
+    kind: ClassVar[str] = "refresh"
+    token: str
+
+    @classmethod
+    def parse(cls, f: _Fields, max_text_chars: int) -> Refresh:
+        token = f.data.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= TOKEN_MAX:
+            raise f.fail(f"token must be a string of 1-{TOKEN_MAX} characters")
+        return cls(token)
+
+
 Command = (Join | Leave | Say | DirectMessage | History | DmSync | Rooms | Create | Invite | Remove
-           | Read | Typing | Edit | Delete)
+           | Read | Typing | Edit | Delete | Refresh)
 
 # Every command a client may send, in the order the metrics list them.
 COMMANDS: tuple[type[Command], ...] = (Join, Leave, Say, DirectMessage, History, DmSync, Rooms,
-                                       Create, Invite, Remove, Read, Typing, Edit, Delete)
+                                       Create, Invite, Remove, Read, Typing, Edit, Delete, Refresh)
 COMMAND_BY_KIND: dict[str, type[Command]] = {command.kind: command for command in COMMANDS}
 
 
@@ -435,10 +451,13 @@ else:
 
 
 def welcome_frame(conn_id: str, user: dict[str, str], *, interval: float, timeout: float,
-                  server_time: float, unread: Unread | None = None) -> dict[str, Any]:
-    frame = {"type": "welcome", "conn": conn_id, "user": user,
-             "heartbeat": {"interval": interval, "timeout": timeout},
-             "server_time": round(server_time, 3)}
+                  server_time: float, unread: Unread | None = None,
+                  expires: float = math.inf) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "welcome", "conn": conn_id, "user": user,
+                             "heartbeat": {"interval": interval, "timeout": timeout},
+                             "server_time": round(server_time, 3)}
+    if expires != math.inf:
+        frame["expires"] = expires
     if unread is not None:
         frame["unread"] = unread_counts(unread)
     return frame
@@ -549,6 +568,10 @@ def history_frame(messages: list[Message], more: bool, *, room: str | None = Non
 
 def dm_sync_frame(messages: list[Message], truncated: bool) -> dict[str, Any]:
     return {"type": "dm_sync", **_messages_and_events(messages), "truncated": truncated}
+
+
+def refreshed_frame(expires: float) -> dict[str, Any]:
+    return {"type": "refreshed", "expires": expires}
 
 
 def bye_frame(reason: str, retry_after: float) -> dict[str, Any]:

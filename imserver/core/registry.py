@@ -73,6 +73,13 @@ class Connection:
     closed: bool = False
     expires_at: float = float("inf")  # when its token expires (epoch seconds)
     token_id: str | None = None  # its token's jti: a logout closes the connections it opened
+    rooms_allowed: tuple[str, ...] | None = None  # what its token's rooms claim allows; None: any
+
+    def allowed_in(self, room: str) -> bool:
+        """Does its token allow the room (by name, or by a prefix ending in `*`)?"""
+        allowed = self.rooms_allowed
+        return allowed is None or any(
+            room == p or (p.endswith("*") and room.startswith(p[:-1])) for p in allowed)
 
     def send(self, frame: Outbound) -> bool:
         """Queue a frame; False when the connection is closed or closing (nothing sent)."""

@@ -19,7 +19,7 @@ import jwt
 
 from ..config import AuthConfig
 from ..core.errors import AuthError, ConfigError
-from ..core.protocol import valid_name, valid_user_id
+from ..core.protocol import valid_name, valid_room, valid_user_id
 from ..core.registry import User
 
 GUEST_ISSUER = "imserver"
@@ -59,6 +59,24 @@ class Credential:
     user: User
     expires: float
     jti: str | None
+    rooms: tuple[str, ...] | None = None  # the rooms its claim allows (None: no such claim)
+
+
+ROOMS_CLAIM_MAX = 1000
+
+
+def rooms_claim(value: object) -> tuple[str, ...]:
+    """The rooms a token's claim allows: room names, or prefixes ending in `*`; absent:
+    none. AuthError when it is not a list of such, or holds more than ROOMS_CLAIM_MAX."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > ROOMS_CLAIM_MAX:
+        raise AuthError(f"invalid token: the rooms claim must be a list of at most {ROOMS_CLAIM_MAX}")
+    for pattern in value:
+        if not isinstance(pattern, str) or not (
+                valid_room(pattern) or pattern == "*" or (valid_room(pattern[:-1]) and pattern[-1] == "*")):
+            raise AuthError("invalid token: the rooms claim holds something that is no room name")
+    return tuple(value)
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -178,4 +196,7 @@ class Authenticator:
         if isinstance(exp, bool) or not isinstance(exp, (int, float)):
             raise AuthError("invalid token: bad exp")
         name = (guest_name if self.config.mode == "guest" else host_name)(claims.get("name"))
-        return Credential(User(sub, name or sub), float(exp), jti)
+        rooms = None
+        if self.config.mode == "jwt" and self.config.jwt.rooms_claim:
+            rooms = rooms_claim(claims.get(self.config.jwt.rooms_claim))
+        return Credential(User(sub, name or sub), float(exp), jti, rooms)

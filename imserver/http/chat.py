@@ -86,6 +86,7 @@ class ChatSocket(WebSocketHandler):
         self.token_expires = 0.0
         self.token_id: str | None = None
         self.unread: Unread | None = None  # for the welcome
+        self.rooms_allowed: tuple[str, ...] | None = None
         self.conn: Connection | None = None
         limits = deps.config.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.burst)
@@ -106,6 +107,7 @@ class ChatSocket(WebSocketHandler):
         try:
             cred = await self.deps.identities.check(token)
             self.user, self.token_expires, self.token_id = cred.user, cred.expires, cred.jti
+            self.rooms_allowed = cred.rooms
         except AuthError as exc:
             self.deps.metrics.refused.labels("unauthenticated").inc()
             self._refuse(401, "unauthenticated", str(exc))
@@ -207,7 +209,7 @@ class ChatSocket(WebSocketHandler):
         conn = Connection(
             id=self.conn_id or rt.registry.new_id(), user=self.user, transport=output,
             remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
-            token_id=self.token_id,
+            token_id=self.token_id, rooms_allowed=self.rooms_allowed,
             user_agent=self.request.headers.get("User-Agent", "")[:256])
         self.conn = conn
         rt.registry.add(conn)
@@ -234,7 +236,7 @@ class ChatSocket(WebSocketHandler):
         assert self.user is not None
         self.deps.hub.send(conn, p.welcome_frame(
             conn.id, self.user.to_json(), interval=hb.client_interval, timeout=hb.client_timeout,
-            server_time=time.time(), unread=self.unread))
+            server_time=time.time(), unread=self.unread, expires=conn.expires_at))
 
     def _forget_request(self) -> None:
         """Drop what the upgrade request held (headers, the query with its token): it
