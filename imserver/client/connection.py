@@ -85,6 +85,9 @@ class _Socket:
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # the TCP connection is gone
     resend: set[str] = field(default_factory=set)  # cids refused for now, sent again soon
     resend_timer: asyncio.TimerHandle | None = None
+    # Frames that came before websocket_connect's future gave the connection (its
+    # reader starts first): handled as soon as there is a socket to answer on.
+    early: list[str | bytes | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +387,9 @@ class ChatClient:
                 return _Outcome()
             sock.ws = ws
             sock.stream = ws.protocol.stream if ws.protocol is not None else None
+            early, sock.early = sock.early, []
+            for raw in early:
+                self._received(sock, raw)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sock.settled.wait(), max(0.0, deadline - loop.time()))
             if self._closing:
@@ -474,15 +480,20 @@ class ChatClient:
         sock.ended.set()
         if self._socket is sock:
             self._socket = None
-        if sock.ws is not None and not sock.closed.is_set():
-            if self._closing:
-                sock.ws.close(CLOSE_NORMAL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sock.closed.wait(), CLOSE_GRACE)
-            else:
-                sock.ws.close(CLOSE_WATCHDOG if sock.welcomed else None)
-            if sock.stream is not None and not sock.stream.closed():
-                sock.stream.close()
+        ws = sock.ws
+        if ws is None:
+            return
+        if sock.closed.is_set():
+            ws.close()  # closed by the other side: only Tornado's object is left to let go
+            return
+        if self._closing:
+            ws.close(CLOSE_NORMAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sock.closed.wait(), CLOSE_GRACE)
+        else:
+            ws.close(CLOSE_WATCHDOG if sock.welcomed else None)
+        if sock.stream is not None and not sock.stream.closed():
+            sock.stream.close()
 
     def _url(self, cause: Cause | None) -> str:
         parts = urlsplit(self.urls[self._url_index % len(self.urls)])
@@ -531,6 +542,9 @@ class ChatClient:
 
     def _received(self, sock: _Socket, raw: str | bytes | None) -> None:
         """Tornado's message callback: each frame of `sock` in order, None at its close."""
+        if sock.ws is None:
+            sock.early.append(raw)
+            return
         if raw is None:
             sock.closed.set()
             sock.ended.set()
