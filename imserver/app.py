@@ -23,6 +23,7 @@ from .core.ratelimit import KeyedLimiter
 from .core.registry import TERMINATION_REASONS, Connection, Registry
 from .http.access import AppGate, JoinHook
 from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
+from .http.api import ApiDeps, api_routes
 from .http.auth import Authenticator, load_or_create_secret
 from .http.bans import BAN, LIFT, Bans
 from .http.chat import ChatDeps, ChatSocket
@@ -111,6 +112,11 @@ class Runtime:
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
                                     rooms=lambda: len(self.hub.rooms), started_at=self.started_at,
                                     cluster=self.directory)
+
+    async def local_presence(self, room: str) -> dict[str, str]:
+        """Who is in a room on this one server: user id -> display name."""
+        found = self.hub.rooms.get(room)
+        return found.everyone() if found is not None else {}
 
     def _share_identities(self, cluster: ClusterLink) -> None:
         """Guest logins and logouts reach the other nodes at once; after this node could
@@ -310,6 +316,10 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
         (r"/static/(.*)", RevalidatedStaticHandler, {"path": str(STATIC_DIR)}),
     ]
     routes += admin_routes(admin, str(DASHBOARD_DIR))
+    routes += api_routes(ApiDeps(
+        key=config.api.key, failures=rt.auth_failures, hub=rt.hub, store=rt.store,
+        max_text_chars=config.limits.max_text_chars, history_page=config.limits.history_page,
+        presence=rt.cluster.room_members if rt.cluster is not None else rt.local_presence))
     if config.metrics.enabled:
         routes.append((r"/metrics", MetricsHandler, {
             "metrics": rt.metrics, "token": config.metrics.token, "failures": rt.auth_failures,

@@ -164,6 +164,11 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    key: str = _setting("")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _setting("info", choices=("debug", "info", "warning", "error"))
 
@@ -180,6 +185,7 @@ class Config:
     client: ClientConfig = field(default_factory=ClientConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property

@@ -131,3 +131,23 @@ def test_events_from_other_nodes_reach_the_users_and_rooms_here():
         await core.aclose()
 
     run(scenario())
+
+
+def test_a_room_made_private_while_a_join_was_read_sends_the_joiner_out():
+    async def scenario() -> None:
+        core = Core()
+        alice, owner = core.connect("alice"), core.connect("owner")
+        core.do(alice, {"type": "join", "room": "x"})  # read first: a public room, no member
+        core.do(owner, {"type": "create", "room": "x", "private": True})  # before her membership
+        await core.settle()
+        await core.settle()
+        assert [f["type"] for f in wire(alice).frames] == ["joined", "left"]
+        assert frames(alice, "left") == [{"type": "left", "room": "x", "reason": "removed"}]
+        assert "x" not in alice.rooms and "x" not in core.hub.rooms
+        core.do(owner, {"type": "join", "room": "x"})
+        core.do(owner, {"type": "say", "room": "x", "text": "private", "cid": "o1"})
+        await core.settle()
+        assert frames(alice, "message") == []
+        await core.aclose()
+
+    run(scenario())

@@ -18,8 +18,8 @@ from tests import pg
 
 pg.require_asyncpg()
 
-from imserver.core.errors import NameTaken, StoreError  # noqa: E402
-from imserver.core.store import Appended  # noqa: E402
+from imserver.core.errors import NameTaken, Refused, StoreError  # noqa: E402
+from imserver.core.store import DELETE, EDIT, Appended, RoomInfo  # noqa: E402
 from imserver.storage.postgres import SCHEMA_VERSION, PostgresStore  # noqa: E402
 from tests.store_reads import dm_after, room_after  # noqa: E402
 
@@ -343,3 +343,129 @@ async def test_what_postgres_cannot_store_is_refused_in_its_place_in_the_queue(p
     assert isinstance(results[3], StoreError) and "bytes" in str(results[3])
     assert results[2].previous == results[0].message.id
     await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_stores_creating_one_room_at_once_give_it_to_exactly_one(pg_dsn, pg_schema):
+    """As two processes creating one room at the same moment: one creates it (owner,
+    settings, first member), the other is answered room_exists and writes nothing.
+    Twenty rooms in one batch each, then ten one at a time; and a create against a
+    join of a new room: the joiner's membership made a public room (the create is
+    refused), or the create a private one, which the joiner is no member of."""
+    a, b = await opened(pg_dsn, pg_schema), await opened(pg_dsn, pg_schema)
+    names = [f"r{i}" for i in range(20)]
+    answers = await asyncio.gather(*[a.create_room("alice", n, "by alice", True) for n in names],
+                                   *[b.create_room("bob", n, "by bob", False) for n in reversed(names)],
+                                   return_exceptions=True)
+    singles = [f"s{i}" for i in range(10)]
+    for name in singles:
+        answers += await asyncio.gather(a.create_room("alice", name, "by alice", True),
+                                        b.create_room("bob", name, "by bob", False), return_exceptions=True)
+    owners: dict[str, str] = {}
+    for name, answer in zip(names + names[::-1] + [n for n in singles for _ in "ab"], answers, strict=True):
+        if isinstance(answer, RoomInfo):
+            assert name not in owners and answer.members == 1, answer
+            owners[name] = answer.owner or ""
+        else:
+            assert isinstance(answer, Refused) and answer.code == "room_exists", answer
+    assert sorted(owners) == sorted(names + singles)
+    rows = await pg.execute(pg_dsn, pg_schema, "SELECT r.name, r.owner, r.topic, m.user_id FROM rooms r"
+                            " JOIN room_members m ON m.room = r.name")
+    assert sorted(rows) == sorted((n, o, f"by {o}", o) for n, o in owners.items())
+
+    async def join(name: str) -> Any:
+        """As the hub joins: the join's read, then, for a new member, its membership."""
+        joined = await b.join_room("bob", name, None, 10, 10)
+        if not joined.member:  # refused when the room was created private meanwhile
+            await b.add_member("bob", name, joined.read)
+        return joined
+
+    for i in range(10):
+        name = f"new{i}"
+        created, joined = await asyncio.gather(a.create_room("alice", name, "", True), join(name),
+                                               return_exceptions=True)
+        members = await pg.execute(pg_dsn, pg_schema, "SELECT user_id FROM room_members WHERE room = $1",
+                                   name)
+        if isinstance(created, RoomInfo):  # the join was refused, or read before the create
+            assert members == [("alice",)], (created, joined)
+        else:
+            assert isinstance(created, Refused) and created.code == "room_exists", (created, joined)
+            assert members == [("bob",)] and not joined.private
+    await asyncio.gather(a.close(), b.close())
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_stores_moving_one_read_mark_only_move_it_forward(pg_dsn, pg_schema):
+    a, b = await opened(pg_dsn, pg_schema), await opened(pg_dsn, pg_schema)
+    for store in (a, b):
+        await asyncio.gather(store.touch_user("alice", "Alice"), store.touch_user("bob", "Bob"))
+    await a.add_member("alice", "r", 0)
+    room = [(await a.append_room("bob", "r", f"m{i}", None)).message.id for i in range(40)]
+    direct = [(await b.append_direct("bob", "alice", f"d{i}", None)).message.id for i in range(40)]
+    for ids, room_name, other in ((room, "r", None), (direct, None, "bob")):
+        marks = await asyncio.gather(
+            asyncio.gather(*[a.mark_read("alice", room_name, other, i) for i in ids[::2]]),
+            asyncio.gather(*[b.mark_read("alice", room_name, other, i) for i in ids[::-1]]))
+        for answers in marks:  # each store's marks that moved, in its queue order, only grow
+            moved = [m.read for m in answers if m is not None]
+            assert moved == sorted(set(moved))
+        assert ids[-1] in [m.read for answers in marks for m in answers if m is not None]
+        unread = await a.unread("alice")
+        mark = unread.rooms["r"] if room_name else unread.direct.get("bob", ("", None))[1]
+        if room_name:
+            assert (mark.read, mark.unread) == (ids[-1], 0)
+        else:  # nothing unread in the conversation: it is not listed
+            assert mark is None
+            assert await pg.execute(pg_dsn, pg_schema, "SELECT read_id FROM dm_reads") == [(ids[-1],)]
+    await asyncio.gather(a.close(), b.close())
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_edits_from_two_stores_are_linked_in_their_streams_and_the_row_keeps_the_last(
+        pg_dsn, pg_schema):
+    """Two stores edit one room message and one direct message at once, among new
+    messages of both streams, and one of them deletes the room message halfway: the
+    events are in commit order in their streams, linked like messages, the edits after
+    the deletion are refused, and each message's row holds its last event."""
+    a, b = await opened(pg_dsn, pg_schema), await opened(pg_dsn, pg_schema)
+    for store in (a, b):
+        await asyncio.gather(store.touch_user("alice", "Alice"), store.touch_user("bob", "Bob"))
+    said = (await a.append_room("alice", "r", "said", None)).message.id
+    sent = (await a.append_direct("alice", "bob", "sent", None)).message.id
+
+    async def write(store: PostgresStore, side: str) -> list[Any]:
+        answers: list[Any] = []
+        for wave in range(15):
+            ops = [store.append_event("alice", EDIT, said, f"{side} {wave}", f"{side}r{wave}", "r"),
+                   store.append_event("alice", EDIT, sent, f"{side} {wave}", f"{side}d{wave}", None),
+                   store.append_room("bob", "r", f"{side} {wave}", None),
+                   store.append_direct("bob", "alice", f"{side} {wave}", None)]
+            if side == "b" and wave == 7:
+                ops.append(store.append_event("op", DELETE, said, "", None, None, operator=True))
+            answers += await asyncio.gather(*ops, return_exceptions=True)
+        return answers
+
+    written = await asyncio.gather(write(a, "a"), write(b, "b"))
+    answers = written[0] + written[1]
+    refused = [x for x in answers if isinstance(x, Refused)]
+    stored = sorted((x for x in answers if isinstance(x, Appended)), key=lambda x: x.message.id)
+    assert all(x.code == "deleted" for x in refused) and len(stored) + len(refused) == len(answers)
+    (deletion,) = [x.message for x in stored if x.message.kind == DELETE]
+    edits = [x.message for x in stored if x.message.target == said and x.message.kind == EDIT]
+    assert edits and all(m.id < deletion.id for m in edits)
+    assert len(refused) > 0  # the edits after it were refused
+    in_room = [x for x in stored if x.message.room == "r"]
+    room_ids = [m.id for m in (await room_after(a, "r", 0, 1000)).messages]
+    assert room_ids == [said] + [x.message.id for x in in_room]
+    assert [x.previous for x in in_room] == room_ids[:-1]
+    for user in ("alice", "bob"):
+        stream = [x for x in stored if x.message.room is None]
+        links = [x.previous if x.message.sender == user else x.previous_recipient for x in stream]
+        ids = [m.id for m in (await dm_after(b, user, 0, 1000)).messages]
+        assert ids == [sent] + [x.message.id for x in stream]
+        assert links == ids[:-1], user
+    rows = dict(await pg.execute(pg_dsn, pg_schema, "SELECT id, text FROM messages WHERE id = ANY($1)",
+                                 [said, sent]))
+    last_edit = [x.message for x in stored if x.message.target == sent][-1]
+    assert rows == {said: "", sent: last_edit.text}
+    await asyncio.gather(a.close(), b.close())

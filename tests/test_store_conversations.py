@@ -26,7 +26,7 @@ async def say(store, sender: str, room: str, text: str) -> int:
     return (await store.append_room(sender, room, text, None, sender)).message.id
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_member_reads_forward_and_counts_only_what_others_sent(stores: Stores):
     store = await stores.open()
     first = await say(store, "bob", "r", "before alice came")
@@ -59,7 +59,7 @@ async def member(store, user: str, room: str) -> None:
     await store.add_member(user, room, joined.read)
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_direct_unread_counts_per_conversation_and_marks_move_forward(stores: Stores):
     store = await stores.open()
     for user in ("alice", "bob", "carol"):
@@ -78,7 +78,7 @@ async def test_direct_unread_counts_per_conversation_and_marks_move_forward(stor
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_unread_counts_stop_at_the_cap(stores: Stores):
     store = await stores.open()
     await member(store, "alice", "r")
@@ -88,7 +88,7 @@ async def test_unread_counts_stop_at_the_cap(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_private_room_is_only_for_its_members(stores: Stores):
     store = await stores.open()
     for user in ("owner", "guest", "outsider"):
@@ -121,7 +121,25 @@ async def test_a_private_room_is_only_for_its_members(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
+async def test_a_joiner_is_no_member_of_a_room_made_private_after_its_join_was_read(stores: Stores):
+    """join_room reads and add_member writes after: a room created private in between
+    (by someone else) refuses the joiner as a member; its owner may rejoin."""
+    store = await stores.open()
+    joined = await store.join_room("bob", "x", None, 10, 10)
+    assert not joined.member and not joined.private
+    await store.create_room("alice", "x", "", True)
+    await refused(store.add_member("bob", "x", joined.read), "forbidden")
+    await refused(store.join_room("bob", "x", None, 10, 10), "forbidden")
+    assert [r.members for r in await store.list_rooms("alice", 10)] == [1]
+    await store.leave_room("alice", "x")
+    rejoined = await store.join_room("alice", "x", None, 10, 10)
+    assert not rejoined.member and rejoined.private
+    await store.add_member("alice", "x", rejoined.read)
+    assert (await store.join_room("alice", "x", None, 10, 10)).member
+    await store.close()
+
+@pytest.mark.gen_test(timeout=30)
 async def test_the_directory_lists_public_rooms_by_members_and_ones_own_private_rooms(stores: Stores):
     store = await stores.open()
     for user in ("a", "b", "c"):
@@ -137,7 +155,7 @@ async def test_the_directory_lists_public_rooms_by_members_and_ones_own_private_
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_latest(stores: Stores):
     store = await stores.open()
     target = await say(store, "alice", "r", "helo")
@@ -169,7 +187,7 @@ async def test_edits_and_deletions_are_events_in_the_stream_and_rows_keep_the_la
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_direct_message_is_edited_in_both_streams(stores: Stores):
     store = await stores.open()
     for user in ("alice", "bob"):
@@ -185,7 +203,7 @@ async def test_a_direct_message_is_edited_in_both_streams(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     store = await stores.open()
     target = await say(store, "alice", "r", "before")
@@ -201,7 +219,7 @@ async def test_a_muted_user_cannot_say_or_edit_in_that_room(stores: Stores):
     await store.close()
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=30)
 async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
     store = await stores.open()
 
@@ -210,4 +228,38 @@ async def test_the_welcome_counts_cover_the_rooms_joined_last(stores: Stores):
                          " VALUES (?, ?, 0, ?)", f"r{i:03d}", "alice", float(i))
     rooms = (await store.unread("alice")).rooms
     assert len(rooms) == UNREAD_ROOMS and "r000" not in rooms and f"r{UNREAD_ROOMS + 2:03d}" in rooms
+    await store.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_refusal_in_a_batch_is_an_answer_for_its_operation_alone(stores: Stores):
+    """Refused and UnknownUser answer one operation: the operations queued with it (one
+    batch) are stored, and a refused append leaves no gap in the room's links."""
+    store = await stores.open()
+    for user in ("owner", "alice"):
+        await store.touch_user(user, user)
+    await store.create_room("owner", "secret", "", True)
+    target = await say(store, "alice", "r", "mine")
+    await stores.sql("INSERT INTO mutes (room, user_id, reason, until, muted_by, muted_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", "r", "muted", "spam", None, "op", time.time())
+    results = await asyncio.gather(
+        store.append_room("alice", "r", "one", "c1"),
+        store.append_room("muted", "r", "refused", "c2"),
+        store.create_room("alice", "secret", "", False),
+        store.invite("owner", "secret", "nobody"),
+        store.append_event("owner", EDIT, target, "not mine", None, "r"),
+        store.append_room("alice", "r", "two", "c3"),
+        store.append_event("alice", EDIT, target, "mine!", None, "r"),
+        store.invite("owner", "secret", "alice"),
+        return_exceptions=True)
+    one, muted, exists, unknown, forbidden, two, edit, invited = results
+    assert isinstance(muted, Refused) and muted.code == "muted"
+    assert isinstance(exists, Refused) and exists.code == "room_exists"
+    assert isinstance(unknown, UnknownUser)
+    assert isinstance(forbidden, Refused) and forbidden.code == "forbidden"
+    assert (one.previous, two.previous, edit.previous) == (target, one.message.id, two.message.id)
+    assert invited.members == 2
+    stream = (await room_after(store, "r", 0, 10)).messages
+    assert [(m.text, m.kind) for m in stream] == [("mine!", None), ("one", None), ("two", None),
+                                                   ("mine!", EDIT)]
     await store.close()

@@ -309,6 +309,16 @@ class ClusterLink:
                 if self._heard.get((room, node, user), 0.0) < recent:
                     self.hub.remote_presence(node, room, user, "", False)
 
+    async def room_members(self, room: str) -> dict[str, str]:
+        """Who is in a room now on every node (this one too), from the presence hash:
+        user id -> display name."""
+        members = {}
+        for field, name in (await self.bus.redis.hgetall(self._members_key(room))).items():
+            node, _, user = _bytes(field).decode("utf-8", "replace").partition("\x00")
+            if node and user:
+                members[user] = _bytes(name).decode("utf-8", "replace")
+        return members
+
     def unwatch_room(self, room: str) -> None:
         self.rooms.pop(room, None)
         for key in [k for k in self._heard if k[0] == room]:

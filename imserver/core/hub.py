@@ -234,6 +234,17 @@ class Hub:
         conn.rooms.discard(name)
         self._remove_from_room(conn, name)
 
+    def _admit(self, conn: Connection, name: str, read: int) -> None:
+        """Record a first join's membership. A failed write costs no one the join; but a
+        room someone else made private since the join was read is not this joiner's."""
+        def recorded(f: asyncio.Future[None]) -> None:
+            error = None if f.cancelled() else f.exception()
+            if isinstance(error, Refused):
+                self.user_event(conn.user.id, {"e": "removed", "room": name})
+            elif error is not None:
+                log.warning("recording a membership of room %s failed: %r", name, error)
+        self.store.add_member(conn.user.id, name, read).add_done_callback(recorded)
+
     def _join_ended(self, room: Room) -> None:
         room.joining -= 1
         self._forget_if_empty(room)
@@ -243,8 +254,8 @@ class Hub:
         if conn.closed or room.name not in conn.rooms or self.rooms.get(room.name) is not room:
             return
         found = joined.recovery
-        if not joined.member:  # durable from now on; a failure here costs no one the join
-            _quietly(self.store.add_member(conn.user.id, room.name, joined.read), "membership")
+        if not joined.member:
+            self._admit(conn, room.name, joined.read)
         feed = room.feed
         if feed.delivered is not None and found.latest < feed.delivered:
             # The read missed messages this node has delivered already (in a cluster,
@@ -562,8 +573,21 @@ class Hub:
     def operator_delete(self, message_id: int) -> asyncio.Future[Appended]:
         """An operator deletes a message: stored as a deletion and delivered like one;
         the future fails with Refused("not_found") when there is no such message."""
-        write = self.store.append_event("", DELETE, message_id, "", None, None, operator=True)
+        return self._deliver_once_stored(
+            self.store.append_event("", DELETE, message_id, "", None, None, operator=True))
 
+    def post(self, sender: str, name: str, text: str, cid: str | None, *, room: str | None = None,
+             to: str | None = None) -> asyncio.Future[Appended]:
+        """A message from the application's backend (the server API), in a room or to a
+        user, as if `sender` had sent it: stored (once per cid), then delivered."""
+        if room is not None:
+            write = self.store.append_room(sender, room, text, cid, name)
+        else:
+            assert to is not None
+            write = self.store.append_direct(sender, self.resolve(to), text, cid, name)
+        return self._deliver_once_stored(write)
+
+    def _deliver_once_stored(self, write: asyncio.Future[Appended]) -> asyncio.Future[Appended]:
         def stored(f: asyncio.Future[Appended]) -> None:
             if not f.cancelled() and f.exception() is None:
                 self._said(None, f.result(), 0.0)

@@ -172,7 +172,8 @@ class Store(Protocol):
 
     def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
         """`user` is a member of the room from now on, with its read mark at `read`
-        (nothing changes for a member already)."""
+        (nothing changes for a member already); Refused("forbidden") when the room was
+        made private, by someone else, since the user's join was read."""
 
     def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
         """`user` is no longer a member of the room."""

@@ -34,6 +34,22 @@ what follows is what a cluster needs on top, and how it is had.
   previous_recipient come from them. (Other waits, on users' rows or on a cid
   two processes insert at once, can still deadlock in rare orders: PostgreSQL
   then aborts one transaction, and its batch is run again.)
+- Edits and deletions are events of their message's stream, stored as a message
+  of it is: the batch reads the stream of each message edited or deleted and
+  locks it with the others, so the event's id is drawn under the lock and its
+  links come from the locked row, and its cid is deduplicated per sender as a
+  message's is. The message's row is updated under the same lock: the events
+  of one message apply in id order, and one after a deletion is refused.
+- A room's row (the stream lock of its messages) also holds its settings: a
+  create of the room, and a joiner's membership, lock it with the streams, then
+  read the room in a statement of its own. Of two processes creating one room,
+  one creates it and the other is answered room_exists; a joiner whose join was
+  read before another process created the room private does not become one of
+  its members. A row without created_at is only a stream lock (a room
+  with messages that nobody created or joined): not in the directory, as in
+  SQLite, where it has no row. A read mark moves forward only, in one
+  conditional UPDATE that a concurrent one waits for and is checked again
+  after. Refused and UnknownUser answer their operation; the batch goes on.
 - Failure. Each connect and each statement is bounded (`timeout`). When the
   connection is lost, the operations queued fail at once with StoreError
   (the hub answers `unavailable`, clients resend), health() gives the reason
@@ -65,14 +81,29 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 
 from ..config import hide_password
-from ..core.errors import NameTaken, StoreError, UnknownUser
-from ..core.store import Appended, Message, Page, Recovery, recovery_of
+from ..core.errors import NameTaken, Refused, StoreError, UnknownUser
+from ..core.store import (
+    DELETE,
+    EDIT,
+    UNREAD_MAX,
+    UNREAD_ROOMS,
+    Appended,
+    JoinedRoom,
+    Message,
+    Page,
+    ReadMark,
+    Recovery,
+    RoomInfo,
+    Unread,
+    recovery_of,
+    refusal_for_mute,
+)
 from .base import Ban, IdentitySnapshot, KnownUsers, StoredToken
 
 log = logging.getLogger("imserver.store")
@@ -194,7 +225,8 @@ BATCH_RETRIES = 3  # runs of a batch again after a deadlock or serialization fai
 ID_MAX = (1 << 63) - 1
 KEY_MAX_BYTES = 2000  # ids and names are indexed; a B-tree entry holds at most about 2700 bytes
 
-_COLUMNS = "id, sender, text, ts, cid, room, recipient, sender_name, recipient_name"
+_COLUMNS = ("id, sender, text, ts, cid, room, recipient, sender_name, recipient_name, kind, target,"
+            " edited, deleted, actor")
 _LOCK_ROOMS = (
     "INSERT INTO rooms (name) SELECT n FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
     " ON CONFLICT (name) DO UPDATE SET last_id = rooms.last_id RETURNING name, last_id")
@@ -212,8 +244,9 @@ _SAVE_USERS = ("UPDATE dm_streams SET last_id = v.last FROM unnest($1::text[], $
 _NEXT_IDS = "SELECT nextval('message_ids') FROM generate_series(1, $1)"
 _INSERT = (
     "INSERT INTO messages (id, sender, text, ts, cid, room, recipient, dm_key, sender_name,"
-    " recipient_name) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[],"
-    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+    " recipient_name, kind, target, actor) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+    " $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    " $11::text[], $12::bigint[], $13::text[])"
     " ON CONFLICT (sender, cid) WHERE cid IS NOT NULL DO NOTHING RETURNING id")
 _BY_CID = (f"SELECT {_COLUMNS} FROM messages WHERE (sender, cid) IN"
            " (SELECT * FROM unnest($1::text[], $2::text[]))")
@@ -221,8 +254,54 @@ _DM_SIDES = ("SELECT {cols} FROM ((SELECT {cols} FROM messages WHERE dm_key IS N
              " {cond} ORDER BY id {order} LIMIT {limit}) UNION (SELECT {cols} FROM messages"
              " WHERE dm_key IS NOT NULL AND recipient = $1 {cond} ORDER BY id {order} LIMIT {limit}))"
              " AS m ORDER BY id {order} LIMIT {limit}")
-_DM_LATEST = _DM_SIDES.format(cols=_COLUMNS, cond="", order="DESC", limit="$2")
+_DM_LATEST = _DM_SIDES.format(cols=_COLUMNS, cond="AND kind IS NULL", order="DESC", limit="$2")
 _DM_AFTER = _DM_SIDES.format(cols=_COLUMNS, cond="AND id > $2", order="", limit="$3")
+
+# The mutes in force on (room, user) pairs.
+_MUTED = ("SELECT room, user_id, reason, until FROM mutes WHERE (room, user_id) IN"
+          " (SELECT * FROM unnest($1::text[], $2::text[])) AND (until IS NULL OR until > $3)")
+# The stream of the messages (not events) with these ids: what an edit or a deletion
+# of one of them locks.
+_TARGETS = "SELECT room, sender, recipient FROM messages WHERE id = ANY($1::bigint[]) AND kind IS NULL"
+# A room as a user sees it: its settings and the user's read mark (NULL: no member).
+# A row with no created_at is only the stream lock of a room with messages: no room
+# yet for the directory, as in SQLite (where it has no row).
+_ROOM = ("SELECT r.topic, r.private, r.owner, m.read_id FROM rooms r LEFT JOIN room_members m"
+         " ON m.room = r.name AND m.user_id = $2 WHERE r.name = $1 AND r.created_at IS NOT NULL")
+# The directory as user $1 sees it.
+_DIRECTORY = (
+    "SELECT r.name, r.topic, r.private, r.owner,"
+    " (SELECT count(*) FROM room_members m WHERE m.room = r.name) AS members,"
+    " EXISTS (SELECT 1 FROM room_members m WHERE m.room = r.name AND m.user_id = $1) AS member"
+    " FROM rooms r WHERE r.created_at IS NOT NULL")
+_MEMBER = ("INSERT INTO room_members (room, user_id, read_id, joined_at) {values}"
+           " ON CONFLICT (room, user_id) DO NOTHING")
+_ADD_MEMBER = _MEMBER.format(values="VALUES ($1, $2, $3, $4)")
+# A joiner becomes a member of any room but a private one it does not own.
+_ADD_JOINER = _MEMBER.format(
+    values="SELECT $1, $2, $3::bigint, $4::float8 WHERE NOT EXISTS"
+           " (SELECT 1 FROM rooms WHERE name = $1 AND private AND owner IS DISTINCT FROM $2)")
+
+
+def _unread_in_room(room: str, read: str, user: str) -> str:
+    """Others' messages (not events, not deleted) in a room after a read mark, counted up
+    to UNREAD_MAX: an SQL expression of the three SQL expressions given."""
+    return (f"(SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = {room} AND id > {read}"
+            f" AND kind IS NULL AND NOT deleted AND sender <> {user} LIMIT {UNREAD_MAX}) AS u)")
+
+
+_UNREAD_IN_ROOM = "SELECT " + _unread_in_room("$1", "$2", "$3")
+_UNREAD_ROOMS = (f"SELECT m.room, m.read_id, {_unread_in_room('m.room', 'm.read_id', '$1')}"
+                 " FROM room_members m WHERE m.user_id = $1"
+                 f" ORDER BY m.joined_at DESC, m.room COLLATE \"C\" LIMIT {UNREAD_ROOMS}")
+# Per other user, the direct messages it sent to $1 after $1's mark for it.
+_UNREAD_DIRECT = (
+    "SELECT d.sender, coalesce(u.name, d.sender), d.read, d.n FROM (SELECT m.sender,"
+    " coalesce(r.read_id, 0) AS read, count(*) AS n FROM messages m LEFT JOIN dm_reads r"
+    " ON r.user_id = m.recipient AND r.other = m.sender WHERE m.dm_key IS NOT NULL"
+    " AND m.recipient = $1 AND m.sender <> m.recipient AND m.kind IS NULL AND NOT m.deleted"
+    " AND m.id > coalesce(r.read_id, 0) GROUP BY m.sender, r.read_id) AS d"
+    " LEFT JOIN users u ON u.id = d.sender")
 
 # SQLSTATE classes of errors that belong to one statement (a value refused, a table
 # missing, a row too large): the operation that ran it fails alone.
@@ -239,7 +318,8 @@ def _dm_key(a: str, b: str) -> str:
 
 def _row(r: Any) -> Message:
     return Message(id=r[0], sender=r[1], text=r[2], ts=r[3], cid=r[4], room=r[5], recipient=r[6],
-                   name=r[7], to_name=r[8] if r[6] is not None else None)
+                   name=r[7], to_name=r[8] if r[6] is not None else None, kind=r[9], target=r[10],
+                   edited=r[11], deleted=r[12], actor=r[13])
 
 
 def _count(status: str) -> int:
@@ -295,6 +375,8 @@ class _Op:
     append: _Append | None = None
     touches: str | None = None  # the user id a touch_user or claim_name writes
     claim: tuple[str, str, str] | None = None  # a claim_name's name key, user id and name
+    rooms: tuple[str, ...] = ()  # the rooms whose rows a create or a new member locks with the streams
+    target: int | None = None  # the message an edit or a deletion is of: its stream is locked
     refused: StoreError | None = None
 
 
@@ -334,76 +416,111 @@ class _Session:
 
     # --- appends ---
 
-    async def lock_streams(self, appends: list[_Append], touched: set[str]) -> None:
+    async def lock_streams(self, appends: list[_Append], touched: set[str], rooms: Iterable[str],
+                           targets: list[int]) -> None:
         """Lock the row of every stream the batch writes to, before any id is drawn:
-        rooms, then users' direct-message streams, each in one sorted order. A
+        rooms, then users' direct-message streams, each in one sorted order. The
+        streams are those of the appends, the rooms created or joined (a room's row
+        also holds its settings), and those of the messages edited or deleted. A
         recipient's stream is locked only for a user that exists (or that the batch
         writes), so that unknown names sent by clients leave no rows behind."""
         recipients = sorted({a.recipient for a in appends if a.recipient is not None})
         if recipients:
             rows = await self.fetch("SELECT id, name FROM users WHERE id = ANY($1::text[])", recipients)
             self.names = {r[0]: r[1] for r in rows}
-        rooms = sorted({a.room for a in appends if a.room is not None})
-        if rooms:
-            for name, last in await self.fetch(_LOCK_ROOMS, rooms):
-                self.last[("r", name)] = last
+        locked = {a.room for a in appends if a.room is not None}.union(rooms)
         users = {a.sender for a in appends if a.recipient is not None}
         users.update(r for r in recipients if r in self.names or r in touched)
-        if users:
-            for user, last in await self.fetch(_LOCK_USERS, sorted(users)):
-                self.last[("u", user)] = last
+        if targets:
+            for room, sender, recipient in await self.fetch(_TARGETS, sorted(set(targets))):
+                if room is not None:
+                    locked.add(room)
+                else:
+                    users.update((sender, recipient))
+        await self.lock("r", locked)
+        await self.lock("u", users)
+
+    async def lock(self, kind: str, keys: Iterable[str]) -> None:
+        """Lock the rows of the rooms ("r") or users' streams ("u") not locked yet, in
+        sorted order, and learn their last ids."""
+        wanted = sorted({key for key in keys if (kind, key) not in self.last})
+        if wanted:
+            for key, last in await self.fetch(_LOCK_ROOMS if kind == "r" else _LOCK_USERS, wanted):
+                self.last[(kind, key)] = last
 
     async def append_run(self, run: list[_Append]) -> list[_Answer]:
         """Store consecutive appends with one nextval and one INSERT; answers in order."""
         ts = round(time.time(), 3)
-        storable = [i for i, a in enumerate(run) if a.recipient is None or a.recipient in self.names]
-        ids: dict[int, int] = {}
-        inserted: set[int] = set()
-        if storable:
-            drawn = sorted(r[0] for r in await self.fetch(_NEXT_IDS, len(storable)))
-            ids = dict(zip(storable, drawn, strict=True))
-            chosen = [run[i] for i in storable]
-            to_names = [self.names[a.recipient] if a.recipient is not None else None for a in chosen]
-            rows = await self.fetch(
-                _INSERT, drawn, [a.sender for a in chosen], [a.text for a in chosen],
-                [ts] * len(chosen), [a.cid for a in chosen], [a.room for a in chosen],
-                [a.recipient for a in chosen],
-                [_dm_key(a.sender, a.recipient) if a.recipient is not None else None for a in chosen],
-                [a.name if a.name is not None else a.sender for a in chosen], to_names)
-            inserted = {r[0] for r in rows}
+        muted = await self.mutes([(a.room, a.sender) for a in run if a.room is not None])
+        new: dict[int, Message] = {}
+        for i, a in enumerate(run):
+            if (a.room, a.sender) in muted or (a.recipient is not None and a.recipient not in self.names):
+                continue
+            new[i] = Message(0, a.sender, a.text, ts, a.cid, a.room, a.recipient,
+                             a.name if a.name is not None else a.sender,
+                             self.names[a.recipient] if a.recipient is not None else None)
+        stored = dict(zip(new, await self.insert(list(new.values())), strict=True))
         # The others are duplicates (their cid is stored, by anyone, even earlier in
-        # this run), or direct messages to users nobody knows.
-        missing = [a for i, a in enumerate(run) if ids.get(i) not in inserted and a.cid is not None]
-        found: dict[tuple[str, str | None], Message] = {}
-        if missing:
-            for r in await self.fetch(_BY_CID, [a.sender for a in missing], [a.cid for a in missing]):
-                message = _row(r)
-                found[(message.sender, message.cid)] = message
+        # this run), refused (muted), or direct messages to users nobody knows.
+        found = await self.by_cid([(a.sender, a.cid) for i, a in enumerate(run)
+                                   if stored.get(i) is None and a.cid is not None])
         answers: list[_Answer] = []
         for i, a in enumerate(run):
-            msg_id = ids.get(i)
-            if msg_id is not None and msg_id in inserted:
-                answers.append((self._stored(a, msg_id, ts), None))
+            message = stored.get(i)
+            if message is not None:
+                answers.append((self._link(message), None))
             elif (a.sender, a.cid) in found:
                 answers.append((Appended(found[(a.sender, a.cid)], True), None))
+            elif a.room is not None and (a.room, a.sender) in muted:
+                answers.append((None, refusal_for_mute(a.room, *muted[(a.room, a.sender)])))
             elif a.recipient is not None and a.recipient not in self.names:
                 answers.append((None, UnknownUser(f"no user {a.recipient!r}")))
             else:  # its cid's row was deleted between the two statements (retention)
                 answers.append((None, StoreError("the message was not stored, try again")))
         return answers
 
-    def _stored(self, a: _Append, msg_id: int, ts: float) -> Appended:
-        """The answer for a newly stored message, linked to its streams' previous ids."""
-        to_name = self.names[a.recipient] if a.recipient is not None else None
-        message = Message(msg_id, a.sender, a.text, ts, a.cid, a.room, a.recipient,
-                          a.name if a.name is not None else a.sender, to_name)
-        if a.room is not None:
-            previous = self._advance(("r", a.room), msg_id)
-            return Appended(message, False, previous)
-        assert a.recipient is not None
-        previous = self._advance(("u", a.sender), msg_id)
-        previous_recipient = previous if a.recipient == a.sender else \
-            self._advance(("u", a.recipient), msg_id)
+    async def mutes(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, float | None]]:
+        """The mutes in force on these (room, user): (reason, until)."""
+        if not pairs:
+            return {}
+        rows = await self.fetch(_MUTED, [room for room, _ in pairs], [user for _, user in pairs], time.time())
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+    async def insert(self, messages: list[Message]) -> list[Message | None]:
+        """Store new messages or events, whose streams the batch has locked, with one
+        nextval and one INSERT: each with its id, or None where its (sender, cid) is
+        stored already."""
+        if not messages:
+            return []
+        drawn = sorted(r[0] for r in await self.fetch(_NEXT_IDS, len(messages)))
+        numbered = [replace(m, id=msg_id) for m, msg_id in zip(messages, drawn, strict=True)]
+        rows = await self.fetch(
+            _INSERT, drawn, [m.sender for m in numbered], [m.text for m in numbered],
+            [m.ts for m in numbered], [m.cid for m in numbered], [m.room for m in numbered],
+            [m.recipient for m in numbered],
+            [_dm_key(m.sender, m.recipient) if m.recipient is not None else None for m in numbered],
+            [m.name for m in numbered], [m.to_name for m in numbered], [m.kind for m in numbered],
+            [m.target for m in numbered], [m.actor for m in numbered])
+        inserted = {r[0] for r in rows}
+        return [m if m.id in inserted else None for m in numbered]
+
+    async def by_cid(self, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str | None], Message]:
+        """The stored messages and events with these (sender, cid)."""
+        found: dict[tuple[str, str | None], Message] = {}
+        if keys:
+            for r in await self.fetch(_BY_CID, [k[0] for k in keys], [k[1] for k in keys]):
+                message = _row(r)
+                found[(message.sender, message.cid)] = message
+        return found
+
+    def _link(self, message: Message) -> Appended:
+        """The answer for a newly stored message or event, linked to its streams' previous ids."""
+        if message.room is not None:
+            return Appended(message, False, self._advance(("r", message.room), message.id))
+        assert message.recipient is not None
+        previous = self._advance(("u", message.sender), message.id)
+        previous_recipient = previous if message.recipient == message.sender else \
+            self._advance(("u", message.recipient), message.id)
         return Appended(message, False, previous, previous_recipient)
 
     def _advance(self, stream: tuple[str, str], msg_id: int) -> int:
@@ -411,6 +528,52 @@ class _Session:
         self.last[stream] = msg_id
         self.changed.add(stream)
         return previous
+
+    async def append_event(self, actor: str, kind: str, target: int, text: str, cid: str | None,
+                           room: str | None, operator: bool) -> Appended:
+        """An edit or a deletion, stored as an event in its message's stream like a
+        message of it (the stream locked, its id drawn under the lock, linked, its cid
+        deduplicated), and the message's row updated to its latest version."""
+        if cid is not None:
+            found = await self.by_cid([(actor, cid)])
+            if found:
+                return Appended(found[(actor, cid)], True)
+        rows = await self.fetch(f"SELECT {_COLUMNS} FROM messages WHERE id = $1", target)
+        message = _row(rows[0]) if rows else None
+        if message is None or message.kind is not None or (not operator and message.room != room):
+            where = f"in room {room}" if room is not None else "among your direct messages"
+            raise Refused("not_found", f"no message {target} {where}")
+        if not operator and message.sender != actor:
+            raise Refused("forbidden", "only its author may edit or delete a message")
+        if message.deleted:
+            raise Refused("deleted", f"message {target} is deleted")
+        if kind == EDIT and message.room is not None and not operator:
+            muted = await self.mutes([(message.room, actor)])
+            if muted:
+                raise refusal_for_mute(message.room, *muted[(message.room, actor)])
+        # The stream was locked with the batch's (lock_streams), unless the message was
+        # not there yet then: it is locked now (a rare wait out of order, which may
+        # deadlock; then the batch runs again).
+        if message.room is not None:
+            await self.lock("r", [message.room])
+        else:
+            assert message.recipient is not None
+            await self.lock("u", [message.sender, message.recipient])
+        now = round(time.time(), 3)
+        by = "operator" if operator else None
+        (event,) = await self.insert([replace(
+            message, text=text, ts=now, cid=None if operator else cid, kind=kind, target=target,
+            edited=None, deleted=False, actor=by)])
+        if event is None:  # another process stored this cid meanwhile
+            found = await self.by_cid([(actor, cid)])
+            if not found:
+                raise StoreError("the event was not stored, try again")
+            return Appended(found[(actor, cid)], True)
+        edit = kind != DELETE
+        await self.execute("UPDATE messages SET text = $2, edited = coalesce($3, edited),"
+                           " deleted = deleted OR $4 WHERE id = $1",
+                           target, text if edit else "", now if edit else None, not edit)
+        return self._link(event)
 
     async def save_streams(self) -> None:
         for kind, sql in (("r", _SAVE_ROOMS), ("u", _SAVE_USERS)):
@@ -502,6 +665,117 @@ class _Session:
                 " WHERE m.room = r.name AND m.id <= cut.id", keep_per_room))
         return removed
 
+    # --- conversations: rooms, membership, read marks ---
+
+    async def _room(self, room: str, user: str) -> tuple[str, bool, str | None, int | None] | None:
+        """A room's topic, privacy and owner, and `user`'s read mark (None: no member);
+        None for no room."""
+        rows = await self.fetch(_ROOM, room, user)
+        return None if not rows else (rows[0][0], rows[0][1], rows[0][2], rows[0][3])
+
+    async def _check_reader(self, room: str, user: str) -> tuple[str, bool, str | None, int | None] | None:
+        found = await self._room(room, user)
+        if found is not None and found[1] and found[2] != user and found[3] is None:
+            raise Refused("forbidden", f"room {room} is private: only its members may read it")
+        return found
+
+    async def join_room(self, user: str, room: str, since: int | None, limit: int,
+                        page: int) -> JoinedRoom:
+        found = await self._check_reader(room, user) or ("", False, None, None)
+        recovery = await self.room_recover(room, since, limit, page)
+        read = found[3]
+        if read is None:  # a new member has read everything before it came
+            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False)
+        unread = (await self.fetch(_UNREAD_IN_ROOM, room, read, user))[0][0]
+        return JoinedRoom(recovery, found[0], found[1], read, unread)
+
+    async def add_member(self, user: str, room: str, read: int) -> None:
+        # The room's row is locked (lock_streams), inserted if it was not there: a create
+        # of the room by another process either waits for this (and finds the room), or
+        # committed before, and then its private room takes no member it did not invite
+        # (this user's join was read before the room was created).
+        now = time.time()
+        await self.execute("UPDATE rooms SET created_at = $2 WHERE name = $1 AND created_at IS NULL",
+                           room, now)
+        await self._check_reader(room, user)  # private since this joiner's join was read: refused
+        await self.execute(_ADD_JOINER, room, user, read, now)
+
+    async def leave_room(self, user: str, room: str) -> None:
+        await self.execute("DELETE FROM room_members WHERE room = $1 AND user_id = $2", room, user)
+
+    async def room_history(self, user: str, room: str, before: int | None, limit: int) -> Page:
+        await self._check_reader(room, user)
+        return await self.room_before(room, before, limit)
+
+    async def _info(self, room: str, user: str) -> RoomInfo:
+        (row,) = await self.fetch(f"{_DIRECTORY} AND r.name = $2", user, room)
+        return _room_info(row)
+
+    async def create_room(self, user: str, room: str, topic: str, private: bool) -> RoomInfo:
+        # The room's row is locked (lock_streams), inserted if it was not there: of two
+        # processes creating the room, the second reads here what the first committed.
+        # A room with messages exists, whether or not anyone joined it.
+        (exists,) = await self.fetch(
+            "SELECT created_at IS NOT NULL OR EXISTS (SELECT 1 FROM messages WHERE room = $1)"
+            " FROM rooms WHERE name = $1", room)
+        if exists[0]:
+            raise Refused("room_exists", f"room {room} exists already")
+        now = time.time()
+        await self.execute("UPDATE rooms SET topic = $2, private = $3, owner = $4, created_at = $5"
+                           " WHERE name = $1", room, topic, private, user, now)
+        await self.execute(_ADD_MEMBER, room, user, 0, now)
+        return await self._info(room, user)
+
+    async def _owned_private(self, owner: str, room: str) -> None:
+        found = await self._room(room, owner)
+        if found is None:
+            raise Refused("not_found", f"no room {room}")
+        if not found[1]:
+            raise Refused("bad_request", f"room {room} is public: anyone may join it")
+        if found[2] != owner:
+            raise Refused("forbidden", f"only the owner of room {room} may do that")
+
+    async def invite(self, owner: str, room: str, user: str) -> RoomInfo:
+        await self._owned_private(owner, room)
+        if not await self.fetch("SELECT 1 FROM users WHERE id = $1", user):
+            raise UnknownUser(f"no user {user!r}")
+        await self.execute(_ADD_MEMBER, room, user, await self._room_latest(room), time.time())
+        return await self._info(room, user)
+
+    async def remove_member(self, owner: str, room: str, user: str) -> None:
+        await self._owned_private(owner, room)
+        await self.leave_room(user, room)
+
+    async def list_rooms(self, user: str, limit: int) -> list[RoomInfo]:
+        rows = await self.fetch(
+            f"SELECT * FROM ({_DIRECTORY}) AS d WHERE NOT private OR owner = $1 OR member"
+            " ORDER BY members DESC, name COLLATE \"C\" LIMIT $2", user, limit)
+        return [_room_info(r) for r in rows]
+
+    async def mark_read(self, user: str, room: str | None, other: str | None, read: int) -> ReadMark | None:
+        # Only forward, also when two processes move one mark at once: the second
+        # UPDATE waits for the first and checks its condition again on the new row.
+        if room is not None:
+            rows = await self.fetch(
+                "UPDATE room_members SET read_id = $3 WHERE room = $1 AND user_id = $2 AND read_id < $3"
+                f" RETURNING {_unread_in_room('$1', '$3', '$2')}", room, user, read)
+        else:
+            assert other is not None
+            rows = await self.fetch(
+                "INSERT INTO dm_reads AS r (user_id, other, read_id) VALUES ($1, $2, $3)"
+                " ON CONFLICT (user_id, other) DO UPDATE SET read_id = excluded.read_id"
+                " WHERE r.read_id < excluded.read_id RETURNING (SELECT count(*) FROM (SELECT 1"
+                " FROM messages WHERE dm_key = $4 AND recipient = $1 AND sender = $2 AND id > $3"
+                f" AND kind IS NULL AND NOT deleted LIMIT {UNREAD_MAX}) AS u)",
+                user, other, read, _dm_key(user, other))
+        return ReadMark(read, rows[0][0]) if rows else None
+
+    async def unread(self, user: str) -> Unread:
+        rooms = {r[0]: ReadMark(r[1], r[2]) for r in await self.fetch(_UNREAD_ROOMS, user)}
+        direct = {r[0]: (r[1], ReadMark(r[2], min(r[3], UNREAD_MAX)))
+                  for r in await self.fetch(_UNREAD_DIRECT, user)}
+        return Unread(rooms, direct)
+
     # --- reads ---
 
     async def guest_token(self, jti: str, key: str) -> StoredToken | None:
@@ -527,13 +801,15 @@ class _Session:
 
     async def room_before(self, room: str, before: int | None, limit: int) -> Page:
         rows = await self.fetch(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND id < $2 AND kind IS NULL"
+            " ORDER BY id DESC LIMIT $3",
             room, before if before is not None else ID_MAX, limit + 1)
         return _page_before(rows, limit)
 
     async def dm_before(self, user: str, other: str, before: int | None, limit: int) -> Page:
         rows = await self.fetch(
-            f"SELECT {_COLUMNS} FROM messages WHERE dm_key = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            f"SELECT {_COLUMNS} FROM messages WHERE dm_key = $1 AND id < $2 AND kind IS NULL"
+            " ORDER BY id DESC LIMIT $3",
             _dm_key(user, other), before if before is not None else ID_MAX, limit + 1)
         return _page_before(rows, limit)
 
@@ -547,7 +823,7 @@ class _Session:
         """What a (re)join gets: every message after `since`, or, when more than `limit`
         were missed (or no `since`), the latest `page`; and the room's newest id."""
         # The newest id first: the messages, read after, are at least as new.
-        latest = await self._last_id("SELECT last_id FROM rooms WHERE name = $1", room)
+        latest = await self._room_latest(room)
         if since is not None:
             missed = await self.room_after(room, since, limit)
             if not missed.more:
@@ -565,6 +841,13 @@ class _Session:
         return recovery_of((await self.dm_after(user, None, page)).messages, since is not None,
                          latest)
 
+    async def _room_latest(self, room: str) -> int:
+        """A room's newest id: as this batch has it when it locked the room, else as stored."""
+        locked = self.last.get(("r", room))
+        if locked is not None:
+            return locked
+        return await self._last_id("SELECT last_id FROM rooms WHERE name = $1", room)
+
     async def _last_id(self, query: str, key: str) -> int:
         rows = await self.fetch(query, key)
         return int(rows[0][0]) if rows else 0
@@ -572,6 +855,10 @@ class _Session:
     async def count(self) -> int:
         """How many messages are stored."""
         return int((await self.fetch("SELECT count(*) FROM messages"))[0][0])
+
+
+def _room_info(r: Any) -> RoomInfo:
+    return RoomInfo(r[0], r[1], r[2], r[4], r[5], r[3])
 
 
 def _page_after(rows: list[Any], limit: int) -> Page:
@@ -755,12 +1042,56 @@ class PostgresStore:
         return self._submit(False, lambda s: s.dm_recover(user, since, limit, page),
                             (user, since, limit, page))
 
+    # --- conversations ---
+
+    def join_room(self, user: str, room: str, since: int | None, limit: int,
+                  page: int) -> asyncio.Future[JoinedRoom]:
+        return self._submit(False, lambda s: s.join_room(user, room, since, limit, page),
+                            (user, room, since, limit, page))
+
+    def add_member(self, user: str, room: str, read: int) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.add_member(user, room, read), (user, room, read),
+                            rooms=(room,))
+
+    def leave_room(self, user: str, room: str) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.leave_room(user, room), (user, room))
+
+    def room_history(self, user: str, room: str, before: int | None,
+                     limit: int) -> asyncio.Future[Page]:
+        return self._submit(False, lambda s: s.room_history(user, room, before, limit),
+                            (user, room, before, limit))
+
+    def create_room(self, user: str, room: str, topic: str, private: bool) -> asyncio.Future[RoomInfo]:
+        return self._submit(True, lambda s: s.create_room(user, room, topic, private),
+                            (user, room, topic), rooms=(room,))
+
+    def invite(self, owner: str, room: str, user: str) -> asyncio.Future[RoomInfo]:
+        return self._submit(True, lambda s: s.invite(owner, room, user), (owner, room, user))
+
+    def remove_member(self, owner: str, room: str, user: str) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.remove_member(owner, room, user), (owner, room, user))
+
+    def list_rooms(self, user: str, limit: int) -> asyncio.Future[list[RoomInfo]]:
+        return self._submit(False, lambda s: s.list_rooms(user, limit), (user, limit))
+
+    def mark_read(self, user: str, room: str | None, other: str | None,
+                  read: int) -> asyncio.Future[ReadMark | None]:
+        return self._submit(True, lambda s: s.mark_read(user, room, other, read), (user, room, other, read))
+
+    def unread(self, user: str) -> asyncio.Future[Unread]:
+        return self._submit(False, lambda s: s.unread(user), (user,))
+
+    def append_event(self, actor: str, kind: str, target: int, text: str, cid: str | None,
+                     room: str | None, *, operator: bool = False) -> asyncio.Future[Appended]:
+        return self._submit(True, lambda s: s.append_event(actor, kind, target, text, cid, room, operator),
+                            (actor, kind, target, cid, room), text, target=target)
+
     # --- the queue ---
 
     def _submit(self, write: bool, call: Callable[[_Session], Awaitable[Any]] | None,
                 values: Iterable[object] = (), text: str = "", *, append: _Append | None = None,
-                touches: str | None = None,
-                claim: tuple[str, str, str] | None = None) -> asyncio.Future[Any]:
+                touches: str | None = None, claim: tuple[str, str, str] | None = None,
+                rooms: tuple[str, ...] = (), target: int | None = None) -> asyncio.Future[Any]:
         """Queue an operation. `values` are the ids, names and numbers it sends (checked
         here), `text` a message's text (any length)."""
         if self._closed:
@@ -772,7 +1103,7 @@ class PostgresStore:
         if self._writer is not None and self._writer.done():
             future.set_exception(StoreError("the message store task is not running"))
             return future
-        op = _Op(write, call, future, append, touches, claim)
+        op = _Op(write, call, future, append, touches, claim, rooms, target)
         try:
             _check(values)
             if "\x00" in text or not (text.isascii() or _encodes(text)):
@@ -781,6 +1112,8 @@ class PostgresStore:
             op.refused = exc
             op.touches = None
             op.claim = None
+            op.rooms = ()
+            op.target = None
         self._queue.append(op)
         self._wake.set()
         return future
@@ -854,7 +1187,8 @@ class PostgresStore:
         """Run operations in queue order, in one transaction when any writes; their
         answers, valid once this returns (after the COMMIT)."""
         session = _Session(conn, self.client_timeout)
-        appends = [k for k, op in enumerate(ops) if op.append is not None]
+        locking = [k for k, op in enumerate(ops)
+                   if op.append is not None or op.rooms or op.target is not None]
         in_transaction = False
         current: list[int] = []  # the operations whose statements are running
         try:
@@ -865,10 +1199,13 @@ class PostgresStore:
             if claims:
                 current = claims
                 await session.lock_claims([c for op in ops if (c := op.claim) is not None])
-            if appends:
-                current = appends
+            if locking:
+                current = locking
                 touched = {op.touches for op in ops if op.touches is not None}
-                await session.lock_streams([op.append for op in ops if op.append is not None], touched)
+                await session.lock_streams(
+                    [op.append for op in ops if op.append is not None], touched,
+                    [room for op in ops for room in op.rooms],
+                    [op.target for op in ops if op.target is not None])
             answers: list[_Answer] = []
             k = 0
             while k < len(ops):
@@ -886,11 +1223,11 @@ class PostgresStore:
                 assert call is not None
                 try:
                     answers.append((await call(session), None))
-                except NameTaken as taken:  # an answer: the transaction goes on
-                    answers.append((None, taken))
+                except (NameTaken, Refused, UnknownUser) as answer:  # the transaction goes on
+                    answers.append((None, answer))
                 k += 1
-            if appends:
-                current = appends
+            if locking:
+                current = locking
                 await session.save_streams()
             current = []  # a failed COMMIT is the whole batch's
             if in_transaction:

@@ -366,6 +366,7 @@ class _Database:
         now = time.time()
         self.db.execute("INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                         (room, now))
+        self._check_reader(room, user)  # private since this joiner's join was read: refused
         self.db.execute("INSERT INTO room_members (room, user_id, read_id, joined_at)"
                         " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (room, user, read, now))
 
