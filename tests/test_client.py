@@ -7,14 +7,12 @@ The SIGKILL test of the client is tests/test_crash_recovery.py, whose clients it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -23,7 +21,6 @@ from imserver.client import (
     ChatClient,
     ChatError,
     ClientStopped,
-    Event,
     Frame,
     Gap,
     LoginError,
@@ -35,6 +32,7 @@ from imserver.client import (
     login,
 )
 from imserver.testing import ServerProcess
+from tests.client_events import Seen
 from tests.conftest import ChatServer, make_config
 from tests.forwarder import Forwarder
 
@@ -43,44 +41,10 @@ PAGE = 3  # history_page: a first join's backlog
 RECOVERY = 5  # recovery_limit: more missed than this is a truncated recovery
 FAST = Policy(base=0.05, cap=0.2, connect_timeout=3)
 
-T = TypeVar("T", bound=Event)
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Any:
     return make_config(tmp_path, admin={"token": ADMIN},
                        limits={"history_page": PAGE, "recovery_limit": RECOVERY})
-
-
-class Seen:
-    """Every event a client handed on, with when (monotonic), for a test to wait on."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[float, Event]] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, event: Event) -> None:
-        self.events.append((time.monotonic(), event))
-        self._changed.set()
-
-    def of(self, kind: type[T]) -> list[T]:
-        return [e for _, e in self.events if isinstance(e, kind)]
-
-    def messages(self, room: str | None) -> list[Message]:
-        return [m for m in self.of(Message) if m.room == room]
-
-    def states(self, state: State) -> list[StateChange]:
-        return [e for e in self.of(StateChange) if e.state is state]
-
-    async def until(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Wait until check() is truthy; returns it."""
-        deadline = time.monotonic() + timeout
-        while not (found := check()):
-            assert time.monotonic() < deadline, f"timed out; events: {[e for _, e in self.events]}"
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-        return found
 
 
 Make = Callable[..., Awaitable[tuple[ChatClient, Seen]]]
@@ -146,7 +110,7 @@ async def test_a_refused_frame_fails_its_future_and_leaves_the_outbox(clients: M
     with pytest.raises(ChatError, match="unknown_user"):
         await alice.dm("nobody-at-all", "hello?")
     assert alice.pending() == []
-    assert [f.data["code"] for f in seen.of(Frame) if f.type == "error"] == ["not_in_room", "unknown_user"]
+    assert [f.data["code"] for f in seen.frames("error")] == ["not_in_room", "unknown_user"]
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -321,7 +285,7 @@ async def test_after_a_bye_it_waits_retry_after_and_comes_back_to_the_restarted_
         await client.join("lobby")
         server.signal(signal.SIGTERM)
         waiting = await seen.until(lambda: seen.states(State.WAITING))
-        (bye,) = [f.data for f in seen.of(Frame) if f.type == "bye"]
+        (bye,) = [f.data for f in seen.frames("bye")]
         assert waiting[0].cause is Cause.SHUTDOWN and waiting[0].delay == bye["retry_after"] >= 1.0
         assert server.wait(10) == 0
         server.start()

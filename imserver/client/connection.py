@@ -85,6 +85,10 @@ class _Socket:
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # the TCP connection is gone
     resend: set[str] = field(default_factory=set)  # cids refused for now, sent again soon
     resend_timer: asyncio.TimerHandle | None = None
+    clock_offset: float = 0.0  # the server's clock minus ours, from the welcome
+    refresh_timer: asyncio.TimerHandle | None = None
+    refresh_task: asyncio.Task[None] | None = None
+    offered: str | None = None  # the token of a refresh sent, until it is `refreshed`
     # Frames that came before websocket_connect's future gave the connection (its
     # reader starts first): handled as soon as there is a socket to answer on.
     early: list[str | bytes | None] = field(default_factory=list)
@@ -126,6 +130,7 @@ class ChatClient:
                  resend_delay: float = 2.0,
                  on_event: Callable[[Event], None] | None = None,
                  on_frame: Callable[[dict[str, Any]], None] | None = None,
+                 refresh: Callable[[], Awaitable[str]] | None = None,
                  random: Callable[[], float] = random_module.random,
                  cid_prefix: str | None = None) -> None:
         """`url`: the WebSocket endpoint (ws://host:port/ws), or several (nodes of a
@@ -133,6 +138,10 @@ class ChatClient:
         `dm_since`: the last direct-message id handled before (a restarted bot's);
         None asks for the latest page. `on_frame` sees every JSON frame from the
         server as received, before the client acts on it (for logs and tests).
+        `refresh` (a `jwt`-mode token's source, such as a call to the host
+        application) gives a fresh token: sent on the open connection before the
+        token expires (the welcome says when), and used to come back after a 4001
+        or a 401 instead of stopping, unless it gives the same token again.
         `cid_prefix`: the cids are `<prefix>-<n>`; by default a random prefix, since
         a cid must be unique per user across all its connections and runs."""
         self.urls = [url] if isinstance(url, str) else list(url)
@@ -144,6 +153,7 @@ class ChatClient:
         self._on_event = on_event
         self._on_frame = on_frame
         self._random = random
+        self._refresh = refresh
         self._cid_prefix = cid_prefix or secrets.token_urlsafe(9)
         self._cid_count = 0
 
@@ -345,6 +355,10 @@ class ChatClient:
                 outcome = await self._session(cause)
                 if self._closing:
                     return
+                if outcome.stop is StopReason.AUTH and (token := await self._fresh_token()):
+                    self.token = token
+                    outcome = _Outcome(cause=Cause.CLOSE, message=outcome.message,
+                                       opened_at=outcome.opened_at)
                 if outcome.stop is not None:
                     self._stop(outcome.stop, outcome.message)
                     return
@@ -475,8 +489,11 @@ class ChatClient:
         """The socket's end: its timers, and its TCP connection, closed cleanly when
         the client closes (the server answers the close frame), at once otherwise
         (a dead peer answers nothing; there is no reason to wait)."""
-        if sock.resend_timer is not None:
-            sock.resend_timer.cancel()
+        for timer in (sock.resend_timer, sock.refresh_timer):
+            if timer is not None:
+                timer.cancel()
+        if sock.refresh_task is not None:
+            sock.refresh_task.cancel()
         sock.ended.set()
         if self._socket is sock:
             self._socket = None
@@ -594,6 +611,10 @@ class ChatClient:
                 retry_after = frame.get("retry_after")
                 if isinstance(retry_after, int | float) and retry_after >= 0:
                     sock.bye_retry_after = float(retry_after)
+            elif kind == "refreshed":
+                if sock.offered is not None:  # the token for the next reconnect, too
+                    self.token, sock.offered = sock.offered, None
+                self._plan_refresh(sock, frame.get("expires"))
             elif kind == "left" and frame.get("reason") == "removed":
                 self._wanted.pop(frame.get("room", ""), None)  # an owner removed us: not ours to re-join
                 self._joined.pop(frame.get("room", ""), None)
@@ -605,6 +626,9 @@ class ChatClient:
         heartbeat = frame.get("heartbeat") or {}
         sock.heartbeat = (float(heartbeat.get("interval", DEFAULT_HEARTBEAT[0])),
                           float(heartbeat.get("timeout", DEFAULT_HEARTBEAT[1])))
+        if isinstance(frame.get("server_time"), int | float):
+            sock.clock_offset = frame["server_time"] - time.time()
+        self._plan_refresh(sock, frame.get("expires"))
         # Recover in order before anyone hears of the open state (a join() made then
         # is not sent twice): rooms, then direct messages, then what is owed.
         for room in self._wanted:
@@ -686,6 +710,43 @@ class ChatClient:
         if room is None:
             return self._direct
         return self._streams.setdefault(room, Stream())
+
+    # ---- token refresh -----------------------------------------------------
+
+    def _plan_refresh(self, sock: _Socket, expires: object) -> None:
+        """Refresh when four fifths of the token's remaining life are gone (by the
+        server's clock: a client's may be off)."""
+        if self._refresh is None or not isinstance(expires, int | float):
+            return
+        remaining = expires - (time.time() + sock.clock_offset)
+        if sock.refresh_timer is not None:
+            sock.refresh_timer.cancel()
+        sock.refresh_timer = asyncio.get_running_loop().call_later(
+            max(0.0, remaining * 0.8), self._start_refresh, sock)
+
+    def _start_refresh(self, sock: _Socket) -> None:
+        sock.refresh_timer = None
+        sock.refresh_task = asyncio.ensure_future(self._send_refresh(sock))
+
+    async def _send_refresh(self, sock: _Socket) -> None:
+        """A refused token comes back as an error frame, which the protocol does not tie
+        to the refresh: the connection then ends with 4001 at the old expiry, and
+        the reconnect asks for a fresh token again (_fresh_token)."""
+        token = await self._fresh_token()
+        if token and sock is self._socket and sock.welcomed:
+            sock.offered = token
+            self._write({"type": "refresh", "token": token}, sock)
+
+    async def _fresh_token(self) -> str | None:
+        """A token from `refresh`, when it gives one other than the current one."""
+        if self._refresh is None:
+            return None
+        try:
+            token = await self._refresh()
+        except Exception:  # the application's code: its failure is no reason to crash
+            log.warning("imserver client: the token refresh failed", exc_info=True)
+            return None
+        return token if token and token != self.token else None
 
     # ---- frames out --------------------------------------------------------
 
