@@ -198,6 +198,28 @@ async def test_recovery_that_misses_more_than_a_page_says_where_the_gap_is(
 
 
 @pytest.mark.gen_test(timeout=20)
+async def test_a_member_removed_from_a_private_room_is_not_taken_back_by_the_reconnect(
+        clients: Make, forwarder: Forwarder):
+    owner, owner_seen = await clients("owner")
+    bob, seen = await clients("bob", host=forwarder.host)
+    assert owner.send({"type": "create", "room": "inner", "private": True})
+    await owner_seen.until(lambda: owner_seen.frames("created"))
+    owner.send({"type": "invite", "room": "inner", "user": bob.user_id})
+    await owner_seen.until(lambda: owner_seen.frames("invited"))
+    await owner.join("inner")
+    await bob.join("inner")
+    await bob.join("lobby")
+    owner.send({"type": "remove", "room": "inner", "user": bob.user_id})
+    await seen.until(lambda: seen.frames("left"))
+    assert bob.rooms == ["lobby"]
+    forwarder.cut()
+    await seen.until(lambda: len(seen.states(State.OPEN)) == 2)
+    await seen.until(lambda: len(seen.frames("joined")) == 3)  # inner, lobby; lobby again
+    assert [f.data["room"] for f in seen.frames("joined")] == ["inner", "lobby", "lobby"]
+    assert seen.frames("error") == []
+
+
+@pytest.mark.gen_test(timeout=20)
 async def test_an_operators_disconnect_stops_it_for_good(clients: Make, chat: ChatServer):
     alice, seen = await clients("alice")
     await alice.join("lobby")
@@ -252,6 +274,8 @@ async def test_events_by_iteration(clients: Make, chat: ChatServer):
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_refused_token_stops_with_auth_and_logins_say_what_is_wrong(chat: ChatServer):
+    with pytest.raises(ValueError, match="ws://"):
+        ChatClient(f"http://{chat.host}/ws", token="whatever")
     client = ChatClient(f"ws://{chat.host}/ws", token="not-a-token", policy=FAST)
     with pytest.raises(ClientStopped) as info:
         await client.connect()

@@ -120,7 +120,8 @@ class ChatClient:
                 if isinstance(event, Message): ...
 
     Events (see events.py) go to `on_event` when given, else into a queue read by
-    iterating over the client (one reader); iteration ends when the client stops.
+    iterating over the client (one reader, once connect() was called); iteration
+    ends when the client stops.
     A client's own messages reach it as acks, not as Messages (its other
     connections get them as Messages, as the protocol has it).
     """
@@ -147,6 +148,9 @@ class ChatClient:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise ValueError("at least one url is needed")
+        for each in self.urls:
+            if urlsplit(each).scheme not in ("ws", "wss"):
+                raise ValueError(f"a WebSocket url (ws:// or wss://) is needed, got {each!r}")
         self.token = token
         self.policy = policy or Policy()
         self.resend_delay = resend_delay
@@ -230,6 +234,7 @@ class ChatClient:
         (its token refused, Policy.attempts failed attempts). Cancelling the wait
         does not stop the client: close() does."""
         if self._state is State.STOPPED:
+            self._drop_ends()
             self._closing = False
             self._attempt = 1 if self._ever_started else 0
             self._ever_started = True
@@ -257,6 +262,16 @@ class ChatClient:
         await task
         self._task = None
         self._stop(StopReason.CLOSED, "")
+
+    def _drop_ends(self) -> None:
+        """A new run: the end of the last one, if no one read it, is not this one's."""
+        kept = []
+        while not self._events.empty():
+            item = self._events.get_nowait()
+            if not isinstance(item, _End):
+                kept.append(item)
+        for item in kept:
+            self._events.put_nowait(item)
 
     def retry_now(self) -> None:
         """While waiting between attempts: try at once."""
@@ -616,9 +631,17 @@ class ChatClient:
                     self.token, sock.offered = sock.offered, None
                 self._plan_refresh(sock, frame.get("expires"))
             elif kind == "left" and frame.get("reason") == "removed":
-                self._wanted.pop(frame.get("room", ""), None)  # an owner removed us: not ours to re-join
-                self._joined.pop(frame.get("room", ""), None)
+                self._removed(str(frame.get("room", "")))
             self._emit(Frame(str(kind), frame))
+
+    def _removed(self, room: str) -> None:
+        """Put out of a private room (by its owner, or as it became private while the
+        join was read): not to be re-joined, and a join() waiting for it fails."""
+        self._wanted.pop(room, None)
+        self._joined.pop(room, None)
+        for waiter in self._join_waiters.pop(room, []):
+            if not waiter.done():
+                waiter.set_exception(ChatError("removed", f"removed from room {room}"))
 
     def _welcome(self, sock: _Socket, frame: dict[str, Any]) -> None:
         sock.welcomed = True
