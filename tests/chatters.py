@@ -63,15 +63,9 @@ class Chatter:
         policy = POLICY if self.reconnect else Policy(attempts=0)
         self.client = ChatClient([f"ws://{host}/ws" for host in self.hosts], token=self.token,
                                  policy=policy, resend_delay=0.5, on_frame=self._frame,
-                                 on_event=self._event, cid_prefix=self.name)
+                                 on_event=self._event)
         await asyncio.wait_for(self.client.connect(), 30)
         await asyncio.wait_for(self.client.join(self.room), 15)
-
-    @property
-    def pending(self) -> dict[str, str]:
-        """cid -> text, not acked yet."""
-        return {} if self.client is None else {
-            f["cid"]: f["text"] for f in self.client.pending()}
 
     def _frame(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]

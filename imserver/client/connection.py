@@ -374,6 +374,8 @@ class ChatClient:
                     self.token = token
                     outcome = _Outcome(cause=Cause.CLOSE, message=outcome.message,
                                        opened_at=outcome.opened_at)
+                if self._closing:  # close() came while the refresh was awaited
+                    return
                 if outcome.stop is not None:
                     self._stop(outcome.stop, outcome.message)
                     return
@@ -390,7 +392,7 @@ class ChatClient:
                 if delay is None:
                     delay = backoff_delay(self._attempt, self.policy, self._random)
                 self._set_state(State.WAITING, cause=cause, delay=delay)
-                self._wake = asyncio.Event()
+                self._wake = asyncio.Event()  # no await since _closing was read: close() sets it
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
                 self._wake = None
