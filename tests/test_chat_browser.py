@@ -4,10 +4,20 @@ Two users chat in a room and by direct message; the server is killed with
 SIGKILL and restarted while a message waits in the outbox; messages sent while
 a page is away (offline, or the server restarted while the page waits) are
 recovered once each, in order; an operator disconnect
-(4003) stops reconnection until the user clicks Reconnect; the status and the
-reconnect toast are shown during an outage; text from the network stays text;
-the page works on a phone-sized screen. A screenshot of the chat is saved for
-the README.
+(4003) stops reconnection until the user clicks Reconnect, with the composer
+and the member list disabled meanwhile; the status and the reconnect toast
+are shown during an outage, without hiding the newest message; after giving
+up, the page comes back when the network does or the page is shown again;
+text from the network stays text, and its links are safe links; the page
+works on a phone-sized screen, from the keyboard too.
+
+The conversations: unread badges cleared by reading on another device of the
+same user; who is typing, shown to the others only; edits and deletions seen
+live and after a reconnect; the room directory, a private room refused to an
+outsider, its owner inviting and removing; a muted message not sent again; a
+text too long refused before sending; a ban refused at login with its reason.
+axe-core finds no serious or critical violation in light or dark mode. A
+screenshot of the chat is saved for the README.
 
 Sync Playwright only (no gen_test here, see /work/shared/TESTING.md). Every
 test has its own server process (it starts in a fraction of a second); one
@@ -21,17 +31,19 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sqlite3
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, WebSocket, expect
 
 from imserver.testing import ServerProcess, SyncClient, login
+from tests.axe import severe_violations
 from tests.browser import launch_chromium, screenshot_path, watch_csp
 
 pytestmark = pytest.mark.browser
@@ -79,6 +91,12 @@ def admin(server: ServerProcess, path: str, body: dict[str, Any] | None = None) 
 def connections_of(server: ServerProcess, name: str) -> list[str]:
     """The ids of the live connections of the user named `name`, from the admin API."""
     return [c["id"] for c in admin(server, "clients") if c["name"] == name]
+
+
+def user_id_of(server: ServerProcess, name: str) -> str:
+    """The user id of the connected user named `name`, from the admin API."""
+    [user] = {c["user"] for c in admin(server, "clients") if c["name"] == name}
+    return str(user)
 
 
 def wait_until(page: Page, condition: Callable[[], Any], message: str, timeout: float = 5.0) -> Any:
@@ -187,6 +205,44 @@ class ChatPage:
     def member(self, name: str) -> Locator:
         return self.page.locator(f'[data-testid="member"][data-name="{name}"]')
 
+    def room(self, name: str) -> Locator:
+        """The sidebar item of room `name`."""
+        return self.page.locator(f'[data-testid="room-item"][data-name="{name}"]')
+
+    def dm(self, name: str) -> Locator:
+        """The sidebar item of the direct conversation with the user named `name`."""
+        return self.page.locator(f'[data-testid="dm-item"][data-name="{name}"]')
+
+    def open(self, item: Locator, title: str) -> None:
+        """Opens the conversation of a sidebar item and waits until it is shown."""
+        item.locator(".conv-open").click()
+        expect(self.by("conversation-title")).to_have_text(title)
+
+    def join(self, room: str) -> None:
+        """Joins `room` with the sidebar's form; it is then shown."""
+        self.by("room-input").fill(room)
+        self.by("room-join").click()
+        expect(self.by("conversation-title")).to_have_text(f"#{room}")
+
+    def edit(self, text: str, new_text: str) -> Locator:
+        """Edits my message `text` to `new_text` with its Edit button; returns its row."""
+        row = self.expect_once(text)
+        row.get_by_test_id("message-edit").click()
+        row.get_by_test_id("message-editor-input").fill(new_text)
+        row.get_by_test_id("message-editor-input").press("Enter")
+        return self.expect_once(new_text)
+
+    def message(self, other: str, text: str) -> None:
+        """Sends `text` to the member named `other` of the room shown, by direct message."""
+        self.member(other).get_by_role("button").click()
+        expect(self.by("conversation-title")).to_have_text(f"@{other}")
+        self.send(text)
+
+    def type_in(self, room: str, text: str) -> None:
+        """Types `text` (without sending it) in `room`."""
+        self.open(self.room(room), f"#{room}")
+        self.by("composer-input").press_sequentially(text)
+
     def send(self, text: str) -> None:
         """Types `text` into the composer and presses Enter."""
         self.by("composer-input").fill(text)
@@ -255,10 +311,18 @@ def client_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, client_settings: dict[str, Any]) -> Iterator[ServerProcess]:
+def limits_settings() -> dict[str, Any]:
+    """Overrides of the `limits` section; a test may parametrize this."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path: Path, client_settings: dict[str, Any],
+           limits_settings: dict[str, Any]) -> Iterator[ServerProcess]:
     """A fresh server process, stopped (and its log checked) after the test."""
     settings = {section: dict(values) for section, values in SETTINGS.items()}
     settings["client"].update(client_settings)
+    settings["limits"] = dict(limits_settings)
     proc = ServerProcess(tmp_path, settings).start()
     yield proc
     proc.stop()
@@ -266,20 +330,42 @@ def server(tmp_path: Path, client_settings: dict[str, Any]) -> Iterator[ServerPr
     assert "Traceback" not in log, log
 
 
-@pytest.fixture
-def chat(browser: Browser, server: ServerProcess) -> Iterator[Callable[..., ChatPage]]:
-    """chat(name, **context_options) -> a logged-in ChatPage; checks for page errors and dialogs."""
-    pages: list[ChatPage] = []
+class Chats:
+    """Opens chat pages: `chat(name, **context_options)` logs a user in (a browser
+    context of its own); `chat.device(page)` opens another device of the same user
+    (another context, with the first one's session cookie)."""
 
-    def open_chat(name: str, **options: Any) -> ChatPage:
-        chat_page = ChatPage(browser, server, name, **options)
-        pages.append(chat_page)
+    def __init__(self, browser: Browser, server: ServerProcess) -> None:
+        self.browser = browser
+        self.server = server
+        self.pages: list[ChatPage] = []
+
+    def __call__(self, name: str, **options: Any) -> ChatPage:
+        chat_page = ChatPage(self.browser, self.server, name, **options)
+        self.pages.append(chat_page)
         return chat_page.login()
 
-    yield open_chat
-    for chat_page in pages:
+    def device(self, of: ChatPage, **options: Any) -> ChatPage:
+        chat_page = ChatPage(self.browser, self.server, of.name, **options)
+        self.pages.append(chat_page)
+        url = f"http://{self.server.host}/"
+        chat_page.context.add_cookies(
+            [{"name": c["name"], "value": c["value"], "url": url} for c in of.context.cookies()])
+        chat_page.page.goto(f"http://{self.server.host}/")
+        expect(chat_page.by("whoami")).to_have_text(of.name)
+        chat_page.expect_connected()
+        return chat_page
+
+
+@pytest.fixture
+def chat(browser: Browser, server: ServerProcess) -> Iterator[Chats]:
+    """chat(name, **context_options) -> a logged-in ChatPage (see Chats); checks for
+    page errors and dialogs."""
+    chats = Chats(browser, server)
+    yield chats
+    for chat_page in chats.pages:
         chat_page.close()
-    for chat_page in pages:
+    for chat_page in chats.pages:
         assert not chat_page.errors, f"{chat_page.name}: page errors {chat_page.errors}"
         assert not chat_page.dialogs, f"{chat_page.name}: dialogs {chat_page.dialogs}"
 
@@ -492,6 +578,12 @@ def test_operator_disconnect_stops_reconnecting_until_the_user_reconnects(
     expect(bob.by("reconnect")).to_be_visible()
     expect(bob.status).to_have_attribute("data-state", "stopped")
     expect(bob.by("toast")).to_be_hidden()
+    # Nothing can be queued as "Sending…", and no stale presence is shown: the page says why.
+    expect(bob.by("composer-input")).to_be_disabled()
+    expect(bob.by("composer-send")).to_be_disabled()
+    expect(bob.by("composer-input")).to_have_attribute("placeholder", re.compile("operator"))
+    expect(bob.by("member-list").locator('[data-testid="member"]')).to_have_count(0)
+    expect(bob.by("members-note")).to_contain_text("Disconnected by an operator")
 
     assert bob.page.locator('[data-testid="kicked-reason"] b').count() == 0
 
@@ -514,6 +606,9 @@ def test_operator_disconnect_stops_reconnecting_until_the_user_reconnects(
     bob.by("reconnect").click()
     bob.expect_connected()
     expect(bob.by("kicked")).to_be_hidden()
+    expect(bob.by("composer-input")).to_be_enabled()
+    expect(bob.member("bob")).to_have_count(1)
+    expect(bob.by("members-note")).to_be_hidden()
     assert len(bob.sockets) == sockets + 1
     [new_id] = wait_until(bob.page, lambda: connections_of(server, "bob"), "bob did not come back")
     assert new_id != conn_id
@@ -603,6 +698,8 @@ def test_a_phone_sized_screen_is_usable(chat: Callable[..., ChatPage]) -> None:
         assert width[0] <= width[1], f"the page scrolls sideways: {width}"
 
     no_sideways_scroll()
+    # After login the keyboard is in the composer.
+    expect(mia.by("composer-input")).to_be_focused()
     # The side panels are drawers, closed; the composer is on screen.
     expect(mia.by("composer-input")).to_be_in_viewport()
     expect(mia.by("composer-send")).to_be_in_viewport()
@@ -615,12 +712,16 @@ def test_a_phone_sized_screen_is_usable(chat: Callable[..., ChatPage]) -> None:
     expect(row).to_be_in_viewport()
     no_sideways_scroll()
 
-    # The drawers open and close by touch.
+    # The drawers open and close by touch; their toggles say whether they are open.
+    for toggle in ("rooms-toggle", "members-toggle"):
+        expect(mia.by(toggle)).to_have_attribute("aria-expanded", "false")
     mia.by("rooms-toggle").tap()
+    expect(mia.by("rooms-toggle")).to_have_attribute("aria-expanded", "true")
     expect(page.locator("#sidebar")).to_be_in_viewport()
-    expect(page.locator('[data-testid="room-item"][data-name="general"]')).to_be_in_viewport()
+    expect(mia.room("general")).to_be_in_viewport()
     mia.by("scrim").tap(position={"x": PHONE["width"] - 20, "y": 300})
     expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    expect(mia.by("rooms-toggle")).to_have_attribute("aria-expanded", "false")
     mia.by("members-toggle").tap()
     expect(mia.member("mia")).to_be_in_viewport()
     mia.by("scrim").tap(position={"x": 20, "y": 300})
@@ -628,20 +729,40 @@ def test_a_phone_sized_screen_is_usable(chat: Callable[..., ChatPage]) -> None:
     expect(mia.by("composer-input")).to_be_in_viewport()
     no_sideways_scroll()
 
+    # From the keyboard: an opened drawer takes the focus, Escape gives it back to its toggle.
+    for toggle, drawer in (("rooms-toggle", "#sidebar"), ("members-toggle", "#members")):
+        mia.by(toggle).focus()
+        page.keyboard.press("Enter")
+        expect(mia.by(toggle)).to_have_attribute("aria-expanded", "true")
+        page.wait_for_function("d => document.querySelector(d).contains(document.activeElement)", arg=drawer)
+        page.keyboard.press("Escape")
+        expect(mia.by(toggle)).to_have_attribute("aria-expanded", "false")
+        expect(mia.by(toggle)).to_be_focused()
+        expect(page.locator(drawer)).not_to_be_in_viewport()
+    # A closed drawer is out of the tab order: Tab from the composer never lands in one.
+    mia.by("composer-input").focus()
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        assert page.evaluate("!document.activeElement.closest('#sidebar, #members')"), \
+            page.evaluate("document.activeElement.outerHTML")
 
-def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage], tmp_path: Path) -> None:
+
+def test_screenshot_of_the_chat_for_the_readme(chat: Chats, tmp_path: Path) -> None:
     alice = chat("alice", viewport=DESKTOP)
     bob = chat("bob", viewport=DESKTOP)
-    # A second room in the sidebar; then back to #general.
-    alice.by("room-input").fill("design")
-    alice.by("room-join").click()
-    expect(alice.by("conversation-title")).to_have_text("#design")
-    alice.page.locator('[data-testid="room-item"][data-name="general"] .conv-open').click()
-    expect(alice.by("conversation-title")).to_have_text("#general")
+    # Two more rooms in the sidebar (one private); then back to #general.
+    alice.join("design")
+    alice.by("browse-rooms").click()
+    alice.by("create-name").fill("launch")
+    alice.by("create-topic").fill("the launch plan")
+    alice.by("create-private").check()
+    alice.by("create-submit").click()
+    expect(alice.by("conversation-title")).to_have_text("#launch")
+    alice.open(alice.room("general"), "#general")
 
     conversation = [
         (alice, "Morning Bob! Did the deploy go out last night?"),
-        (bob, "It did, around 23:00. No errors so far."),
+        (bob, "It did, around 23:00. No errors so far: https://status.example.com"),
         (alice, "Great. I killed the server on purpose this morning to test reconnects."),
         (alice, "The page came back by itself and my queued message went out once."),
         (bob, "Nice, exactly what we wanted. Lunch at 12?"),
@@ -650,10 +771,17 @@ def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage], tm
     for sender, text in conversation:
         sender.send(text)
         alice.expect_once(text)
-    # A direct message waiting for alice, with its unread badge.
-    bob.member("alice").get_by_role("button").click()
-    bob.send("Can you review my pull request after lunch?")
-    expect(alice.page.locator('[data-testid="dm-item"][data-name="bob"]').get_by_test_id("unread")).to_have_text("1")
+    # One of alice's messages, edited.
+    edited = alice.edit("Sounds good, see you there.", "Sounds good, see you at the usual place.")
+    expect(edited.get_by_test_id("message-edited")).to_be_visible()
+    # Unread badges: bob's message in #design, and a direct message waiting for alice.
+    bob.join("design")
+    bob.send("I put the mockups in the shared folder.")
+    expect(alice.room("design").get_by_test_id("unread")).to_have_text("1")
+    bob.message("alice", "Can you review my pull request after lunch?")
+    expect(alice.dm("bob").get_by_test_id("unread")).to_have_text("1")
+    bob.type_in("general", "On my way")
+    expect(alice.by("typing")).to_have_text("bob is typing…")
 
     expect(alice.member("bob")).to_be_visible()
     expect(alice.member("alice")).to_be_visible()
@@ -663,3 +791,372 @@ def test_screenshot_of_the_chat_for_the_readme(chat: Callable[..., ChatPage], tm
     path = screenshot_path("chat.png", tmp_path)
     alice.page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
+
+
+# ---- the page, as a new user found it -------------------------------------------
+
+@pytest.mark.parametrize("client_settings", [SLOW_BACKOFF], ids=["slow-backoff"])
+def test_the_reconnect_toast_never_hides_the_newest_message(
+        server: ServerProcess, chat: Chats) -> None:
+    alice = chat("alice")
+    # More than the list shows at once (tall messages: the rate limit allows few at a time).
+    texts = ["\n".join(f"message {m}, line {n}" for n in range(6)) for m in range(8)]
+    say_from_outside(server, "carol", ROOM, texts)
+    alice.expect_once(texts[-1])
+    assert alice.page.evaluate(
+        "(s => s.scrollHeight > s.clientHeight)(document.querySelector('[data-testid=message-scroller]'))")
+
+    server.kill()
+    expect(alice.by("toast")).to_be_visible()
+    # The newest message is whole in the list's box, and the toast is not over it.
+    alice.page.wait_for_function("""() => {
+      const box = (el) => el.getBoundingClientRect();
+      const rows = document.querySelectorAll('[data-testid="message-list"] > [data-testid="message"]');
+      const last = box(rows[rows.length - 1]);
+      const list = box(document.querySelector('[data-testid="message-scroller"]'));
+      const toast = box(document.querySelector('[data-testid="toast"]'));
+      return !document.querySelector('[data-testid="toast"]').hidden
+        && last.bottom <= list.bottom + 1 && last.top >= list.top
+        && (toast.top >= last.bottom - 1 || toast.bottom <= last.top + 1);
+    }""", timeout=2_000)
+
+
+GIVE_UP_FAST: dict[str, Any] = {
+    "reconnect_attempts": 2, "reconnect_base_seconds": 0.1, "reconnect_cap_seconds": 0.2}
+
+
+@pytest.mark.parametrize("client_settings", [GIVE_UP_FAST], ids=["two-attempts"])
+@pytest.mark.parametrize("signal", ["online", "visible"])
+def test_after_giving_up_the_page_comes_back_when_the_browser_says_so(
+        server: ServerProcess, chat: Chats, signal: str) -> None:
+    alice = chat("alice")
+    server.kill()
+    expect(alice.by("gave-up")).to_be_visible()
+    expect(alice.by("gave-up-text")).to_have_text("Could not reconnect after 2 attempts.")
+    server.start()
+    sockets = len(alice.sockets)
+    if signal == "online":  # the network comes back
+        alice.context.set_offline(True)
+        alice.context.set_offline(False)
+    else:  # the user comes back to the tab
+        alice.page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    alice.expect_connected()
+    expect(alice.by("gave-up")).to_be_hidden()
+    assert len(alice.sockets) == sockets + 1, alice.sockets[sockets:]
+    alice.send("back by myself")
+    alice.expect_once("back by myself")
+
+
+@pytest.mark.parametrize("limits_settings", [{"max_text_chars": 50}], ids=["50-chars"])
+def test_a_text_too_long_is_refused_before_sending_and_kept(chat: Chats) -> None:
+    alice = chat("alice")
+    composer = alice.by("composer-input")
+    expect(alice.by("counter")).to_be_hidden()
+    composer.fill("x" * 45)
+    expect(alice.by("counter")).to_have_text("5 characters left")
+    too_long = "y" * 60
+    composer.fill(too_long)
+    expect(alice.by("counter")).to_have_text("10 characters too many (limit 50)")
+    expect(composer).to_have_attribute("aria-invalid", "true")
+    composer.press("Enter")
+    expect(alice.by("flash")).to_contain_text("Too long to send")
+    expect(composer).to_have_value(too_long)  # kept, to be shortened
+    expect(alice.rows).to_have_count(0)  # nothing sent, nothing struck through
+    composer.fill("😀" * 50)  # counted as the server counts: 50, not 100
+    expect(alice.by("counter")).to_have_text("0 characters left")
+    composer.press("Enter")
+    alice.expect_once("😀" * 50)
+    expect(alice.by("counter")).to_be_hidden()
+
+
+def test_links_in_messages_are_safe_links(chat: Chats) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    text = "the guide: https://example.com/guide?x=1, not javascript:alert(1) nor <a href=x>this</a>"
+    alice.send(text)
+    row = bob.expect_once(text, sender="alice")
+    link = row.locator(".message-text a")
+    expect(link).to_have_count(1)
+    expect(link).to_have_text("https://example.com/guide?x=1")
+    expect(link).to_have_attribute("href", "https://example.com/guide?x=1")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(link).to_have_attribute("target", "_blank")
+    assert row.locator(".message-text *").count() == 1  # the markup in the text stays text
+
+
+def test_a_ban_refused_at_login_shows_its_reason(
+        browser: Browser, server: ServerProcess, chat: Chats) -> None:
+    alice = chat("alice")
+    ban = {"reason": "spamming the room", "seconds": 3600}
+    admin(server, f"users/{user_id_of(server, 'alice')}/ban", ban)
+    expect(alice.by("kicked")).to_be_visible()
+    again = ChatPage(browser, server, "alice")
+    try:
+        again.page.goto(f"http://{server.host}/")
+        again.by("login-name").fill("alice")
+        again.by("login-submit").click()
+        expect(again.by("login-error")).to_have_text(
+            re.compile(r"^You are banned from this chat until .+\. Reason: spamming the room$"))
+        expect(again.by("chat-view")).to_be_hidden()
+    finally:
+        again.close()
+
+
+# ---- conversations ----------------------------------------------------------------
+
+def test_reading_on_one_device_clears_the_badge_on_the_other(chat: Chats) -> None:
+    laptop = chat("alice")
+    bob = chat("bob")
+    laptop.join("random")
+    laptop.open(laptop.room("general"), "#general")
+    phone = chat.device(laptop)  # alice's other device: her rooms come with her
+    expect(phone.room("random")).to_have_count(1)
+    expect(phone.by("conversation-title")).to_have_text("#general")
+
+    bob.join("random")
+    bob.send("first in random")
+    bob.send("second in random")
+    for device in (laptop, phone):
+        expect(device.room("random").get_by_test_id("unread")).to_have_text("2")
+    # The counts are the server's: a reload shows them again.
+    phone.page.reload()
+    phone.expect_connected()
+    expect(phone.room("random").get_by_test_id("unread")).to_have_text("2")
+    expect(phone.by("conversation-title")).to_have_text("#general")
+
+    # Reading on the laptop clears the badge on the phone.
+    laptop.open(laptop.room("random"), "#random")
+    laptop.expect_once("second in random")
+    expect(laptop.room("random").get_by_test_id("unread")).to_have_count(0)
+    expect(phone.room("random").get_by_test_id("unread")).to_have_count(0)
+
+    # The same for a direct message, read on the phone.
+    bob.message("alice", "just for you")
+    for device in (laptop, phone):
+        expect(device.dm("bob").get_by_test_id("unread")).to_have_text("1")
+    phone.open(phone.dm("bob"), "@bob")
+    phone.expect_once("just for you")
+    expect(laptop.dm("bob").get_by_test_id("unread")).to_have_count(0)
+
+
+def test_who_is_typing_is_shown_to_the_others_only(chat: Chats) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    carol = chat("carol")
+    alice_phone = chat.device(alice)
+    alice.by("composer-input").press_sequentially("hel")
+    expect(bob.by("typing")).to_have_text("alice is typing…")
+    carol.by("composer-input").press_sequentially("hm")
+    expect(bob.by("typing")).to_have_text("alice and carol are typing…")
+    # Never to the typist: not on her page, not on her other device.
+    for page in (alice, alice_phone):
+        expect(page.by("typing")).to_have_text("carol is typing…")
+    # Sending ends it; so does clearing the text.
+    alice.by("composer-input").press_sequentially("lo")
+    alice.by("composer-input").press("Enter")
+    bob.expect_once("hello")
+    expect(bob.by("typing")).to_have_text("carol is typing…")
+    carol.by("composer-input").fill("")
+    expect(bob.by("typing")).to_have_text("")
+    expect(alice.by("typing")).to_have_text("")
+
+    # In a direct conversation: shown in that conversation only.
+    bob.message("alice", "psst")
+    alice.open(alice.dm("bob"), "@bob")
+    alice.by("composer-input").press_sequentially("yes?")
+    expect(bob.by("typing")).to_have_text("alice is typing…")
+    bob.open(bob.room("general"), "#general")
+    expect(bob.by("typing")).to_have_text("")
+
+
+def test_edits_and_deletions_are_seen_live_and_after_a_reconnect(
+        server: ServerProcess, chat: Chats) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    alice.send("helo wrld")
+    alice.send("a second thought")
+    bob.expect_once("a second thought")
+    bob.send("hi")
+    theirs = alice.expect_once("hi")
+    expect(theirs.get_by_test_id("message-edit")).to_have_count(0)  # only one's own messages
+
+    # Edit from the keyboard: the Edit button, then the editor.
+    row = alice.expect_once("helo wrld")
+    row.get_by_test_id("message-edit").focus()
+    alice.page.keyboard.press("Enter")
+    editor = row.get_by_test_id("message-editor-input")
+    expect(editor).to_be_focused()
+    editor.fill("hello world")
+    editor.press("Enter")
+    for page in (alice, bob):
+        edited = page.expect_once("hello world")
+        expect(edited.get_by_test_id("message-edited")).to_have_text("(edited)")
+        expect(page.rows_with("helo wrld")).to_have_count(0)
+
+    # While bob is away: another edit, and a deletion; his recovery (join with since) brings both.
+    bob.context.set_offline(True)
+    wait_until(bob.page, lambda: not connections_of(server, "bob"), "bob is still connected")
+    row = alice.expect_once("hello world")
+    row.get_by_test_id("message-edit").click()
+    row.get_by_test_id("message-editor-input").fill("hello, world")
+    row.get_by_test_id("message-save").click()  # the button, this time
+    alice.expect_once("hello, world")
+    second = alice.expect_once("a second thought")
+    second.get_by_test_id("message-delete").click()
+    second.get_by_test_id("message-confirm-delete").click()
+    expect(alice.rows_with("message deleted")).to_have_count(1)
+    expect(alice.rows_with("message deleted").get_by_test_id("message-edit")).to_have_count(0)
+
+    bob.context.set_offline(False)
+    bob.expect_connected()
+    expect(bob.rows_with("hello, world").get_by_test_id("message-edited")).to_be_visible()
+    deleted = bob.rows_with("message deleted")
+    expect(deleted).to_have_count(1)
+    expect(deleted).to_have_attribute("data-deleted", "true")
+    expect(bob.rows_with("a second thought")).to_have_count(0)
+    # A page that never saw the messages gets their latest versions.
+    fresh = chat.device(bob)
+    fresh.expect_once("hello, world")
+    expect(fresh.rows_with("message deleted")).to_have_count(1)
+    assert [t for _, t in fresh.shown()] == ["hello, world", "message deleted", "hi"]
+
+    # A direct message is edited the same way.
+    alice.message("bob", "in private")
+    alice.edit("in private", "in private, edited")
+    bob.open(bob.dm("alice"), "@alice")
+    expect(bob.expect_once("in private, edited").get_by_test_id("message-edited")).to_be_visible()
+
+
+def test_the_room_directory_and_a_private_room_with_its_owner(chat: Chats) -> None:
+    alice = chat("alice")
+    bob = chat("bob")
+    alice.by("browse-rooms").click()
+    directory = alice.by("directory")
+    expect(directory).to_be_visible()
+    general = directory.locator('[data-testid="directory-room"][data-room="general"]')
+    expect(general.get_by_test_id("directory-members")).to_have_text("2 members")
+    expect(general.get_by_test_id("directory-join")).to_have_text("Open")
+
+    # A private room, created from the directory.
+    alice.by("create-name").fill("design")
+    alice.by("create-topic").fill("the new logo")
+    alice.by("create-private").check()
+    alice.by("create-submit").click()
+    expect(directory).to_be_hidden()
+    expect(alice.by("conversation-title")).to_have_text("#design")
+    expect(alice.by("topic")).to_have_text("Private room · the new logo")
+    alice.send("sketches coming")
+
+    # Not for bob: refused, and said why.
+    bob.by("room-input").fill("design")
+    bob.by("room-join").click()
+    expect(bob.by("flash")).to_have_text("#design is a private room: only members it invited can join.")
+    expect(bob.room("design")).to_have_count(0)
+    expect(bob.by("conversation-title")).to_have_text("#general")
+
+    # Its owner invites him: the room appears, and he reads it.
+    alice.by("invite-input").fill("bob")
+    alice.by("invite-submit").click()
+    expect(alice.by("flash")).to_have_text("Invited bob to #design.")
+    expect(bob.room("design")).to_have_count(1)
+    expect(bob.by("flash")).to_have_text("alice invited you to #design.")
+    bob.open(bob.room("design"), "#design")
+    bob.expect_once("sketches coming", sender="alice")
+    expect(bob.by("invite-form")).to_be_hidden()  # only the owner invites and removes
+
+    # And removes him.
+    expect(alice.member("bob")).to_have_count(1)
+    alice.member("bob").get_by_test_id("member-remove").click()
+    expect(bob.by("flash")).to_have_text("You were removed from #design.")
+    expect(bob.room("design")).to_have_count(0)
+    expect(bob.by("conversation-title")).to_have_text("#general")
+
+    # The directory lists a public room with its topic; joining from it opens it.
+    alice.by("browse-rooms").click()
+    alice.by("create-name").fill("lobby")
+    alice.by("create-topic").fill("say hi")
+    alice.by("create-submit").click()
+    expect(alice.by("conversation-title")).to_have_text("#lobby")
+    bob.by("browse-rooms").click()
+    lobby = bob.page.locator('[data-testid="directory-room"][data-room="lobby"]')
+    expect(lobby.get_by_test_id("directory-topic")).to_have_text("say hi")
+    expect(lobby.get_by_test_id("directory-members")).to_have_text("1 member")
+    expect(bob.page.locator('[data-testid="directory-room"][data-room="design"]')).to_have_count(0)
+    lobby.get_by_test_id("directory-join").click()
+    expect(bob.by("directory")).to_be_hidden()
+    expect(bob.by("conversation-title")).to_have_text("#lobby")
+    expect(bob.member("alice")).to_have_count(1)
+
+
+def test_a_muted_message_shows_the_reason_and_is_not_sent_again(
+        server: ServerProcess, chat: Chats) -> None:
+    alice = chat("alice")
+    says: list[str] = []
+
+    def watch(socket: WebSocket) -> None:
+        def sent(payload: str | bytes) -> None:
+            if isinstance(payload, str) and '"type":"say"' in payload:
+                says.append(payload)
+        socket.on("framesent", sent)
+
+    alice.page.on("websocket", watch)
+    alice.page.reload()  # the socket opened after the listener
+    alice.expect_connected()
+    # An operator's mute, as the store keeps it.
+    with sqlite3.connect(server.workdir / "data" / "imserver.db") as db:
+        db.execute("INSERT INTO mutes (room, user_id, reason, until, muted_by, muted_at)"
+                   " VALUES (?, ?, ?, NULL, 'test', ?)",
+                   (ROOM, user_id_of(server, "alice"), "calm down a little", time.time()))
+    alice.send("can I talk?")
+    row = alice.rows_with("can I talk?")
+    expect(row.locator(".message-marker")).to_have_text("Not sent (muted)")
+    expect(row.locator(".message-error")).to_contain_text("calm down a little")
+    expect(alice.by("flash")).to_contain_text("calm down a little")
+    alice.page.wait_for_timeout(2_500)  # past the resend delay (2 s) of a passing refusal
+    assert len(says) == 1, says
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_accessibility_violations(
+        browser: Browser, server: ServerProcess, chat: Chats, scheme: Literal["light", "dark"]) -> None:
+    """axe-core on the login page, and on the chat with what it can show at once."""
+    def check(page: ChatPage, what: str) -> None:
+        found = severe_violations(page.page)
+        assert not found, f"{scheme}, {what}: {json.dumps(found, indent=1)}"
+
+    login = ChatPage(browser, server, "nobody", bypass_csp=True)  # axe is an inline script
+    try:
+        login.page.emulate_media(color_scheme=scheme)
+        login.page.goto(f"http://{server.host}/")
+        expect(login.by("login-form")).to_be_visible()
+        check(login, "login")
+    finally:
+        login.close()
+
+    alice = chat("alice", bypass_csp=True)
+    bob = chat("bob", bypass_csp=True)
+    alice.page.emulate_media(color_scheme=scheme)
+    bob.send("the guide is at https://example.com/guide")
+    alice.send("helo")
+    alice.edit("helo", "hello")
+    bob.message("alice", "a word in private")
+    expect(alice.dm("bob").get_by_test_id("unread")).to_have_text("1")
+    bob.type_in("general", "typing")
+    expect(alice.by("typing")).to_have_text("bob is typing…")
+    check(alice, "chat")
+
+    alice.by("browse-rooms").click()
+    expect(alice.by("directory-list").locator('[data-testid="directory-room"]')).to_have_count(1)
+    check(alice, "room directory")
+    alice.by("directory-close").click()
+
+    for action, what in (("message-edit", "the editor"),
+                         ("message-delete", "the question before a deletion")):
+        alice.expect_once("hello").get_by_test_id(action).click()
+        check(alice, what)
+        alice.page.keyboard.press("Escape")
+
+    alice.context.set_offline(True)
+    alice.send("pending while offline")
+    expect(alice.rows_with("pending while offline")).to_have_attribute("data-pending", "true")
+    check(alice, "a pending message, offline")

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,15 @@ def test_the_page_takes_its_reconnect_settings_from_the_server(
     assert len(report["delays"]) == r["attempts"]
     for delay, ceiling in zip(report["delays"], ceilings, strict=True):
         assert ceiling * 0.999 <= delay < ceiling, (delay, ceiling)
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_text_chars": 77}], ids=["defaults", "custom"])
+def test_the_page_is_told_the_text_limit(tmp_path: Path, limits: dict[str, Any]) -> None:
+    """The page counts toward `limits.max_text_chars` and refuses a longer text itself."""
+    server = ServerProcess(tmp_path, {"limits": limits} if limits else {}).start()
+    try:
+        with urllib.request.urlopen(f"http://{server.host}/api/client-config", timeout=5) as response:
+            served = json.load(response)
+    finally:
+        server.stop()
+    assert served["limits"] == {"max_text_chars": limits.get("max_text_chars", 4000)}

@@ -32,7 +32,8 @@ def test_a_say_after_leave_is_refused_not_stored_and_not_sent():
         await core.settle()
         assert wire(alice).frames[-2:] == [
             {"type": "left", "room": "r"},
-            {"type": "error", "code": "not_in_room", "message": "join r before sending to it", "cid": "c1"}]
+            {"type": "error", "code": "not_in_room", "message": "join r before sending to it", "cid": "c1",
+             "room": "r"}]
         assert texts(bob) == []
         assert await core.stored() == 0
         assert presence(bob)[-1] == ([], ["alice"])
@@ -48,7 +49,8 @@ def test_leave_of_a_room_not_joined_is_an_error_and_changes_nothing():
         core.do(bob, {"type": "join", "room": "r"})
         await core.settle()
         core.do(alice, {"type": "leave", "room": "r"})
-        assert wire(alice).take() == [{"type": "error", "code": "not_in_room", "message": "not in room r"}]
+        assert wire(alice).take() == [{"type": "error", "code": "not_in_room", "message": "not in room r",
+                                       "room": "r"}]
         assert core.hub.rooms["r"].members == {"bob": 1}
         assert core.metrics.registry.get_sample_value(
             "imserver_protocol_errors_total", {"code": "not_in_room"}) == 1
@@ -207,7 +209,7 @@ def test_rooms_per_connection_are_limited_but_a_rejoin_is_not_a_new_room():
         kinds = [f["type"] for f in frames if f["type"] != "presence"]
         assert kinds == ["error", "joined", "joined", "joined"]
         assert frames[0] == {"type": "error", "code": "bad_request",
-                             "message": "at most 2 rooms per connection"}
+                             "message": "at most 2 rooms per connection", "room": "c"}
         assert alice.rooms == {"a", "b"}
         await core.aclose()
 
@@ -233,7 +235,8 @@ def test_a_failed_write_is_answered_unavailable_and_nobody_gets_the_message(tmp_
         core.do(alice, {"type": "say", "room": "r", "text": "lost", "cid": "c9"})
         await core.settle()
         assert wire(alice).frames[-1] == {"type": "error", "code": "unavailable",
-                                          "message": "message store unavailable, try again", "cid": "c9"}
+                                          "message": "message store unavailable, try again", "cid": "c9",
+                                          "room": "r"}
         assert texts(bob) == []
         assert core.metrics.registry.get_sample_value(
             "imserver_protocol_errors_total", {"code": "unavailable"}) == 1
@@ -257,7 +260,7 @@ def test_a_failed_read_is_answered_unavailable_and_the_join_does_not_happen(tmp_
         core.do(alice, {"type": "join", "room": "r"})
         await core.settle()
         assert wire(alice).frames == [{"type": "error", "code": "unavailable",
-                                       "message": "message store unavailable, try again"}]
+                                       "message": "message store unavailable, try again", "room": "r"}]
         assert "r" not in core.hub.rooms
         await core.aclose()
 

@@ -170,9 +170,10 @@ class Hub:
         self.metrics.frames.delivered += sent
         return sent
 
-    def error(self, conn: Connection, code: str, message: str, cid: str | None = None) -> None:
+    def error(self, conn: Connection, code: str, message: str, cid: str | None = None, *,
+              room: str | None = None) -> None:
         self.metrics.errors.labels(code).inc()
-        self.send(conn, p.error_frame(code, message, cid))
+        self.send(conn, p.error_frame(code, message, cid, room))
 
     # --- commands ---
 
@@ -184,7 +185,7 @@ class Hub:
         """The token's claim and the application's say on a room: False (refused, and
         answered), True (allowed), or a future that fails with Refused if it is not."""
         if not conn.allowed_in(room):
-            self.error(conn, "forbidden", f"your token does not allow room {room}", cid)
+            self.error(conn, "forbidden", f"your token does not allow room {room}", cid, room=room)
             return False
         check = self.gate.may_read(conn, room) if self.gate is not None else None
         return True if check is None else check
@@ -195,7 +196,8 @@ class Hub:
             return
         if cmd.room not in conn.rooms and len(conn.rooms) >= self.limits.max_rooms_per_connection:
             self.error(conn, "bad_request",
-                       f"at most {self.limits.max_rooms_per_connection} rooms per connection")
+                       f"at most {self.limits.max_rooms_per_connection} rooms per connection",
+                       room=cmd.room)
             return
         # Membership counts for `say` at once; delivery starts when the backlog
         # read has been answered, so nothing falls between backlog and live, and
@@ -225,7 +227,7 @@ class Hub:
             return read() if watched is None or watched.done() else _then(watched, read)
         backlog = start() if allowed is None else _then(allowed, start, carry_failure=True)
         self._when_done(backlog, conn, None,
-                        lambda found: self._send_joined(conn, room, since, found),
+                        lambda found: self._send_joined(conn, room, since, found), room=room.name,
                         always=lambda: self._join_ended(room),
                         refused=lambda: self._refused_join(conn, room.name))
 
@@ -276,7 +278,7 @@ class Hub:
         self.send(conn, p.joined_frame(room.name, sorted(members), members,
                                        found.messages, found.truncated, topic=joined.topic,
                                        private=joined.private, read=joined.read,
-                                       unread=joined.unread))
+                                       unread=joined.unread, owner=joined.owner))
         room.snapshot_sent(conn)
         if feed.delivered is None:
             room.recent_from = found.latest
@@ -288,7 +290,7 @@ class Hub:
 
     def leave(self, conn: Connection, cmd: p.Leave) -> None:
         if cmd.room not in conn.rooms:
-            self.error(conn, "not_in_room", f"not in room {cmd.room}")
+            self.error(conn, "not_in_room", f"not in room {cmd.room}", room=cmd.room)
             return
         conn.rooms.discard(cmd.room)
         self._remove_from_room(conn, cmd.room)
@@ -341,12 +343,13 @@ class Hub:
 
     def say(self, conn: Connection, cmd: p.Say) -> None:
         if cmd.room not in conn.rooms:
-            self.error(conn, "not_in_room", f"join {cmd.room} before sending to it", cmd.cid)
+            self.error(conn, "not_in_room", f"join {cmd.room} before sending to it", cmd.cid,
+                       room=cmd.room)
             return
         started = time.monotonic()
         write = self.store.append_room(conn.user.id, cmd.room, cmd.text, cmd.cid, conn.user.name)
         self._when_done(write, conn, cmd.cid, lambda done: self._said(conn, done, started),
-                        write=True)
+                        write=True, room=cmd.room)
 
     def _said(self, conn: Connection | None, done: Appended, started: float) -> None:
         """A message or an event stored: ack it, and deliver it in its stream."""
@@ -481,7 +484,8 @@ class Hub:
 
     def create(self, conn: Connection, cmd: p.Create) -> None:
         self._when_done(self.store.create_room(conn.user.id, cmd.room, cmd.topic, cmd.private),
-                        conn, None, lambda info: self.send(conn, p.created_frame(info)))
+                        conn, None, lambda info: self.send(conn, p.created_frame(info)),
+                        room=cmd.room)
 
     def invite(self, conn: Connection, cmd: p.Invite) -> None:
         user = self.resolve(cmd.user)
@@ -490,7 +494,8 @@ class Hub:
             self.send(conn, p.invited_frame(cmd.room, user))
             self._to_user(user, {"e": "frame", "frame": p.invitation_frame(
                 info, conn.user.id, conn.user.name)})
-        self._when_done(self.store.invite(conn.user.id, cmd.room, user), conn, None, invited)
+        self._when_done(self.store.invite(conn.user.id, cmd.room, user), conn, None, invited,
+                        room=cmd.room)
 
     def remove(self, conn: Connection, cmd: p.Remove) -> None:
         user = self.resolve(cmd.user)
@@ -498,7 +503,8 @@ class Hub:
         def removed(_: None) -> None:
             self.send(conn, p.removed_frame(cmd.room, user))
             self._to_user(user, {"e": "removed", "room": cmd.room})
-        self._when_done(self.store.remove_member(conn.user.id, cmd.room, user), conn, None, removed)
+        self._when_done(self.store.remove_member(conn.user.id, cmd.room, user), conn, None, removed,
+                        room=cmd.room)
 
     def read(self, conn: Connection, cmd: p.Read) -> None:
         other = self.resolve(cmd.with_user) if cmd.with_user is not None else None
@@ -515,7 +521,8 @@ class Hub:
     def typing(self, conn: Connection, cmd: p.Typing) -> None:
         if cmd.room is not None:
             if cmd.room not in conn.rooms:
-                self.error(conn, "not_in_room", f"join {cmd.room} before typing in it")
+                self.error(conn, "not_in_room", f"join {cmd.room} before typing in it",
+                           room=cmd.room)
                 return
             self.typing_indicators.local(conn, ("room", cmd.room), cmd.typing)
         else:
@@ -550,11 +557,13 @@ class Hub:
     def _event(self, conn: Connection, kind: str, room: str | None, target: int, text: str,
                cid: str | None) -> None:
         if room is not None and room not in conn.rooms:
-            self.error(conn, "not_in_room", f"join {room} before changing its messages", cid)
+            self.error(conn, "not_in_room", f"join {room} before changing its messages", cid,
+                       room=room)
             return
         started = time.monotonic()
         write = self.store.append_event(conn.user.id, kind, target, text, cid, room)
-        self._when_done(write, conn, cid, lambda done: self._said(conn, done, started), write=True)
+        self._when_done(write, conn, cid, lambda done: self._said(conn, done, started), write=True,
+                        room=room)
 
     def refresh(self, conn: Connection, cmd: p.Refresh) -> None:
         if self.gate is None:
@@ -681,7 +690,7 @@ class Hub:
                 return self.store.room_history(conn.user.id, room, cmd.before, limit)
             read = page() if allowed is True else _then(allowed, page, carry_failure=True)
         self._when_done(read, conn, None, lambda page: self.send(conn, p.history_frame(
-            page.messages, page.more, room=cmd.room, with_user=cmd.with_user)))
+            page.messages, page.more, room=cmd.room, with_user=cmd.with_user)), room=cmd.room)
 
     def dm_sync(self, conn: Connection, cmd: p.DmSync) -> None:
         read = self.store.dm_recover(conn.user.id, cmd.since, self.limits.recovery_limit,
@@ -694,16 +703,16 @@ class Hub:
     def _when_done(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
                    then: Callable[[Any], None], *, write: bool = False,
                    always: Callable[[], None] | None = None,
-                   refused: Callable[[], None] | None = None) -> None:
+                   refused: Callable[[], None] | None = None, room: str | None = None) -> None:
         """Run `then(result)` when a store operation is answered, and a connection's
         answers in the order of its commands (the store may answer reads and writes
         in another order). `always` runs after it, whatever the outcome; `refused`
-        when the store refused the operation (its error is sent).
+        when the store refused the operation (its error is sent, naming `room`).
 
         A write's `then` runs even when its sender has gone: the message is
         durable, so the others must get it.
         """
-        answer = _Answer(future, conn, cid, then, write, always, refused)
+        answer = _Answer(future, conn, cid, then, write, always, refused, room)
         queue = self._answers.get(conn)
         if queue is None:
             queue = self._answers[conn] = []
@@ -723,24 +732,25 @@ class Hub:
             del self._answers[conn]
 
     def _answer(self, answer: _Answer) -> None:
-        conn, cid = answer.conn, answer.cid
+        conn, cid, room = answer.conn, answer.cid, answer.room
         try:
             try:
                 result = answer.future.result()
             except UnknownUser as exc:
-                self.error(conn, "unknown_user", str(exc), cid)
+                self.error(conn, "unknown_user", str(exc), cid, room=room)
                 return
             except Refused as exc:
                 if answer.refused is not None:
                     answer.refused()
                 if not conn.closed:
-                    self.error(conn, exc.code, str(exc), cid)
+                    self.error(conn, exc.code, str(exc), cid, room=room)
                 return
             except (StoreError, asyncio.CancelledError) as exc:
                 # The store logs its own trouble once; one line per operation would flood.
                 log.debug("store operation for connection %s failed: %r", conn.id, exc)
                 if not conn.closed:
-                    self.error(conn, "unavailable", "message store unavailable, try again", cid)
+                    self.error(conn, "unavailable", "message store unavailable, try again", cid,
+                               room=room)
                 return
             if answer.write or not conn.closed:
                 answer.then(result)
@@ -754,14 +764,14 @@ class Hub:
 
 class _Answer:
     """A store operation a connection waits on, and what to do with its result."""
-    __slots__ = ("always", "cid", "conn", "future", "ready", "refused", "then", "write")
+    __slots__ = ("always", "cid", "conn", "future", "ready", "refused", "room", "then", "write")
 
     def __init__(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
                  then: Callable[[Any], None], write: bool,
                  always: Callable[[], None] | None,
-                 refused: Callable[[], None] | None) -> None:
+                 refused: Callable[[], None] | None, room: str | None) -> None:
         self.future, self.conn, self.cid, self.then = future, conn, cid, then
-        self.write, self.always, self.refused = write, always, refused
+        self.write, self.always, self.refused, self.room = write, always, refused, room
         self.ready = False
 
 

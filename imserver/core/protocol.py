@@ -498,10 +498,10 @@ def _messages_and_events(items: list[Message]) -> dict[str, list[dict[str, Any]]
 
 def joined_frame(room: str, members: list[str], names: dict[str, str], messages: list[Message],
                  truncated: bool, *, topic: str = "", private: bool = False, read: int = 0,
-                 unread: int = 0) -> dict[str, Any]:
+                 unread: int = 0, owner: str | None = None) -> dict[str, Any]:
     return {"type": "joined", "room": room, "members": members, "names": names,
             **_messages_and_events(messages), "truncated": truncated, "topic": topic,
-            "private": private, "read": read, "unread": unread}
+            "private": private, "owner": owner, "read": read, "unread": unread}
 
 
 def left_frame(room: str, reason: str | None = None) -> dict[str, Any]:
@@ -514,7 +514,7 @@ def left_frame(room: str, reason: str | None = None) -> dict[str, Any]:
 def rooms_frame(rooms: list[RoomInfo]) -> dict[str, Any]:
     return {"type": "rooms", "rooms": [
         {"room": r.room, "topic": r.topic, "members": r.members, "private": r.private,
-         "member": r.member} for r in rooms]}
+         "member": r.member, "owner": r.owner} for r in rooms]}
 
 
 def created_frame(info: RoomInfo) -> dict[str, Any]:
@@ -579,8 +579,12 @@ def bye_frame(reason: str, retry_after: float) -> dict[str, Any]:
     return {"type": "bye", "reason": reason, "retry_after": retry_after}
 
 
-def error_frame(code: str, message: str, cid: str | None = None) -> dict[str, Any]:
+def error_frame(code: str, message: str, cid: str | None = None,
+                room: str | None = None) -> dict[str, Any]:
+    """An error; `room`: the room of the command it answers, when it had one."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if cid is not None:
         frame["cid"] = cid
+    if room is not None:
+        frame["room"] = room
     return frame

@@ -93,6 +93,7 @@ class JoinedRoom:
     read: int
     unread: int
     member: bool = True
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,10 +211,12 @@ class LogoutHandler(SessionHandler):
 
 
 class ClientConfigHandler(JsonHandler):
-    """The browser client's reconnect settings, from config.yaml."""
+    """The browser client's reconnect settings, from config.yaml, and the text limit
+    (so that the page refuses a text too long before sending it)."""
 
-    def initialize(self, client: ClientConfig) -> None:
+    def initialize(self, client: ClientConfig, max_text_chars: int) -> None:
         self.client = client
+        self.max_text_chars = max_text_chars
 
     def get(self) -> None:
         c = self.client
@@ -225,6 +227,7 @@ class ClientConfigHandler(JsonHandler):
                 "stable_after": c.stable_after_seconds, "connect_timeout": c.connect_timeout_seconds,
             },
             "outbox_limit": c.outbox_limit,
+            "limits": {"max_text_chars": self.max_text_chars},
         })
 
 

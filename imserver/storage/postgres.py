@@ -685,9 +685,10 @@ class _Session:
         recovery = await self.room_recover(room, since, limit, page)
         read = found[3]
         if read is None:  # a new member has read everything before it came
-            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False)
+            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False,
+                              owner=found[2])
         unread = (await self.fetch(_UNREAD_IN_ROOM, room, read, user))[0][0]
-        return JoinedRoom(recovery, found[0], found[1], read, unread)
+        return JoinedRoom(recovery, found[0], found[1], read, unread, owner=found[2])
 
     async def add_member(self, user: str, room: str, read: int) -> None:
         # The room's row is locked (lock_streams), inserted if it was not there: a create

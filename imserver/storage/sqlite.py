@@ -358,9 +358,10 @@ class _Database:
         recovery = self.room_recover(room, since, limit, page)
         read = self._read_mark(room, user)
         if read is None:  # a new member has read everything before it came
-            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False)
+            return JoinedRoom(recovery, found[0], found[1], recovery.latest, 0, member=False,
+                              owner=found[2])
         (unread,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
-        return JoinedRoom(recovery, found[0], found[1], read, unread)
+        return JoinedRoom(recovery, found[0], found[1], read, unread, owner=found[2])
 
     def add_member(self, user: str, room: str, read: int) -> None:
         now = time.time()

@@ -26,11 +26,36 @@ async function request(method, path, body) {
   return { status: res.status, ok: res.ok, data };
 }
 
-/** Logs in as guest `name`: {token, user}; throws ApiError (400 bad_name). */
+/** A refused login: an ApiError that keeps the server's whole answer (a ban's reason and end). */
+export class LoginRefused extends ApiError {
+  constructor(status, data) {
+    super(status, data && data.error, data && data.message);
+    this.name = 'LoginRefused';
+    this.reason = (data && typeof data.reason === 'string') ? data.reason : '';
+    this.until = (data && Number.isFinite(data.until)) ? data.until : null;
+  }
+}
+
+/**
+ * Logs in as guest `name`: {token, user}; throws LoginRefused (400
+ * bad_name, 409 name_taken, 403 banned, ...).
+ */
 export async function login(name) {
   const { status, ok, data } = await request('POST', '/api/login', { name });
-  if (!ok) throw new ApiError(status, data && data.error, data && data.message);
+  if (!ok) throw new LoginRefused(status, data);
   return data;
+}
+
+/** What the login form says when a login failed with `err`. */
+export function loginErrorText(err) {
+  if (!(err instanceof ApiError)) return 'Cannot reach the server. Please try again.';
+  if (err.code === 'banned') {
+    const until = err.until === null
+      ? ''
+      : ` until ${new Date(err.until * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}`;
+    return `You are banned from this chat${until}. Reason: ${err.reason || 'none given'}`;
+  }
+  return err.message || 'That name cannot be used.';
 }
 
 /** The current session: {user, token}, or null when not logged in (401). */

@@ -2,30 +2,38 @@
  * The chat page: wires the DOM, the connection and the state together.
  *
  * - The state and every change to it are in model.js (`reduce`, tested
- *   without a DOM); the views that draw it are in chat-view.js.
+ *   without a DOM); the views that draw it are in chat-view.js,
+ *   message-view.js and directory-view.js.
  * - The network is ChatConnection's (connection.js); its reconnect settings
- *   are the server's, from GET /api/client-config.
+ *   and the text limit are the server's, from GET /api/client-config.
  * - This module turns the connection's events and the user's actions into
  *   actions for `reduce`, draws what changed, and does what the state asks
- *   of the network (join and leave rooms, ask for history).
+ *   of the network (join and leave rooms, ask for history, send read
+ *   marks); typing signals are TypingSignal's (typing.js).
  *
  * Users are keyed by their id (opaque for guests) and shown by display name.
  */
 import * as api from './api.js';
 import {
-  clearSession, findElements, renderConversation, renderLoadOlder, renderMembers, renderNotices,
-  renderSidebar, renderStatus,
+  clearSession, findElements, isAtBottom, renderComposer, renderConversation, renderLoadOlder, renderMembers,
+  renderNotices, renderPanels, renderSidebar, renderStatus, renderTyping,
 } from './chat-view.js';
 import { ChatConnection, StopReason } from './connection.js';
-import { ACTIONS, currentEntry, initialState, reduce, roomsOf } from './model.js';
+import { renderDirectory } from './directory-view.js';
+import {
+  ACTIONS, currentEntry, initialState, nextTypingExpiry, ownedRooms, readsToSend, reduce, roomsOf,
+} from './model.js';
 import { countdownText } from './status.js';
+import { TypingSignal } from './typing.js';
 
 const ROOM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const ROOM_NAME_HINT = 'Room names are 1–64 letters, digits, -, _ or .';
 const DEFAULT_ROOM = 'general';
 const HISTORY_PAGE = 50;
 const FLASH_MS = 5000;
 /** While /api/client-config cannot be had, it is asked again this often (ms). */
 const CONFIG_RETRY_MS = 2000;
+const FOCUSABLE = 'button:not([disabled]), input:not([disabled]), textarea:not([disabled])';
 
 class ChatPage {
   constructor(ui) {
@@ -37,15 +45,26 @@ class ChatPage {
     this.clientConfig = null;
     this.countdown = null;
     this.flashTimer = null;
+    this.typing = new TypingSignal();
+    /** The typing indicators' next expiry: its timer and time (ms). */
+    this.tickTimer = null;
+    this.tickAt = null;
+    /** What was last written to localStorage for the session's rooms. */
+    this.savedRooms = '';
+  }
+
+  get maxChars() {
+    return this.clientConfig?.limits?.max_text_chars ?? null;
   }
 
   // ---- state -----------------------------------------------------------------
 
-  /** Reduces `action` into the state and draws what changed. */
+  /** Reduces `action` into the state, draws what changed, and does what the new state asks. */
   dispatch(action, hints = {}) {
     const previous = this.state;
-    this.state = reduce(previous, action);
+    this.state = reduce(previous, action, Date.now());
     this.render(previous, this.state, hints);
+    this.effects(previous);
   }
 
   render(prev, next, { toBottom = false, keepPosition = false, all = false } = {}) {
@@ -57,17 +76,69 @@ class ChatPage {
     if (!next.me) return;
     const names = all || prev.names !== next.names;
     const switched = prev.current !== next.current;
+    const connection = all || prev.connection !== next.connection;
     const before = currentEntry(prev);
     const entry = currentEntry(next);
     if (names || switched || prev.conversations !== next.conversations) renderSidebar(ui, next);
-    if (names || switched || before?.members !== entry?.members) renderMembers(ui, next);
-    if (names || switched || toBottom || keepPosition || before?.conv !== entry?.conv
-        || before?.loaded !== entry?.loaded) {
+    if (names || switched || connection || before?.members !== entry?.members || before?.owned !== entry?.owned
+        || before?.private !== entry?.private) {
+      renderMembers(ui, next);
+    }
+    if (names || switched || toBottom || keepPosition || connection || before?.conv !== entry?.conv
+        || before?.loaded !== entry?.loaded || before?.topic !== entry?.topic || before?.private !== entry?.private
+        || prev.editing !== next.editing || prev.changes !== next.changes) {
       renderConversation(ui, next, { toBottom, keepPosition });
     } else {
       renderLoadOlder(ui, next);
     }
-    if (all || prev.connection !== next.connection) this.renderNotices();
+    if (names || switched || before?.typists !== entry?.typists) renderTyping(ui, next);
+    if (all || switched || connection || names) renderComposer(ui, next, this.maxChars);
+    if (all || prev.panel !== next.panel) renderPanels(ui, next);
+    if (all || prev.directory !== next.directory || (next.directory.open && prev.conversations !== next.conversations)) {
+      renderDirectory(ui, next);
+    }
+    if (connection) this.renderNotices();
+    if (prev.editing !== next.editing && next.editing) this.focusEditor(next.editing);
+  }
+
+  /** What the state asks of the network and the clock, after each change. */
+  effects(prev) {
+    const next = this.state;
+    if (!this.conn || !next.me) return;
+    if (prev.conversations !== next.conversations) this.syncRooms();
+    if (prev.connection !== next.connection && next.connection.state !== 'open') this.typing.reset();
+    const sent = readsToSend(next).filter(({ target, id }) => this.conn.read(target, id));
+    if (sent.length) this.dispatch({ type: ACTIONS.READ_SENT, reads: sent });
+    this.scheduleTick();
+  }
+
+  /** The connection joins the rooms the state keeps and leaves the others; they are saved. */
+  syncRooms() {
+    const wanted = roomsOf(this.state);
+    const joined = this.conn.rooms;
+    for (const room of wanted) if (!joined.includes(room)) this.conn.join(room);
+    for (const room of joined) if (!wanted.includes(room)) this.conn.leave(room);
+    this.saveRooms(wanted);
+  }
+
+  /** Wakes when the next typing indicator expires, so that it is taken away. */
+  scheduleTick() {
+    const at = nextTypingExpiry(this.state);
+    if (at === this.tickAt) return;
+    clearTimeout(this.tickTimer);
+    this.tickAt = at;
+    if (at !== null) {
+      this.tickTimer = setTimeout(() => {
+        this.tickAt = null;
+        this.dispatch({ type: ACTIONS.TICK });
+      }, Math.max(0, at - Date.now()));
+    }
+  }
+
+  /** The message list was scrolled (or resized): whether its newest message is in view. */
+  noteScroll() {
+    const atBottom = isAtBottom(this.ui.scroller);
+    if (atBottom !== this.state.atBottom) this.dispatch({ type: ACTIONS.SCROLLED, atBottom });
   }
 
   renderNotices() {
@@ -132,26 +203,34 @@ class ChatPage {
     conn.addEventListener('failed', (e) => {
       if (conn === this.conn) this.dispatch({ type: ACTIONS.FAILED, ...e.detail });
     });
+    conn.addEventListener('refused', (e) => {
+      if (conn === this.conn) this.dispatch({ type: ACTIONS.JOIN_REFUSED, ...e.detail });
+    });
     conn.addEventListener('stopped', (e) => {
       if (conn === this.conn && e.detail.reason === StopReason.AUTH) {
         this.showLogin('Your session has ended. Please log in again.');
       }
     });
 
+    const saved = loadSavedRooms(user.id);
+    this.savedRooms = '';
     this.state = reduce(this.state, {
       type: ACTIONS.SESSION,
       user,
-      rooms: loadSavedRooms(user.id),
+      rooms: saved.rooms,
+      owned: saved.owned,
       pending: conn.pending(), // messages unsent before a reload, shown as pending
       online: navigator.onLine,
       hidden: document.hidden,
     });
-    for (const room of roomsOf(this.state)) conn.join(room);
+    this.syncRooms();
 
     this.ui.whoami.textContent = user.name ?? user.id;
     this.ui.whoami.title = user.name && user.name !== user.id ? `user id ${user.id}` : '';
     this.showChat();
     this.render(initialState(), this.state, { all: true });
+    // A keyboard user starts where the chat is: in the composer.
+    (this.ui.composer.hidden ? this.ui.roomInput : this.ui.composerInput).focus();
     conn.connect();
   }
 
@@ -161,14 +240,23 @@ class ChatPage {
     this.conn = null;
     conn.close();
     this.stopCountdown();
+    clearTimeout(this.tickTimer);
+    this.tickAt = null;
+    this.typing.reset();
     this.state = reduce(this.state, { type: ACTIONS.END });
     clearSession(this.ui);
+    renderDirectory(this.ui, this.state);
   }
 
-  saveRooms() {
-    if (!this.conn || !this.state.me) return;
+  saveRooms(rooms) {
+    const me = this.state.me;
+    const value = JSON.stringify(rooms);
+    const owned = JSON.stringify(ownedRooms(this.state));
+    if (!me || `${value}${owned}` === this.savedRooms) return;
+    this.savedRooms = `${value}${owned}`;
     try {
-      localStorage.setItem(roomsStorageKey(this.state.me.id), JSON.stringify(this.conn.rooms));
+      localStorage.setItem(roomsStorageKey(me.id), value);
+      localStorage.setItem(ownedStorageKey(me.id), owned);
     } catch {
       // storage full or blocked: the rooms are still joined for this page
     }
@@ -200,42 +288,38 @@ class ChatPage {
 
   select(key) {
     if (!this.state.conversations.has(key)) return;
+    this.sendTyping(this.typing.stop());
     this.dispatch({ type: ACTIONS.SELECT, key }, { toBottom: true });
     this.afterSelect();
   }
 
   afterSelect() {
     this.loadFirstPage();
-    this.closePanels();
     if (window.matchMedia('(min-width: 701px)').matches) this.ui.composerInput.focus();
   }
 
   openDm(user) {
     if (!this.state.me || user === this.state.me.id) return;
+    this.sendTyping(this.typing.stop());
     this.dispatch({ type: ACTIONS.OPEN_DM, user }, { toBottom: true });
     this.afterSelect();
   }
 
   joinRoom(room) {
+    this.sendTyping(this.typing.stop());
     this.dispatch({ type: ACTIONS.JOIN_ROOM, room }, { toBottom: true });
-    this.conn.join(room);
-    this.saveRooms();
     this.afterSelect();
-  }
-
-  leaveRoom(room) {
-    this.conn.leave(room);
-    this.dispatch({ type: ACTIONS.LEAVE_ROOM, room }, { toBottom: true });
-    this.saveRooms();
-  }
-
-  closeDm(user) {
-    this.dispatch({ type: ACTIONS.CLOSE_DM, user }, { toBottom: true });
   }
 
   send(text) {
     const entry = currentEntry(this.state);
     if (!entry) return;
+    const counter = renderComposer(this.ui, this.state, this.maxChars);
+    if (counter.over) { // the server would refuse it: keep the text to shorten
+      this.dispatch({ type: ACTIONS.FLASH, text: `Too long to send: ${counter.label}.` });
+      this.ui.composerInput.focus();
+      return;
+    }
     let cid;
     try {
       cid = entry.kind === 'room' ? this.conn.say(entry.name, text) : this.conn.dm(entry.name, text);
@@ -243,9 +327,94 @@ class ChatPage {
       this.dispatch({ type: ACTIONS.FLASH, text: err.message });
       return;
     }
+    this.sendTyping(this.typing.stop());
     this.dispatch({ type: ACTIONS.SEND, key: entry.key, cid, text, ts: Date.now() / 1000 }, { toBottom: true });
     this.ui.composerInput.value = '';
-    this.autosizeComposer();
+    this.composerChanged();
+  }
+
+  /** The composer's text changed (typed, sent, cleared): its size, counter and typing signal. */
+  composerChanged() {
+    const input = this.ui.composerInput;
+    input.style.height = 'auto';
+    input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+    renderComposer(this.ui, this.state, this.maxChars);
+    if (this.state.current) this.sendTyping(this.typing.input(this.state.current, input.value));
+  }
+
+  /** Sends typing signals [{key, typing}] to the conversations that are joined. */
+  sendTyping(signals) {
+    if (!this.conn || !this.state.speaks) return;
+    for (const { key, typing } of signals) {
+      const entry = this.state.conversations.get(key);
+      if (entry && entry.loaded) {
+        this.conn.typing(entry.kind === 'room' ? { room: entry.name } : { to: entry.name }, typing);
+      }
+    }
+  }
+
+  /** Sends an edit (with `text`) or a deletion of my message `id` in the conversation shown. */
+  changeMessage(change, id, text = '') {
+    const entry = currentEntry(this.state);
+    const message = entry && entry.conv.get(id);
+    if (!message) return;
+    if (change === 'edit') {
+      if (text === message.text) {
+        this.closeEditor();
+        return;
+      }
+      if (text.trim() === '') {
+        this.dispatch({ type: ACTIONS.FLASH, text: 'A message cannot be empty: delete it instead.' });
+        return;
+      }
+    }
+    const room = entry.kind === 'room' ? entry.name : null;
+    let cid;
+    try {
+      cid = change === 'edit' ? this.conn.edit(room, id, text) : this.conn.deleteMessage(room, id);
+    } catch (err) {
+      this.dispatch({ type: ACTIONS.FLASH, text: err.message });
+      return;
+    }
+    this.dispatch({ type: ACTIONS.CHANGE_SENT, cid, target: id, change, text });
+    this.ui.composerInput.focus();
+  }
+
+  closeEditor() {
+    this.dispatch({ type: ACTIONS.EDIT, id: null });
+    this.ui.composerInput.focus();
+  }
+
+  focusEditor({ id, mode }) {
+    const row = this.ui.messageList.querySelector(`[data-testid="message"][data-id="${id}"]`);
+    const target = row && row.querySelector(mode === 'edit' ? '.message-editor-input' : '[data-action="confirm-delete"]');
+    if (!target) return;
+    target.focus();
+    if (mode === 'edit') target.setSelectionRange(target.value.length, target.value.length);
+  }
+
+  openDirectory() {
+    if (!this.conn) return;
+    this.ui.createForm.reset(); // a new room starts from an empty form
+    this.dispatch({ type: ACTIONS.DIRECTORY, open: true });
+    if (!this.conn.listRooms()) this.dispatch({ type: ACTIONS.FLASH, text: 'Not connected: the rooms cannot be listed now.' });
+  }
+
+  createRoom() {
+    const ui = this.ui;
+    const room = ui.createName.value.trim().replace(/^#/, '');
+    if (!ROOM_NAME.test(room)) {
+      ui.createError.textContent = ROOM_NAME_HINT;
+      ui.createError.hidden = false;
+      ui.createName.focus();
+      return;
+    }
+    if (!this.conn.createRoom(room, { topic: ui.createTopic.value.trim(), isPrivate: ui.createPrivate.checked })) {
+      ui.createError.textContent = 'Not connected: try again once the connection is back.';
+      ui.createError.hidden = false;
+      return;
+    }
+    this.dispatch({ type: ACTIONS.CREATE, room });
   }
 
   // ---- views -----------------------------------------------------------------
@@ -276,18 +445,22 @@ class ChatPage {
     renderStatus(ui, this.state);
   }
 
-  closePanels() {
-    this.ui.app.dataset.panel = 'none';
-  }
-
-  togglePanel(name) {
-    this.ui.app.dataset.panel = this.ui.app.dataset.panel === name ? 'none' : name;
-  }
-
-  autosizeComposer() {
-    const input = this.ui.composerInput;
-    input.style.height = 'auto';
-    input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+  /**
+   * Opens drawer `name` (none: closes) on a narrow screen. Focus goes into an
+   * opened drawer, and back to its toggle when it closes.
+   */
+  setPanel(name) {
+    const before = this.state.panel;
+    if (before === name) return;
+    this.dispatch({ type: ACTIONS.PANEL, panel: name });
+    if (name !== 'none') {
+      const drawer = this.ui.drawers[name];
+      const shown = [...drawer.querySelectorAll(FOCUSABLE)].filter((el) => el.getClientRects().length > 0);
+      (drawer.querySelector('[aria-current="true"]') ?? shown[0] ?? drawer).focus();
+    } else if (before !== 'none') {
+      const toggle = this.ui.toggles.find((t) => t.dataset.panelToggle === before);
+      if (toggle && toggle.offsetParent !== null) toggle.focus();
+    }
   }
 
   // ---- wiring ----------------------------------------------------------------
@@ -303,9 +476,7 @@ class ChatPage {
         const { token, user } = await api.login(name);
         this.startSession(user, token);
       } catch (err) {
-        ui.loginError.textContent = err instanceof api.ApiError
-          ? (err.message || 'That name cannot be used.')
-          : 'Cannot reach the server. Please try again.';
+        ui.loginError.textContent = api.loginErrorText(err);
         ui.loginError.hidden = false;
         ui.loginName.focus();
       } finally {
@@ -330,7 +501,7 @@ class ChatPage {
       event.preventDefault();
       const name = ui.roomInput.value.trim().replace(/^#/, '');
       if (!ROOM_NAME.test(name)) {
-        this.dispatch({ type: ACTIONS.FLASH, text: 'Room names are 1–64 letters, digits, -, _ or .' });
+        this.dispatch({ type: ACTIONS.FLASH, text: ROOM_NAME_HINT });
         return;
       }
       ui.roomInput.value = '';
@@ -344,8 +515,10 @@ class ChatPage {
       const entry = this.state.conversations.get(item.dataset.key);
       if (!entry) return;
       if (event.target.closest('.conv-close')) {
-        if (entry.kind === 'room') this.leaveRoom(entry.name);
-        else this.closeDm(entry.name);
+        const action = entry.kind === 'room'
+          ? { type: ACTIONS.LEAVE_ROOM, room: entry.name }
+          : { type: ACTIONS.CLOSE_DM, user: entry.name };
+        this.dispatch(action, { toBottom: true });
       } else if (event.target.closest('.conv-open')) {
         this.select(entry.key);
       }
@@ -354,9 +527,23 @@ class ChatPage {
     ui.dmList.addEventListener('click', onListClick);
 
     ui.memberList.addEventListener('click', (event) => {
+      const item = event.target.closest('[data-testid="member"]');
+      if (!item || !this.conn) return;
+      const entry = currentEntry(this.state);
+      if (event.target.closest('.member-remove') && entry) {
+        this.conn.removeMember(entry.name, item.dataset.user);
+        return;
+      }
       const button = event.target.closest('button.member');
-      if (!button || button.disabled || !this.conn) return;
-      this.openDm(button.closest('[data-testid="member"]').dataset.user);
+      if (button && !button.disabled) this.openDm(item.dataset.user);
+    });
+    ui.inviteForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const entry = currentEntry(this.state);
+      const user = ui.inviteInput.value.trim();
+      if (!entry || !user || !this.conn) return;
+      if (this.conn.invite(entry.name, user)) ui.inviteInput.value = '';
+      else this.dispatch({ type: ACTIONS.FLASH, text: 'Not connected: try again once the connection is back.' });
     });
 
     ui.composer.addEventListener('submit', (event) => {
@@ -371,14 +558,10 @@ class ChatPage {
         ui.composer.requestSubmit();
       }
     });
-    ui.composerInput.addEventListener('input', () => this.autosizeComposer());
+    ui.composerInput.addEventListener('input', () => this.composerChanged());
 
-    ui.messageList.addEventListener('click', (event) => {
-      const button = event.target.closest('[data-action="dismiss"]');
-      if (!button || !currentEntry(this.state)) return;
-      const cid = button.closest('[data-testid="message"]').dataset.cid;
-      this.dispatch({ type: ACTIONS.DISCARD, cid });
-    });
+    this.bindMessages();
+    this.bindDirectory();
 
     ui.loadOlder.addEventListener('click', () => {
       const entry = currentEntry(this.state);
@@ -389,19 +572,97 @@ class ChatPage {
     ui.retry.addEventListener('click', () => this.conn && this.conn.retryNow());
     ui.reconnect.addEventListener('click', () => this.conn && this.conn.connect());
 
-    for (const button of document.querySelectorAll('[data-panel-toggle]')) {
-      button.addEventListener('click', () => this.togglePanel(button.dataset.panelToggle));
+    for (const toggle of ui.toggles) {
+      toggle.addEventListener('click', () => {
+        const name = toggle.dataset.panelToggle;
+        this.setPanel(this.state.panel === name ? 'none' : name);
+      });
     }
-    ui.scrim.addEventListener('click', () => this.closePanels());
+    ui.scrim.addEventListener('click', () => this.setPanel('none'));
     document.addEventListener('keydown', (event) => {
-      if (event.key === 'Escape') this.closePanels();
+      if (event.key === 'Escape' && !ui.directory.open) this.setPanel('none');
     });
+
+    // The newest messages stay in view when the list's box shrinks (a notice,
+    // a taller composer) or its contents grow, unless the user scrolled away.
+    ui.scroller.addEventListener('scroll', () => this.noteScroll(), { passive: true });
+    new ResizeObserver(() => {
+      if (this.state.atBottom) ui.scroller.scrollTop = ui.scroller.scrollHeight;
+    }).observe(ui.scroller);
 
     const online = () => this.dispatch({ type: ACTIONS.ONLINE, online: navigator.onLine });
     window.addEventListener('online', online);
     window.addEventListener('offline', online);
     document.addEventListener('visibilitychange', () => {
       this.dispatch({ type: ACTIONS.VISIBILITY, hidden: document.hidden });
+    });
+  }
+
+  /** The message list: Dismiss a failed message; Edit, Delete, and their editor and question. */
+  bindMessages() {
+    const ui = this.ui;
+    const idOf = (target) => Number(target.closest('[data-testid="message"]').dataset.id);
+    ui.messageList.addEventListener('click', (event) => {
+      const button = event.target.closest('[data-action]');
+      if (!button || !currentEntry(this.state)) return;
+      const row = button.closest('[data-testid="message"]');
+      switch (button.dataset.action) {
+        case 'dismiss':
+          this.dispatch({ type: ACTIONS.DISCARD, cid: row.dataset.cid });
+          break;
+        case 'edit':
+        case 'delete':
+          this.dispatch({ type: ACTIONS.EDIT, id: idOf(row), mode: button.dataset.action });
+          break;
+        case 'confirm-delete':
+          this.changeMessage('delete', idOf(row));
+          break;
+        case 'cancel':
+          this.closeEditor();
+          break;
+        default:
+          break; // save: the editor's submit
+      }
+    });
+    ui.messageList.addEventListener('submit', (event) => {
+      const form = event.target.closest('.message-editor');
+      if (!form) return;
+      event.preventDefault();
+      this.changeMessage('edit', idOf(form), form.querySelector('textarea').value);
+    });
+    ui.messageList.addEventListener('keydown', (event) => {
+      const editor = event.target.closest('.message-editor, .message-confirm');
+      if (!editor) return;
+      if (event.key === 'Escape') {
+        event.stopPropagation();
+        this.closeEditor();
+      } else if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.target.tagName === 'TEXTAREA') {
+        event.preventDefault();
+        editor.requestSubmit();
+      }
+    });
+  }
+
+  /** The room directory dialog and its create form. */
+  bindDirectory() {
+    const ui = this.ui;
+    ui.browse.addEventListener('click', () => this.openDirectory());
+    ui.directoryClose.addEventListener('click', () => this.dispatch({ type: ACTIONS.DIRECTORY, open: false }));
+    // Escape closes the dialog by itself: the state follows.
+    ui.directory.addEventListener('close', () => {
+      if (this.state.directory.open) this.dispatch({ type: ACTIONS.DIRECTORY, open: false });
+    });
+    ui.directoryList.addEventListener('click', (event) => {
+      const button = event.target.closest('[data-testid="directory-join"]');
+      if (!button) return;
+      const { room } = button.closest('[data-testid="directory-room"]').dataset;
+      this.dispatch({ type: ACTIONS.DIRECTORY, open: false });
+      if (this.state.conversations.has(`room:${room}`)) this.select(`room:${room}`);
+      else this.joinRoom(room);
+    });
+    ui.createForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.createRoom();
     });
   }
 
@@ -423,14 +684,22 @@ function roomsStorageKey(userId) {
   return `imserver.rooms.${userId}`;
 }
 
+function ownedStorageKey(userId) {
+  return `imserver.owned.${userId}`;
+}
+
+/** The rooms saved for the user (the default room if none), and those of them the user created. */
 function loadSavedRooms(userId) {
-  try {
-    const rooms = JSON.parse(localStorage.getItem(roomsStorageKey(userId)) ?? 'null');
-    if (Array.isArray(rooms)) return rooms.filter((r) => typeof r === 'string' && ROOM_NAME.test(r));
-  } catch {
-    // unreadable: fall back to the default room
-  }
-  return [DEFAULT_ROOM];
+  const read = (key) => {
+    try {
+      const value = JSON.parse(localStorage.getItem(key) ?? 'null');
+      if (Array.isArray(value)) return value.filter((r) => typeof r === 'string' && ROOM_NAME.test(r));
+    } catch {
+      // unreadable: as if missing
+    }
+    return null;
+  };
+  return { rooms: read(roomsStorageKey(userId)) ?? [DEFAULT_ROOM], owned: read(ownedStorageKey(userId)) ?? [] };
 }
 
 /** The server's client settings; asked again until the server answers. */

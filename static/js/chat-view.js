@@ -4,11 +4,14 @@
  * the lists once (the items carry data-key, data-user) and turns clicks into
  * actions. Text from the network is only ever set with textContent.
  */
+import { counterOf } from './composer.js';
 import { renderMessages } from './message-view.js';
 import {
-  currentEntry, labelOf, loadOlderOf, memberIds, statusOfState, totalUnread,
+  canManage, changesByTarget, composerOf, currentEntry, labelOf, loadOlderOf, memberIds, membersNoteOf,
+  statusOfState, totalUnread, typingNames,
 } from './model.js';
 import { STATUS_LABELS } from './status.js';
+import { typingText } from './typing.js';
 
 /** The elements of index.html the views draw into, found once the page is there. */
 export function findElements(doc = document) {
@@ -29,10 +32,16 @@ export function findElements(doc = document) {
     roomList: byTestId('room-list'),
     roomForm: byTestId('room-form'),
     roomInput: byTestId('room-input'),
+    browse: byTestId('browse-rooms'),
     dmList: byTestId('dm-list'),
     dmEmpty: byTestId('dm-empty'),
     memberList: byTestId('member-list'),
+    membersNote: byTestId('members-note'),
+    inviteForm: byTestId('invite-form'),
+    inviteInput: byTestId('invite-input'),
     title: byTestId('conversation-title'),
+    topic: byTestId('topic'),
+    typing: byTestId('typing'),
     toast: byTestId('toast'),
     toastText: byTestId('toast-text'),
     toastRetry: byTestId('toast-retry'),
@@ -49,7 +58,21 @@ export function findElements(doc = document) {
     messageList: byTestId('message-list'),
     composer: byTestId('composer'),
     composerInput: byTestId('composer-input'),
+    composerSend: byTestId('composer-send'),
+    counter: byTestId('counter'),
     scrim: byTestId('scrim'),
+    toggles: [...doc.querySelectorAll('[data-panel-toggle]')],
+    drawers: { rooms: doc.getElementById('sidebar'), members: doc.getElementById('members') },
+    directory: byTestId('directory'),
+    directoryClose: byTestId('directory-close'),
+    directoryStatus: byTestId('directory-status'),
+    directoryList: byTestId('directory-list'),
+    createForm: byTestId('create-form'),
+    createName: byTestId('create-name'),
+    createTopic: byTestId('create-topic'),
+    createPrivate: byTestId('create-private'),
+    createError: byTestId('create-error'),
+    createSubmit: byTestId('create-submit'),
   };
 }
 
@@ -85,6 +108,22 @@ export function renderNotices(ui, state) {
   if (kicked) ui.kickedReason.textContent = message || 'no reason given';
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** A padlock, for private rooms (decoration: the text says "private" too). */
+function lockIcon(doc) {
+  const svg = doc.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.classList.add('lock');
+  const body = doc.createElementNS(SVG, 'rect');
+  for (const [k, v] of Object.entries({ x: 5, y: 11, width: 14, height: 10, rx: 2 })) body.setAttribute(k, String(v));
+  const shackle = doc.createElementNS(SVG, 'path');
+  shackle.setAttribute('d', 'M8 11V8a4 4 0 0 1 8 0v3');
+  svg.append(body, shackle);
+  return svg;
+}
+
 function conversationItem(state, entry, doc) {
   const label = labelOf(state, entry);
   const leaveLabel = entry.kind === 'room' ? 'Leave' : 'Close';
@@ -104,10 +143,21 @@ function conversationItem(state, entry, doc) {
   const prefix = doc.createElement('span');
   prefix.className = 'conv-prefix';
   prefix.textContent = entry.kind === 'room' ? '#' : '@';
+  if (entry.private) {
+    prefix.replaceChildren(lockIcon(doc));
+    prefix.title = 'private room';
+    li.dataset.private = 'true';
+  }
   const name = doc.createElement('span');
   name.className = 'conv-name';
   name.textContent = label;
   open.append(prefix, name);
+  if (entry.private) {
+    const hint = doc.createElement('span');
+    hint.className = 'visually-hidden';
+    hint.textContent = ' (private)';
+    open.append(hint);
+  }
   if (entry.unread > 0) {
     const badge = doc.createElement('span');
     badge.className = 'badge';
@@ -151,6 +201,13 @@ export function hueOf(name) {
 
 export function renderMembers(ui, state) {
   const doc = ui.memberList.ownerDocument;
+  const { stale, note } = membersNoteOf(state);
+  ui.memberList.classList.toggle('stale', stale);
+  ui.memberList.dataset.stale = String(stale);
+  ui.membersNote.textContent = note;
+  ui.membersNote.hidden = !note;
+  const manage = canManage(state);
+  ui.inviteForm.hidden = !manage;
   const items = memberIds(state).map((id) => {
     const name = state.names.of(id);
     const li = doc.createElement('li');
@@ -178,6 +235,15 @@ export function renderMembers(ui, state) {
       button.title = `Message ${name}`;
     }
     li.append(button);
+    if (manage && id !== state.me.id) {
+      const remove = doc.createElement('button');
+      remove.type = 'button';
+      remove.className = 'member-remove';
+      remove.dataset.testid = 'member-remove';
+      remove.textContent = 'Remove';
+      remove.setAttribute('aria-label', `Remove ${name} from the room`);
+      li.append(remove);
+    }
     return li;
   });
   ui.memberList.replaceChildren(...items);
@@ -194,17 +260,27 @@ export function renderLoadOlder(ui, state) {
 /**
  * The open conversation: title, messages, composer. `toBottom` scrolls to the
  * newest message; `keepPosition` keeps what is in view when older messages
- * come in above; otherwise a view at the bottom stays at the bottom.
+ * come in above; otherwise a view at the bottom (state.atBottom) stays at
+ * the bottom.
  */
 export function renderConversation(ui, state, { toBottom = false, keepPosition = false } = {}) {
   const entry = currentEntry(state);
   const scroller = ui.scroller;
   const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
-  const context = { me: state.me.id, nameOf: (id) => state.names.of(id) };
+  // The state's word, not a measure now: a notice that just appeared may
+  // have shrunk the list's box without the user scrolling anywhere.
+  const { atBottom } = state;
+  const context = {
+    me: state.me.id,
+    nameOf: (id) => state.names.of(id),
+    editing: state.editing,
+    changes: changesByTarget(state),
+    canChange: !composerOf(state).disabled,
+  };
 
   if (!entry) {
     ui.title.textContent = 'No conversation';
+    ui.topic.hidden = true;
     renderMessages(ui.messageList, [], context);
     ui.empty.hidden = false;
     ui.empty.textContent = 'Join a room to start chatting.';
@@ -216,7 +292,8 @@ export function renderConversation(ui, state, { toBottom = false, keepPosition =
   const label = labelOf(state, entry);
   ui.title.textContent = entry.kind === 'room' ? `#${label}` : `@${label}`;
   ui.title.title = entry.kind === 'dm' && label !== entry.name ? `user id ${entry.name}` : '';
-  ui.composerInput.placeholder = entry.kind === 'room' ? `Message #${label}` : `Message @${label}`;
+  ui.topic.textContent = entry.private ? `Private room${entry.topic ? ` · ${entry.topic}` : ''}` : entry.topic;
+  ui.topic.hidden = !ui.topic.textContent;
   const messages = entry.conv.messages();
   renderMessages(ui.messageList, messages, context);
   ui.empty.hidden = messages.length > 0;
@@ -230,6 +307,44 @@ export function renderConversation(ui, state, { toBottom = false, keepPosition =
   }
 }
 
+/** Whether the newest message is in view (within a few pixels of the bottom). */
+export function isAtBottom(scroller) {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+}
+
+/** "alice is typing…" under the messages of the conversation shown. */
+export function renderTyping(ui, state) {
+  const text = typingText(typingNames(state));
+  if (ui.typing.textContent !== text) ui.typing.textContent = text;
+}
+
+/** The composer: enabled or not (and why), and its length counter under `maxChars`. */
+export function renderComposer(ui, state, maxChars) {
+  const { disabled, reason } = composerOf(state);
+  ui.composerInput.disabled = disabled;
+  ui.composerSend.disabled = disabled;
+  const entry = currentEntry(state);
+  if (disabled) {
+    ui.composerInput.placeholder = reason;
+  } else if (entry) {
+    ui.composerInput.placeholder = `Message ${entry.kind === 'room' ? '#' : '@'}${labelOf(state, entry)}`;
+  }
+  const counter = counterOf(ui.composerInput.value, maxChars);
+  ui.counter.textContent = counter.label;
+  ui.counter.hidden = !counter.show;
+  ui.counter.classList.toggle('over', counter.over);
+  ui.composerInput.setAttribute('aria-invalid', String(counter.over));
+  return counter;
+}
+
+/** The drawers of a narrow screen: which one is open, and each toggle's aria-expanded. */
+export function renderPanels(ui, state) {
+  ui.app.dataset.panel = state.panel;
+  for (const toggle of ui.toggles) {
+    toggle.setAttribute('aria-expanded', String(state.panel === toggle.dataset.panelToggle));
+  }
+}
+
 /** Empties what a session drew (after a logout). */
 export function clearSession(ui) {
   ui.roomList.replaceChildren();
@@ -237,5 +352,7 @@ export function clearSession(ui) {
   ui.memberList.replaceChildren();
   ui.messageList.replaceChildren();
   ui.title.textContent = '';
+  ui.topic.textContent = '';
+  ui.typing.textContent = '';
   ui.whoami.textContent = '';
 }

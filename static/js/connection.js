@@ -32,6 +32,8 @@
  *   for good; it has left the outbox
  * - `error`    an error frame from the server
  * - `outbox`   {size, limit}: the number of unacknowledged frames changed
+ * - `refused`  {room, code, message}: the server refused to let us join
+ *   `room` (a private room); it is not joined again
  * - `stopped`  {reason, message}: reason `auth` (4001, or refreshToken found
  *   the session gone), `kicked` (4003, with
  *   the operator's reason as message), `gave_up`, `server_closed` (1000 from
@@ -72,7 +74,9 @@ export const CloseCode = Object.freeze({
 });
 
 /** Error codes after which re-sending the same frame cannot succeed. */
-const FINAL_ERROR_CODES = new Set(['bad_request', 'too_long', 'not_in_room', 'unknown_user']);
+const FINAL_ERROR_CODES = new Set([
+  'bad_request', 'too_long', 'not_in_room', 'unknown_user', 'muted', 'forbidden', 'not_found', 'deleted',
+]);
 
 /**
  * Defaults of the options that are the client's own. The reconnect policy
@@ -218,6 +222,10 @@ export class ChatConnection extends EventTarget {
 
     /** Rooms to be in; each is re-joined after every reconnect. */
     this._rooms = new Set();
+    /** Rooms left while no socket was open: the server hears it on the next one. */
+    this._leaveOwed = new Set();
+    /** Rooms joined on this socket whose answer has not come, in the order asked. */
+    this._joinsAwaiting = [];
     /** room -> highest message id received in order from the live stream. */
     this._roomHighest = new Map();
     this._dmHighest = null;
@@ -331,14 +339,27 @@ export class ChatConnection extends EventTarget {
   join(room) {
     if (this._rooms.has(room)) return;
     this._rooms.add(room);
+    this._leaveOwed.delete(room);
     if (this._isReady()) this._sendJoin(room);
   }
 
-  /** Leaves `room` and stops re-joining it. */
+  /**
+   * Leaves `room` and stops re-joining it. Leaving ends the membership on
+   * the server, so a leave made while away is sent on the next connection.
+   */
   leave(room) {
     const had = this._rooms.delete(room);
     this._synced.delete(`room:${room}`);
-    if (had && this._isReady()) this._send({ type: 'leave', room });
+    if (!had) return;
+    if (this._isReady()) this._send({ type: 'leave', room });
+    else this._leaveOwed.add(room);
+  }
+
+  /** Stops re-joining `room` without telling the server (it removed us, or refused). */
+  _forget(room) {
+    this._rooms.delete(room);
+    this._synced.delete(`room:${room}`);
+    this._roomHighest.delete(room);
   }
 
   /**
@@ -362,6 +383,53 @@ export class ChatConnection extends EventTarget {
     const frame = { type: 'history', ...target, limit };
     if (before !== null && before !== undefined) frame.before = before;
     return this._send(frame);
+  }
+
+  /**
+   * Edits my message `id` (in `room`; null: a direct message) to `text`.
+   * Queued like say(), until its ack; returns the cid.
+   */
+  edit(room, id, text) {
+    return this._queue({ type: 'edit', ...(room === null ? {} : { room }), target: id, text });
+  }
+
+  /** Deletes my message `id` (in `room`; null: a direct message); like edit(). */
+  deleteMessage(room, id) {
+    return this._queue({ type: 'delete', ...(room === null ? {} : { room }), target: id });
+  }
+
+  /**
+   * Tells the server how far the user has read: target is {room} or {with:
+   * user}. Not queued: returns false when not connected (the page sends the
+   * mark again on the next connection).
+   */
+  read(target, id) {
+    return this._send({ type: 'read', ...target, id });
+  }
+
+  /** Tells the others in target ({room} or {to: user}) that the user is typing or stopped. */
+  typing(target, typing) {
+    return this._send({ type: 'typing', ...target, typing });
+  }
+
+  /** Asks for the room directory (answered by a `rooms` frame). */
+  listRooms() {
+    return this._send({ type: 'rooms' });
+  }
+
+  /** Asks to create a room (answered by `created`, or the error `room_exists`). */
+  createRoom(room, { topic = '', isPrivate = false } = {}) {
+    return this._send({ type: 'create', room, topic, private: isPrivate });
+  }
+
+  /** Invites `user` (an id or a name held now) into my private `room`. */
+  invite(room, user) {
+    return this._send({ type: 'invite', room, user });
+  }
+
+  /** Removes `user` from my private `room`. */
+  removeMember(room, user) {
+    return this._send({ type: 'remove', room, user });
   }
 
   /** Gives up on a queued frame (e.g. one the user deleted). */
@@ -397,6 +465,7 @@ export class ChatConnection extends EventTarget {
       this._welcomed = false;
       this._byeRetryAfter = null;
       this._synced.clear();
+      this._joinsAwaiting = [];
     }
     const { retryAt, ...rest } = detail;
     this._emit('statechange', {
@@ -482,18 +551,25 @@ export class ChatConnection extends EventTarget {
         this._handleAck(frame);
         break;
       case 'error':
+        if (this._refusedJoin(frame)) return; // told as `refused`
         this._handleError(frame);
         break;
       case 'joined':
         this._synced.add(`room:${frame.room}`);
-        this._trackRoom(frame.room, frame.messages);
+        this._joinsAwaiting = this._joinsAwaiting.filter((room) => room !== frame.room);
+        this._trackRoom(frame.room, [...(frame.messages ?? []), ...(frame.events ?? [])]);
         break;
       case 'message':
+      case 'edit':
+      case 'delete':
         this._trackLive(frame);
         break;
       case 'dm_sync':
         this._synced.add('dm');
-        this._trackDm(frame.messages);
+        this._trackDm([...(frame.messages ?? []), ...(frame.events ?? [])]);
+        break;
+      case 'left':
+        if (frame.reason === 'removed') this._forget(frame.room);
         break;
       case 'bye':
         this._byeRetryAfter = Number.isFinite(frame.retry_after) && frame.retry_after >= 0
@@ -527,6 +603,8 @@ export class ChatConnection extends EventTarget {
     // Recover in order: rooms, then direct messages, then what we still owe.
     // This happens before listeners hear of the open state, so that a join()
     // they make is not sent twice.
+    for (const room of this._leaveOwed) this._send({ type: 'leave', room });
+    this._leaveOwed.clear();
     for (const room of this._rooms) this._sendJoin(room);
     const sync = { type: 'dm_sync' };
     if (this._dmHighest !== null) sync.since = this._dmHighest;
@@ -542,7 +620,21 @@ export class ChatConnection extends EventTarget {
     const frame = { type: 'join', room };
     const since = this._roomHighest.get(room);
     if (since !== undefined) frame.since = since;
-    this._send(frame);
+    if (this._send(frame)) this._joinsAwaiting.push(room);
+  }
+
+  /**
+   * A `forbidden` error without a cid while a join waits for its answer is
+   * that join's answer (the server answers a connection's commands in order,
+   * and the page sends no other command that can be refused so before the
+   * room is joined): the room is private. It is not joined again.
+   */
+  _refusedJoin(frame) {
+    if (frame.cid || frame.code !== 'forbidden' || this._joinsAwaiting.length === 0) return false;
+    const room = this._joinsAwaiting.shift();
+    this._forget(room);
+    this._emit('refused', { room, code: frame.code, message: frame.message ?? '' });
+    return true;
   }
 
   _handleAck(frame) {
@@ -644,6 +736,17 @@ export class ChatConnection extends EventTarget {
     if (this._document) this._document.removeEventListener('visibilitychange', this._onVisibility);
   }
 
+  /**
+   * After giving up, the browser's word that things may work again (the
+   * network is back, the page is shown again) starts over. A stop for any
+   * other reason (an operator, a logout, the server's normal close) stays.
+   */
+  _restartAfterGivingUp(cause) {
+    if (this.state === State.STOPPED && this.stopReason === StopReason.GAVE_UP) {
+      this._socket.start({ attempt: 1, cause });
+    }
+  }
+
   /** The network is back: reconnect at once, or check a connection we have. */
   _handleOnline() {
     switch (this.state) {
@@ -651,9 +754,7 @@ export class ChatConnection extends EventTarget {
         this.retryNow(Cause.NETWORK);
         break;
       case State.STOPPED:
-        if (this.stopReason === StopReason.GAVE_UP) {
-          this._socket.start({ attempt: 1, cause: Cause.NETWORK });
-        }
+        this._restartAfterGivingUp(Cause.NETWORK);
         break;
       case State.OPEN:
         if (this._watchdog) this._watchdog.probe();
@@ -668,12 +769,14 @@ export class ChatConnection extends EventTarget {
     this._socket.reconnect(Cause.NETWORK, CloseCode.NORMAL);
   }
 
-  /** The page is visible again: probe an open socket, skip a pending wait. */
+  /** The page is visible again: probe an open socket, skip a pending wait, start over after giving up. */
   _handleResume() {
     if (this.state === State.OPEN) {
       if (this._watchdog) this._watchdog.probe();
     } else if (this.state === State.WAITING) {
       this.retryNow();
+    } else {
+      this._restartAfterGivingUp(this._socket.cause ?? Cause.CLOSE);
     }
   }
 

@@ -91,17 +91,63 @@ export class Conversation {
   }
 
   /**
-   * Adds a message frame from the server (it has an id). Returns true when
-   * the visible list changed, false for a duplicate.
+   * Adds a message frame from the server (it has an id), in place of my
+   * pending one with its cid if there is one. Returns true when the message
+   * is new here; false for one already here, whose text it updates when it
+   * is a later version (edited or deleted since).
    */
   add(message) {
     if (!Number.isInteger(message.id)) {
       throw new TypeError(`a message needs an integer id, got ${message.id}`);
     }
     const replacedPending = this._dropPendingFor(message);
-    if (this._byId.has(message.id)) return replacedPending;
+    const known = this._byId.get(message.id);
+    if (known) {
+      // A page or a recovery carries each message's latest version: it may
+      // bring an edit or a deletion that was missed (never undo a deletion).
+      if (!known.deleted && changedVersion(known, message)) {
+        const { text, edited = null, deleted = false, by = null } = message;
+        this._replace({ ...known, text, edited, deleted, by });
+      }
+      return replacedPending;
+    }
     this._insert({ ...message, pending: false, failed: null });
     return true;
+  }
+
+  /**
+   * Applies an edit or a deletion (an `edit` or `delete` frame, or one of
+   * the `events` of a recovery) to the message it targets. Events are applied
+   * in id order, each once; a deleted message stays deleted. Returns true
+   * when the message shown changed; false when it is not here (an older
+   * page brings it in its latest version) or the event is old news.
+   */
+  applyEvent(event) {
+    const message = this._byId.get(event.target);
+    if (!message || message.deleted || !Number.isInteger(event.id)) return false;
+    if (Number.isInteger(message.version) && event.id <= message.version) return false;
+    if (event.type === 'edit') {
+      this._replace({ ...message, text: event.text, edited: event.ts ?? true, version: event.id });
+    } else if (event.type === 'delete') {
+      this._replace({ ...message, text: '', deleted: true, by: event.by ?? null, version: event.id });
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  /** How many confirmed messages after `id` someone other than `me` sent. */
+  countAfter(id, me) {
+    let n = 0;
+    for (let i = this._ordered.length - 1; i >= 0 && this._ordered[i].id > id; i -= 1) {
+      if (this._ordered[i].from !== me) n += 1;
+    }
+    return n;
+  }
+
+  /** The confirmed message `id`, or null. */
+  get(id) {
+    return this._byId.get(id) ?? null;
   }
 
   /** Adds many frames (e.g. a history page); returns how many were new. */
@@ -143,11 +189,14 @@ export class Conversation {
     return true;
   }
 
-  /** Marks the pending message `cid` as failed for good (e.g. too_long). */
-  fail(cid, code) {
+  /**
+   * Marks the pending message `cid` as failed for good (e.g. too_long,
+   * muted), with the server's explanation if it gave one.
+   */
+  fail(cid, code, reason = '') {
     const pending = this._pending.get(cid);
     if (!pending) return false;
-    this._pending.set(cid, { ...pending, failed: code || 'failed' });
+    this._pending.set(cid, { ...pending, failed: code || 'failed', failedReason: reason });
     return true;
   }
 
@@ -174,6 +223,25 @@ export class Conversation {
     return true;
   }
 
+  /** Puts a new version of a confirmed message in place of the old one. */
+  _replace(message) {
+    this._byId.set(message.id, message);
+    this._ordered[this._indexOf(message.id)] = message;
+  }
+
+  /** Where a message with `id` is, or would go, in the ordered list. */
+  _indexOf(id) {
+    const list = this._ordered;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list[mid].id < id) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   _insert(message) {
     const list = this._ordered;
     this._byId.set(message.id, message);
@@ -181,13 +249,11 @@ export class Conversation {
       list.push(message); // the common case: a new message
       return;
     }
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (list[mid].id < message.id) lo = mid + 1;
-      else hi = mid;
-    }
-    list.splice(lo, 0, message);
+    list.splice(this._indexOf(message.id), 0, message);
   }
+}
+
+/** Whether a message frame shows another version than the message kept. */
+function changedVersion(known, message) {
+  return (message.edited ?? null) !== (known.edited ?? null) || Boolean(message.deleted) !== Boolean(known.deleted);
 }

@@ -2,9 +2,10 @@
  * Display names of users. Users are keyed by id everywhere (a guest's id is
  * opaque, not its name); the names come with the frames that mention users:
  * `names` ({id: name}) on `joined` and `presence`, `name` (the sender's) and
- * `to_name` (a direct message's recipient's) on messages, in `joined`,
- * `history` and `dm_sync` pages too. A user no frame has named yet is shown
- * by its id.
+ * `to_name` (a direct message's recipient's) on messages, edits and
+ * deletions, in `joined`, `history` and `dm_sync` pages too; `name` on
+ * `typing` (the typist's) and `invited` (the inviter's, `by`); the unread
+ * counts of `welcome`. A user no frame has named yet is shown by its id.
  */
 export class Names {
   /** @param {{id: string, name?: string}} me the logged-in user */
@@ -16,6 +17,11 @@ export class Names {
 
   set(id, name) {
     if (typeof id === 'string' && id && typeof name === 'string' && name) this._names.set(id, name);
+  }
+
+  /** Whether a frame has named `id`. */
+  has(id) {
+    return this._names.has(id);
   }
 
   /** The display name of `id` (the id itself when unknown). */
@@ -52,13 +58,35 @@ export class Names {
   }
 }
 
+/** Frames that name their sender (`from`, `name`) and a direct recipient (`to`, `to_name`). */
+const MESSAGE_TYPES = new Set(['message', 'edit', 'delete']);
+
 /** The [id, name] pairs a server frame carries. */
 function* namesIn(frame) {
   if (!frame || typeof frame !== 'object') return;
   if (frame.names && typeof frame.names === 'object') yield* Object.entries(frame.names);
-  if (frame.type === 'message') yield* namesOfMessage(frame);
-  if (Array.isArray(frame.messages)) {
-    for (const message of frame.messages) yield* namesOfMessage(message);
+  if (MESSAGE_TYPES.has(frame.type)) yield* namesOfMessage(frame);
+  for (const list of [frame.messages, frame.events]) {
+    if (Array.isArray(list)) {
+      for (const message of list) yield* namesOfMessage(message);
+    }
+  }
+  switch (frame.type) {
+    case 'typing':
+      yield [frame.user, frame.name];
+      break;
+    case 'invited':
+      yield [frame.by, frame.name];
+      break;
+    case 'welcome': {
+      const direct = frame.unread && frame.unread.direct;
+      if (direct && typeof direct === 'object') {
+        for (const [id, mark] of Object.entries(direct)) yield [id, mark && mark.name];
+      }
+      break;
+    }
+    default:
+      break;
   }
 }
 

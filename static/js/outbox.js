@@ -1,5 +1,6 @@
 /**
- * The outbox: chat frames (`say`, `dm`) that the server has not acknowledged.
+ * The outbox: chat frames (`say`, `dm`, and `edit`, `delete` of one's own
+ * messages) that the server has not acknowledged.
  *
  * A frame stays here from the moment the user sends it until its `ack` (or a
  * final error), and is re-sent with its original `cid` after every reconnect;
@@ -19,7 +20,7 @@ export class OutboxFullError extends Error {
   }
 }
 
-const SENDABLE_TYPES = new Set(['say', 'dm']);
+const SENDABLE_TYPES = new Set(['say', 'dm', 'edit', 'delete']);
 
 export class Outbox {
   /**

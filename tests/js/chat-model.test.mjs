@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  ACTIONS, currentEntry, initialState, labelOf, loadOlderOf, memberIds, reduce, roomsOf, statusOfState,
-  totalUnread,
+  ACTIONS, canManage, changesByTarget, composerOf, currentEntry, initialState, labelOf, loadOlderOf, memberIds,
+  membersNoteOf, nextTypingExpiry, ownedRooms, readsToSend, reduce, roomsOf, statusOfState, totalUnread,
+  typingNames,
 } from '../../static/js/model.js';
 
 const ME = { id: 'g:me', name: 'alice' };
@@ -234,4 +235,310 @@ test('frames without a session, or after it ended, are ignored', () => {
   const ended = reduce(run(session(), joined([msg(5)])), { type: ACTIONS.END });
   assert.equal(ended.me, null);
   assert.equal(ended.conversations.size, 0);
+});
+
+// ---- conversations: read marks, typing, edits, rooms -------------------------
+
+const open = { type: ACTIONS.CONNECTION, state: 'open', attempt: 0, attempts: 10 };
+/** A welcome with the user's unread counts. */
+const unread = (rooms = {}, direct = {}) => ({ ...welcome, unread: { rooms, direct } });
+const entryOf = (state, key = 'room:general') => state.conversations.get(key);
+const badges = (state) => Object.fromEntries([...state.conversations.values()].map((e) => [e.key, e.unread]));
+
+test('unread counts come from the server after welcome, for rooms and direct conversations', () => {
+  let state = run(session({ rooms: ['general', 'dev'] }), open, welcome);
+  assert.deepEqual(readsToSend(state), [], 'nothing is sent to a server that keeps no read marks');
+  assert.equal(state.speaks, false);
+  state = reduce(state, unread({ general: { read: 10, unread: 0 }, dev: { read: 7, unread: 4 } },
+    { [BOB]: { name: 'bob', read: 3, unread: 2 } }));
+  assert.equal(state.speaks, true);
+  assert.deepEqual(badges(state), { 'room:general': 0, 'room:dev': 4, [`dm:${BOB}`]: 2 });
+  assert.equal(labelOf(state, entryOf(state, `dm:${BOB}`)), 'bob');
+  // The recovery that follows brings the messages, not more unread ones.
+  state = run(state, { type: 'dm_sync', messages: [dm(4, BOB, ME.id), dm(5, BOB, ME.id)], truncated: false },
+    joined([msg(8), msg(9)], { room: 'dev', read: 7, unread: 4 }));
+  assert.deepEqual(badges(state), { 'room:general': 0, 'room:dev': 4, [`dm:${BOB}`]: 2 });
+});
+
+test('a live message is unread unless mine, at or before my mark, or in view', () => {
+  let state = run(session({ rooms: ['general', 'dev'] }), open, unread({ dev: { read: 20, unread: 0 } }),
+    joined([], { read: 0, unread: 0 }), joined([], { room: 'dev', read: 20, unread: 0 }));
+  state = run(state, msg(19, { room: 'dev' }), msg(21, { room: 'dev' }), msg(22, { room: 'dev', from: ME.id }));
+  assert.equal(entryOf(state, 'room:dev').unread, 1);
+  // In view (the current conversation, visible, at the bottom): read at once, the mark moves.
+  state = reduce(state, msg(23));
+  assert.equal(entryOf(state).unread, 0);
+  assert.equal(entryOf(state).read, 23);
+  // Scrolled up: counted, and read once back at the bottom.
+  state = run(state, { type: ACTIONS.SCROLLED, atBottom: false }, msg(24), msg(25));
+  assert.deepEqual([entryOf(state).unread, entryOf(state).read], [2, 23]);
+  state = reduce(state, { type: ACTIONS.SCROLLED, atBottom: true });
+  assert.deepEqual([entryOf(state).unread, entryOf(state).read], [0, 25]);
+  // In a hidden page: counted, and read when shown again.
+  state = run(state, { type: ACTIONS.VISIBILITY, hidden: true }, msg(26));
+  assert.equal(entryOf(state).unread, 1);
+  state = reduce(state, { type: ACTIONS.VISIBILITY, hidden: false });
+  assert.deepEqual([entryOf(state).unread, entryOf(state).read], [0, 26]);
+});
+
+test('read marks are sent when further than the server knows, once each, and only while open', () => {
+  let state = run(session(), open, unread({ general: { read: 5, unread: 2 } }),
+    joined([msg(4), msg(5), msg(6), msg(7)], { read: 5, unread: 2 }));
+  assert.equal(entryOf(state).unread, 0, 'in view');
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 7 }]);
+  state = reduce(state, { type: ACTIONS.READ_SENT, reads: readsToSend(state) });
+  assert.deepEqual(readsToSend(state), []);
+  state = run(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 }, msg(8));
+  assert.deepEqual(readsToSend(state), [], 'not while away');
+  state = reduce(state, open);
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 8 }]);
+  // A direct conversation's mark names the partner.
+  state = run(state, { type: ACTIONS.OPEN_DM, user: BOB }, {
+    type: 'history', with: BOB, messages: [dm(30, BOB, ME.id)], more: false,
+  });
+  assert.deepEqual(readsToSend(state).map((r) => r.target), [{ room: 'general' }, { with: BOB }]);
+});
+
+test('reading on another device clears the badge here; a mark behind mine changes nothing', () => {
+  let state = run(session({ rooms: ['general', 'dev'] }), open, welcome,
+    unread({ general: { read: 1, unread: 0 }, dev: { read: 3, unread: 0 } }),
+    joined([msg(1)], { read: 1, unread: 0 }), joined([msg(3)], { room: 'dev', read: 3, unread: 0 }),
+    msg(4, { room: 'dev' }), msg(5, { room: 'dev' }));
+  assert.equal(entryOf(state, 'room:dev').unread, 2);
+  state = reduce(state, { type: 'read', room: 'dev', id: 5, unread: 0 });
+  assert.deepEqual([entryOf(state, 'room:dev').unread, entryOf(state, 'room:dev').read], [0, 5]);
+  assert.deepEqual(readsToSend(state), [], 'the server told us; nothing to tell it');
+  assert.equal(reduce(state, { type: 'read', room: 'dev', id: 4, unread: 1 }).conversations.get('room:dev').unread,
+    0, 'an older mark');
+  state = run(state, { type: 'dm_sync', messages: [dm(9, BOB, ME.id)], truncated: false });
+  state = reduce(state, { type: 'read', with: BOB, id: 9, unread: 0 });
+  assert.equal(entryOf(state, `dm:${BOB}`).read, 9);
+});
+
+test('a mark read here while the server could not hear it is kept and sent again', () => {
+  let state = run(session(), open, unread({ general: { read: 5, unread: 0 } }),
+    joined([msg(5)], { read: 5, unread: 0 }));
+  state = run(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 }, msg(6), msg(7));
+  assert.equal(entryOf(state).read, 7, 'read in view while away');
+  // Back: the server still has 5, and counts 6 and 7.
+  state = run(state, open, unread({ general: { read: 5, unread: 2 } }),
+    joined([msg(6), msg(7)], { read: 5, unread: 2 }));
+  assert.deepEqual([entryOf(state).read, entryOf(state).unread], [7, 0]);
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 7 }]);
+});
+
+test('a welcome without counts (the store was slow): a joined with a read mark still says the server keeps them', () => {
+  let state = run(session(), open, welcome);
+  assert.equal(state.speaks, false);
+  state = reduce(state, joined([msg(5), msg(6)], { read: 5, unread: 1 }));
+  assert.equal(state.speaks, true);
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 6 }]);
+});
+
+test('a direct conversation missing from `unread` has nothing unread', () => {
+  let state = run(session(), dm(3, BOB, ME.id));
+  assert.equal(entryOf(state, `dm:${BOB}`).unread, 1);
+  state = reduce(state, unread({}, {}));
+  assert.equal(entryOf(state, `dm:${BOB}`).unread, 0);
+});
+
+test('rooms the user is in elsewhere join the list; one left here does not come back', () => {
+  let state = run(session(), { type: ACTIONS.JOIN_ROOM, room: 'dev' }, { type: ACTIONS.LEAVE_ROOM, room: 'dev' });
+  assert.deepEqual(roomsOf(state), ['general']);
+  state = reduce(state, unread({ general: { read: 0, unread: 0 }, dev: { read: 0, unread: 3 }, design: { read: 0, unread: 1 } }));
+  assert.deepEqual(roomsOf(state), ['general', 'design']);
+  assert.equal(state.current, 'room:general', 'the one shown stays');
+  state = run(state, { type: ACTIONS.JOIN_ROOM, room: 'dev' }, unread({ dev: { read: 0, unread: 3 } }));
+  assert.deepEqual(roomsOf(state), ['general', 'design', 'dev']);
+});
+
+test('typing: shown for others only, gone on false, on their message, when they leave, or after a while', () => {
+  let state = run(session(), open, joined());
+  state = reduce(state, { type: 'typing', room: 'general', user: BOB, name: 'bob', typing: true }, 1000);
+  state = reduce(state, { type: 'typing', room: 'general', user: ME.id, name: 'alice', typing: true }, 1000);
+  assert.deepEqual(typingNames(state), ['bob']);
+  state = reduce(state, { type: 'typing', room: 'general', user: CAROL, name: 'carol', typing: true }, 2000);
+  assert.deepEqual(typingNames(state), ['bob', 'carol']);
+  assert.equal(nextTypingExpiry(state), 9000);
+  assert.deepEqual(typingNames(reduce(state, { type: 'typing', room: 'general', user: BOB, typing: false })), ['carol']);
+  assert.deepEqual(typingNames(reduce(state, msg(9))), ['carol'], 'bob sent his message');
+  assert.deepEqual(typingNames(reduce(state, { type: 'presence', room: 'general', joined: [], left: [CAROL] })), ['bob']);
+  // Nothing more came: the page's own safety net.
+  assert.equal(reduce(state, { type: ACTIONS.TICK }, 8999), state);
+  state = reduce(state, { type: ACTIONS.TICK }, 9000);
+  assert.deepEqual(typingNames(state), ['carol']);
+  state = reduce(state, { type: 'typing', room: 'general', user: CAROL, name: 'carol', typing: true }, 9500);
+  assert.equal(nextTypingExpiry(state), 17500, 'a new true restarts the clock');
+  // Losing the connection forgets them all (the next one tells again).
+  state = reduce(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 });
+  assert.deepEqual(typingNames(state), []);
+  assert.equal(nextTypingExpiry(state), null);
+});
+
+test('typing in a direct conversation shows in that conversation only', () => {
+  let state = run(session(), { type: ACTIONS.OPEN_DM, user: BOB });
+  state = reduce(state, { type: 'typing', user: BOB, name: 'bob', typing: true }, 0);
+  assert.deepEqual(typingNames(state), ['bob']);
+  state = reduce(state, { type: 'typing', user: CAROL, name: 'carol', typing: true }, 0);
+  assert.equal(state.conversations.has(`dm:${CAROL}`), false, 'typing opens no conversation');
+  state = reduce(state, { type: ACTIONS.SELECT, key: 'room:general' });
+  assert.deepEqual(typingNames(state), []);
+});
+
+const edit = (id, target, text, extra = {}) => ({
+  type: 'edit', id, target, room: 'general', from: BOB, name: 'bob', text, ts: 2000 + id, ...extra,
+});
+
+test('live edits and deletions, and those in a recovery, change the message shown', () => {
+  let state = run(session(), joined([msg(5), msg(6)]));
+  state = reduce(state, edit(7, 5, 'hello, edited'));
+  assert.deepEqual([entryOf(state).conv.get(5).text, entryOf(state).conv.get(5).edited], ['hello, edited', 2007]);
+  state = reduce(state, { ...edit(8, 6, ''), type: 'delete', by: 'operator' });
+  assert.deepEqual([entryOf(state).conv.get(6).deleted, entryOf(state).conv.get(6).by], [true, 'operator']);
+  // After a reconnect: the events since the last id seen.
+  state = reduce(state, joined([msg(9)], { events: [edit(10, 9, 'nine, edited')] }));
+  assert.equal(entryOf(state).conv.get(9).text, 'nine, edited');
+  assert.equal(entryOf(state).unread, 0, 'an event is not a message');
+  // In a direct conversation, from dm_sync.
+  state = run(state, { type: 'dm_sync', messages: [dm(11, BOB, ME.id)], truncated: false }, {
+    type: 'dm_sync', messages: [], events: [{ ...edit(12, 11, 'psst, edited'), room: undefined, to: ME.id }], truncated: false,
+  });
+  assert.equal(entryOf(state, `dm:${BOB}`).conv.get(11).text, 'psst, edited');
+});
+
+test('my edit: the editor opens, the change waits for its ack, then shows', () => {
+  const mine = msg(5, { from: ME.id, name: 'alice', text: 'helo' });
+  let state = run(session(), joined([mine, msg(6)]), { type: ACTIONS.EDIT, id: 5, mode: 'edit' });
+  assert.deepEqual(state.editing, { id: 5, mode: 'edit' });
+  state = reduce(state, { type: ACTIONS.CHANGE_SENT, cid: 'e1', target: 5, change: 'edit', text: 'hello' });
+  assert.equal(state.editing, null);
+  assert.deepEqual([...changesByTarget(state)], [[5, 'edit']]);
+  assert.equal(entryOf(state).conv.get(5).text, 'helo', 'not before the ack');
+  state = reduce(state, { type: 'ack', cid: 'e1', id: 9, ts: 3000 });
+  assert.deepEqual([entryOf(state).conv.get(5).text, entryOf(state).conv.get(5).edited], ['hello', 3000]);
+  assert.equal(state.changes.size, 0);
+  // A deletion the same way; a refused one is flashed with the server's reason.
+  state = run(state, { type: ACTIONS.CHANGE_SENT, cid: 'd1', target: 5, change: 'delete' }, { type: 'ack', cid: 'd1', id: 10, ts: 3001 });
+  assert.equal(entryOf(state).conv.get(5).deleted, true);
+  state = run(state, { type: ACTIONS.CHANGE_SENT, cid: 'e2', target: 6, change: 'edit', text: 'x' },
+    { type: ACTIONS.FAILED, cid: 'e2', code: 'forbidden', message: 'only its author may edit or delete a message' });
+  assert.equal(state.changes.size, 0);
+  assert.equal(state.flash.text, 'only its author may edit or delete a message');
+});
+
+test('a deletion from elsewhere closes the editor of that message', () => {
+  let state = run(session(), joined([msg(5, { from: ME.id })]), { type: ACTIONS.EDIT, id: 5, mode: 'edit' });
+  state = reduce(state, { ...edit(6, 5, ''), type: 'delete', from: ME.id });
+  assert.equal(state.editing, null);
+  assert.equal(reduce(state, { type: ACTIONS.EDIT, id: null }).editing, null);
+});
+
+test('edits and deletions still in the outbox after a reload wait for their ack', () => {
+  const state = session({
+    pending: [
+      { frame: { type: 'edit', room: 'general', target: 5, text: 'new', cid: 'e1' }, queuedAt: 1 },
+      { frame: { type: 'delete', target: 8, cid: 'd1' }, queuedAt: 2 },
+    ],
+  });
+  assert.deepEqual([...changesByTarget(state)], [[5, 'edit'], [8, 'delete']]);
+  assert.equal(currentEntry(state).conv.pendingCount, 0, 'not shown as messages');
+  const after = run(state, joined([msg(5, { from: ME.id })]), { type: 'ack', cid: 'e1', id: 9, ts: 1 });
+  assert.equal(entryOf(after).conv.get(5).text, 'new');
+});
+
+test('a message refused as muted is failed with the reason, not sent again', () => {
+  let state = reduce(session(), { type: ACTIONS.SEND, key: 'room:general', cid: 'c1', text: 'x', ts: 1 });
+  const reason = 'you are muted in general until 12:00: calm down';
+  state = reduce(state, { type: ACTIONS.FAILED, cid: 'c1', code: 'muted', message: reason });
+  const [failed] = currentEntry(state).conv.messages();
+  assert.deepEqual([failed.failed, failed.failedReason], ['muted', reason]);
+  assert.equal(state.flash.text, reason);
+});
+
+test('the directory: opened, filled by `rooms`; create selects the new room, which is mine', () => {
+  let state = run(session(), { type: ACTIONS.DIRECTORY, open: true });
+  assert.deepEqual(state.directory, { open: true, rooms: null, creating: null, error: '' });
+  const rooms = [{ room: 'general', topic: 'all', members: 3, private: false, member: true }];
+  state = reduce(state, { type: 'rooms', rooms });
+  assert.equal(state.directory.rooms, rooms);
+  state = run(state, { type: ACTIONS.CREATE, room: 'general' }, { type: 'error', code: 'room_exists', message: 'room general exists already' });
+  assert.deepEqual(state.directory, { open: true, rooms, creating: null, error: 'A room named #general exists already.' });
+  assert.equal(state.flash, null);
+  state = run(state, { type: ACTIONS.CREATE, room: 'design' },
+    { type: 'created', room: 'design', topic: 'the new logo', private: true });
+  assert.equal(state.current, 'room:design');
+  assert.deepEqual(roomsOf(state), ['general', 'design']);
+  assert.equal(state.directory.open, false);
+  assert.deepEqual(ownedRooms(state), ['design']);
+  assert.deepEqual([entryOf(state, 'room:design').topic, entryOf(state, 'room:design').private], ['the new logo', true]);
+  assert.equal(canManage(state), true);
+  assert.equal(canManage(reduce(state, { type: ACTIONS.SELECT, key: 'room:general' })), false);
+});
+
+test('owned rooms are kept across sessions; a joined frame brings topic and privacy', () => {
+  let state = session({ rooms: ['general', 'design'], owned: ['design'] });
+  assert.deepEqual(ownedRooms(state), ['design']);
+  state = run(state, { type: ACTIONS.SELECT, key: 'room:design' }, joined([], { room: 'design', topic: 't', private: true }));
+  assert.equal(canManage(state), true);
+  assert.equal(currentEntry(state).topic, 't');
+});
+
+test('an invitation adds the room; the owner is told; a removal takes it away and says so', () => {
+  let state = run(session(), { type: 'invited', room: 'design', topic: 'logo', by: CAROL, name: 'carol' });
+  assert.deepEqual(roomsOf(state), ['general', 'design']);
+  assert.equal(state.current, 'room:general', 'an invitation does not switch conversations');
+  assert.equal(state.flash.text, 'carol invited you to #design.');
+  assert.equal(entryOf(state, 'room:design').private, true);
+  state = run(state, { type: ACTIONS.SELECT, key: 'room:design' }, { type: 'left', room: 'design', reason: 'removed' });
+  assert.deepEqual(roomsOf(state), ['general']);
+  assert.equal(state.current, 'room:general');
+  assert.equal(state.flash.text, 'You were removed from #design.');
+  state = run(state, joined(), { type: 'invited', room: 'design', user: BOB });
+  assert.equal(state.flash.text, 'Invited bob to #design.');
+  state = reduce(state, { type: 'removed', room: 'design', user: BOB });
+  assert.equal(state.flash.text, 'Removed bob from #design.');
+  assert.equal(reduce(state, { type: 'invited', room: 'design', user: 'g:stranger' }).flash.text, 'Invitation to #design sent.');
+});
+
+test('a join refused as private removes the room and says why', () => {
+  let state = run(session(), { type: ACTIONS.JOIN_ROOM, room: 'secret' });
+  assert.equal(state.current, 'room:secret');
+  state = reduce(state, { type: ACTIONS.JOIN_REFUSED, room: 'secret', code: 'forbidden', message: 'room secret is private' });
+  assert.deepEqual(roomsOf(state), ['general']);
+  assert.equal(state.current, 'room:general');
+  assert.equal(state.flash.text, '#secret is a private room: only members it invited can join.');
+  state = run(state, { type: ACTIONS.JOIN_ROOM, room: 'team-x' }, {
+    type: ACTIONS.JOIN_REFUSED, room: 'team-x', code: 'forbidden', message: 'the application says: not your team',
+  });
+  assert.equal(state.flash.text, 'You cannot join #team-x: the application says: not your team');
+});
+
+test('disconnected by an operator: no composer, no presence, and the page says why', () => {
+  let state = run(session(), open, joined());
+  assert.deepEqual(composerOf(state), { disabled: false, reason: '' });
+  assert.deepEqual(memberIds(state), [ME.id, BOB]);
+  assert.deepEqual(membersNoteOf(state), { stale: false, note: '' });
+  state = reduce(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 });
+  assert.equal(membersNoteOf(state).stale, true, 'away: shown, marked out of date');
+  assert.deepEqual(memberIds(state), [ME.id, BOB]);
+  state = reduce(state, { type: ACTIONS.CONNECTION, state: 'stopped', reason: 'kicked', message: 'spam' });
+  assert.deepEqual(memberIds(state), []);
+  assert.match(membersNoteOf(state).note, /operator/);
+  assert.deepEqual(composerOf(state), { disabled: true, reason: 'Disconnected by an operator. Reconnect to write again.' });
+});
+
+test('the drawers: one open at a time; opening a conversation closes them', () => {
+  let state = reduce(session(), { type: ACTIONS.PANEL, panel: 'rooms' });
+  assert.equal(state.panel, 'rooms');
+  state = reduce(state, { type: ACTIONS.SELECT, key: 'room:general' });
+  assert.equal(state.panel, 'none');
+});
+
+test('a read mark sent but lost with the connection is sent again on the next one', () => {
+  let state = run(session(), open, unread({ general: { read: 5, unread: 0 } }), joined([msg(5), msg(6)], { read: 5, unread: 1 }));
+  state = reduce(state, { type: ACTIONS.READ_SENT, reads: readsToSend(state) });
+  assert.deepEqual(readsToSend(state), []);
+  state = run(state, { type: ACTIONS.CONNECTION, state: 'waiting', attempt: 1, attempts: 10 }, open,
+    unread({ general: { read: 5, unread: 1 } }), joined([msg(6)], { read: 5, unread: 1 }));
+  assert.deepEqual(readsToSend(state), [{ key: 'room:general', target: { room: 'general' }, id: 6 }]);
 });

@@ -40,7 +40,7 @@ function setup(options = {}) {
     ...options,
   });
   const events = [];
-  for (const type of ['statechange', 'welcome', 'ack', 'failed', 'error', 'stopped', 'message', 'outbox']) {
+  for (const type of ['statechange', 'welcome', 'ack', 'failed', 'error', 'stopped', 'message', 'outbox', 'refused']) {
     conn.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
   }
   const of = (type) => events.filter((e) => e.type === type).map((e) => e.detail);
@@ -594,4 +594,174 @@ test('a failed upgrade asks refreshToken: a new token is used for the next attem
   await flush();
   ctx.time.advance(SECOND);
   assert.equal(ctx.WS.last.query.get('token'), 'fresh');
+});
+
+// ---- conversations ----------------------------------------------------------
+
+/** Gives up: every attempt after the first connection fails. */
+function giveUp(ctx) {
+  connectOpen(ctx).serverClose(1006);
+  while (ctx.conn.state !== State.STOPPED) {
+    ctx.time.advance(ctx.of('statechange').at(-1).delay);
+    ctx.WS.last.fail();
+  }
+  assert.equal(ctx.conn.stopReason, 'gave_up');
+}
+
+test('after giving up, the network coming back starts over at once', () => {
+  const ctx = setup();
+  giveUp(ctx);
+  const sockets = ctx.WS.instances.length;
+  ctx.browser.goOnline();
+  assert.equal(ctx.WS.instances.length, sockets + 1);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '1');
+  assert.equal(ctx.WS.last.query.get('cause'), 'network');
+  ctx.WS.last.welcome();
+  assert.equal(ctx.conn.state, State.OPEN);
+});
+
+test('after giving up, the page being shown again starts over at once', () => {
+  const ctx = setup();
+  giveUp(ctx);
+  const sockets = ctx.WS.instances.length;
+  ctx.browser.hide();
+  assert.equal(ctx.WS.instances.length, sockets, 'not while hidden');
+  ctx.browser.show();
+  assert.equal(ctx.WS.instances.length, sockets + 1);
+  assert.equal(ctx.WS.last.query.get('reconnect'), '1');
+  ctx.browser.window.dispatchEvent(new Event('pageshow'));
+  assert.equal(ctx.WS.instances.length, sockets + 1, 'one attempt at a time');
+});
+
+test('a stop for any other reason stays stopped when the network or the page comes back', () => {
+  for (const [code, reason] of [[4003, 'kicked'], [4001, 'auth'], [1000, 'server_closed']]) {
+    const ctx = setup();
+    connectOpen(ctx).serverClose(code, 'bye');
+    assert.equal(ctx.conn.stopReason, reason);
+    ctx.browser.goOnline();
+    ctx.browser.show();
+    ctx.browser.window.dispatchEvent(new Event('pageshow'));
+    assert.equal(ctx.WS.instances.length, 1, reason);
+  }
+  const closed = setup();
+  connectOpen(closed);
+  closed.conn.close();
+  closed.browser.goOnline();
+  closed.browser.show();
+  assert.equal(closed.WS.instances.length, 1, 'closed by the page');
+});
+
+test('edits and deletions are queued like messages, sent again after a reconnect, until their ack', () => {
+  const ctx = setup();
+  const ws = connectOpen(ctx);
+  const e = ctx.conn.edit('general', 5, 'hello all');
+  const d = ctx.conn.deleteMessage(null, 6);
+  assert.deepEqual(ws.frames.slice(-2), [
+    { type: 'edit', room: 'general', target: 5, text: 'hello all', cid: e },
+    { type: 'delete', target: 6, cid: d },
+  ]);
+  ws.serverClose(1006);
+  ctx.time.advance(ctx.of('statechange').at(-1).delay);
+  ctx.WS.last.welcome();
+  assert.deepEqual(ctx.WS.last.frames.filter((f) => f.cid).map((f) => f.cid), [e, d]);
+  ctx.WS.last.serverSend({ type: 'ack', cid: e, id: 9, ts: 1 });
+  assert.deepEqual(ctx.conn.pending().map((p) => p.frame.cid), [d]);
+});
+
+test('muted, forbidden, not_found and deleted are final: reported once, never sent again', () => {
+  for (const code of ['muted', 'forbidden', 'not_found', 'deleted']) {
+    const ctx = setup();
+    const ws = connectOpen(ctx);
+    const cid = code === 'muted' ? ctx.conn.say('general', 'hi') : ctx.conn.edit('general', 5, 'x');
+    ws.serverSend({ type: 'error', code, message: `because ${code}`, cid });
+    assert.deepEqual(ctx.of('failed').map((f) => [f.cid, f.code, f.message]), [[cid, code, `because ${code}`]]);
+    assert.equal(ctx.conn.pending().length, 0);
+    ctx.time.advance(60 * SECOND);
+    assert.equal(ws.frames.filter((f) => f.cid === cid).length, 1, code);
+  }
+});
+
+test('read marks, typing and the room commands are sent only while open, never queued', () => {
+  const ctx = setup();
+  assert.equal(ctx.conn.read({ room: 'general' }, 5), false);
+  assert.equal(ctx.conn.typing({ room: 'general' }, true), false);
+  const ws = connectOpen(ctx);
+  assert.equal(ctx.conn.read({ room: 'general' }, 5), true);
+  ctx.conn.read({ with: 'g:bob' }, 7);
+  ctx.conn.typing({ room: 'general' }, true);
+  ctx.conn.typing({ to: 'g:bob' }, false);
+  ctx.conn.listRooms();
+  ctx.conn.createRoom('design', { topic: 'logo', isPrivate: true });
+  ctx.conn.invite('design', 'bob');
+  ctx.conn.removeMember('design', 'g:bob');
+  assert.deepEqual(ws.frames.slice(-8), [
+    { type: 'read', room: 'general', id: 5 },
+    { type: 'read', with: 'g:bob', id: 7 },
+    { type: 'typing', room: 'general', typing: true },
+    { type: 'typing', to: 'g:bob', typing: false },
+    { type: 'rooms' },
+    { type: 'create', room: 'design', topic: 'logo', private: true },
+    { type: 'invite', room: 'design', user: 'bob' },
+    { type: 'remove', room: 'design', user: 'g:bob' },
+  ]);
+  assert.equal(ctx.conn.pending().length, 0);
+});
+
+test('a join refused as forbidden is reported as refused, and the room is not joined again', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  ctx.conn.join('secret');
+  const ws = connectOpen(ctx);
+  ws.serverSend({ type: 'joined', room: 'general', members: [], messages: [], truncated: false });
+  ws.serverSend({ type: 'error', code: 'forbidden', message: 'room secret is private: only its members may read it' });
+  assert.deepEqual(ctx.of('refused'), [{ room: 'secret', code: 'forbidden', message: 'room secret is private: only its members may read it' }]);
+  assert.equal(ctx.of('message').filter((f) => f.type === 'error').length, 0, 'not also a plain error');
+  assert.deepEqual(ctx.conn.rooms, ['general']);
+  // Another forbidden, with no join waiting, is an ordinary error.
+  ws.serverSend({ type: 'error', code: 'forbidden', message: 'only the owner of room design may do that' });
+  assert.equal(ctx.of('message').filter((f) => f.type === 'error').length, 1);
+  ws.serverClose(1006);
+  ctx.time.advance(ctx.of('statechange').at(-1).delay);
+  ctx.WS.last.welcome();
+  assert.deepEqual(ctx.WS.last.frames.filter((f) => f.type === 'join').map((f) => f.room), ['general']);
+});
+
+test('removed from a room: it is not joined again', () => {
+  const ctx = setup();
+  ctx.conn.join('design');
+  const ws = connectOpen(ctx);
+  ws.serverSend({ type: 'joined', room: 'design', members: [], messages: [{ id: 4 }], truncated: false });
+  ws.serverSend({ type: 'left', room: 'design', reason: 'removed' });
+  assert.deepEqual(ctx.conn.rooms, []);
+  assert.equal(ctx.conn.highestId('design'), null);
+  ctx.conn.leave('design');
+  assert.equal(ws.frames.filter((f) => f.type === 'leave').length, 0, 'nothing to leave');
+});
+
+test('a room left while away is left on the server on the next connection', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  ctx.conn.join('dev');
+  const ws = connectOpen(ctx);
+  ws.serverClose(1006);
+  ctx.conn.leave('dev');
+  ctx.conn.join('tmp');
+  ctx.conn.leave('tmp');
+  ctx.conn.join('tmp');
+  ctx.time.advance(ctx.of('statechange').at(-1).delay);
+  ctx.WS.last.welcome();
+  const sent = ctx.WS.last.frames.filter((f) => f.type === 'leave' || f.type === 'join').map((f) => `${f.type} ${f.room}`);
+  assert.deepEqual(sent, ['leave dev', 'join general', 'join tmp']);
+});
+
+test('edits and deletions count as seen: a re-join asks only for what came after them', () => {
+  const ctx = setup();
+  ctx.conn.join('general');
+  const ws = connectOpen(ctx);
+  ws.serverSend({ type: 'joined', room: 'general', members: [], messages: [{ id: 4 }], events: [{ type: 'edit', id: 6, target: 4 }], truncated: false });
+  ws.serverSend({ type: 'delete', id: 8, target: 4, room: 'general', from: 'g:bob', text: '' });
+  ws.serverSend({ type: 'dm_sync', messages: [{ id: 10 }], events: [{ type: 'edit', id: 12, target: 10 }], truncated: false });
+  ws.serverSend({ type: 'edit', id: 14, target: 10, from: 'g:bob', to: 'alice', text: 'x' });
+  assert.equal(ctx.conn.highestId('general'), 8);
+  assert.equal(ctx.conn.highestDmId, 14);
 });

@@ -77,3 +77,53 @@ test('conversation keys: rooms by name, direct messages by partner', () => {
   assert.equal(conversationKeyOf({ from: 'bob', to: 'alice' }, 'alice'), 'dm:bob');
   assert.equal(conversationKeyOf({ from: 'alice', to: 'bob' }, 'alice'), 'dm:bob', 'my own DM from another tab');
 });
+
+const edit = (id, target, text, extra = {}) => ({ type: 'edit', id, target, room: 'general', from: 'bob', text, ts: id, ...extra });
+const del = (id, target, extra = {}) => ({ type: 'delete', id, target, room: 'general', from: 'bob', text: '', ts: id, ...extra });
+
+test('an edit changes its message’s text and marks it edited; a deletion empties it for good', () => {
+  const conv = new Conversation(roomKey('general'));
+  conv.addAll([msg(1), msg(2)]);
+  const before = conv.clone();
+  assert.equal(conv.applyEvent(edit(3, 1, 'better')), true);
+  assert.deepEqual([conv.get(1).text, conv.get(1).edited], ['better', 3]);
+  assert.equal(before.get(1).text, 'm1', 'a clone keeps its version');
+  assert.equal(conv.applyEvent(del(4, 1, { by: 'operator' })), true);
+  assert.deepEqual([conv.get(1).text, conv.get(1).deleted, conv.get(1).by], ['', true, 'operator']);
+  assert.equal(conv.applyEvent(edit(5, 1, 'back?')), false, 'a deleted message stays deleted');
+  assert.equal(conv.messages()[0], conv.get(1), 'the ordered list shows the new version');
+  assert.deepEqual(ids(conv), [1, 2]);
+});
+
+test('events apply once, in order; one for a message not here is ignored', () => {
+  const conv = new Conversation(roomKey('general'));
+  conv.add(msg(1));
+  assert.equal(conv.applyEvent(edit(3, 1, 'second')), true);
+  assert.equal(conv.applyEvent(edit(2, 1, 'first')), false, 'older than the version shown');
+  assert.equal(conv.applyEvent(edit(3, 1, 'second')), false, 'the same event again');
+  assert.equal(conv.get(1).text, 'second');
+  assert.equal(conv.applyEvent(edit(9, 99, 'nobody')), false);
+  assert.equal(conv.applyEvent({ type: 'other', id: 10, target: 1 }), false);
+});
+
+test('a message arriving in a later version (edited or deleted) replaces the one shown', () => {
+  const conv = new Conversation(roomKey('general'));
+  conv.add(msg(1));
+  assert.equal(conv.add(msg(1, { text: 'fixed', edited: 7 })), false, 'not new');
+  assert.deepEqual([conv.get(1).text, conv.get(1).edited], ['fixed', 7]);
+  conv.add(msg(1, { text: '', deleted: true }));
+  assert.equal(conv.get(1).deleted, true);
+  conv.add(msg(1, { text: 'm1' }));
+  assert.equal(conv.get(1).deleted, true, 'an old copy cannot bring it back');
+  const fresh = new Conversation(roomKey('general'));
+  fresh.add(msg(2, { text: 'new text', edited: 9 }));
+  assert.equal(fresh.get(2).edited, 9, 'arrives edited');
+});
+
+test('a failed message keeps the server’s reason', () => {
+  const conv = new Conversation(roomKey('general'));
+  conv.addPending({ cid: 'c1', from: 'alice', room: 'general', text: 'hi', ts: 1 });
+  conv.fail('c1', 'muted', 'you are muted in general until 12:00: spam');
+  const [failed] = conv.messages();
+  assert.deepEqual([failed.failed, failed.failedReason], ['muted', 'you are muted in general until 12:00: spam']);
+});

@@ -58,3 +58,19 @@ test('a message shows its sender\'s name, else the name known for its id, else t
   assert.equal(senderName({ from: 'g:unknown' }, (id) => names.of(id)), 'g:unknown');
   assert.equal(senderName({ from: 'plain' }), 'plain');
 });
+
+test('names come with the conversation frames too: typing, invitations, unread counts, events', () => {
+  const start = new Names(null);
+  const names = [
+    { type: 'typing', room: 'general', user: 'g:t', name: 'tina', typing: true },
+    { type: 'invited', room: 'design', topic: '', by: 'g:o', name: 'olga' },
+    { type: 'welcome', unread: { rooms: {}, direct: { 'g:d': { name: 'dora', read: 0, unread: 2 } } } },
+    { type: 'edit', id: 9, target: 3, from: 'g:e', name: 'emil', to: 'g:f', to_name: 'fay', text: 'x' },
+    { type: 'joined', room: 'r', members: [], messages: [], events: [{ type: 'delete', from: 'g:h', name: 'hugo' }] },
+  ].reduce((n, frame) => n.learned(frame), start);
+  assert.equal(start.has('g:t'), false);
+  for (const [id, name] of [['g:t', 'tina'], ['g:o', 'olga'], ['g:d', 'dora'], ['g:e', 'emil'], ['g:f', 'fay'],
+    ['g:h', 'hugo']]) {
+    assert.equal(names.of(id), name, id);
+  }
+});
