@@ -198,12 +198,15 @@ async def test_recovery_that_misses_more_than_a_page_says_where_the_gap_is(
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_member_removed_from_a_private_room_is_not_taken_back_by_the_reconnect(
+async def test_a_private_room_refuses_a_join_and_a_removal_is_not_undone_by_the_reconnect(
         clients: Make, forwarder: Forwarder):
     owner, owner_seen = await clients("owner")
     bob, seen = await clients("bob", host=forwarder.host)
     assert owner.send({"type": "create", "room": "inner", "private": True})
     await owner_seen.until(lambda: owner_seen.frames("created"))
+    with pytest.raises(ChatError) as refused:
+        await bob.join("inner")
+    assert refused.value.code == "forbidden" and bob.rooms == []
     owner.send({"type": "invite", "room": "inner", "user": bob.user_id})
     await owner_seen.until(lambda: owner_seen.frames("invited"))
     await owner.join("inner")
@@ -216,7 +219,7 @@ async def test_a_member_removed_from_a_private_room_is_not_taken_back_by_the_rec
     await seen.until(lambda: len(seen.states(State.OPEN)) == 2)
     await seen.until(lambda: len(seen.frames("joined")) == 3)  # inner, lobby; lobby again
     assert [f.data["room"] for f in seen.frames("joined")] == ["inner", "lobby", "lobby"]
-    assert seen.frames("error") == []
+    assert [f.data["code"] for f in seen.frames("error")] == ["forbidden"]  # the first join
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -84,6 +84,7 @@ class _Socket:
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # closed, or the client closes
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # the TCP connection is gone
     resend: set[str] = field(default_factory=set)  # cids refused for now, sent again soon
+    rejoin: set[str] = field(default_factory=set)  # rooms whose join was refused for now
     resend_timer: asyncio.TimerHandle | None = None
     clock_offset: float = 0.0  # the server's clock minus ours, from the welcome
     refresh_timer: asyncio.TimerHandle | None = None
@@ -305,8 +306,9 @@ class ChatClient:
 
         `since`: the last id of the room handled before (a restarted bot's), when
         this client has none; without it the first join brings the latest page.
-        A refused join (a private room) comes as an error Frame only, which the
-        protocol does not tie to the join: wrap this in asyncio.wait_for to bound it.
+        Raises ChatError when the server refuses the join (`forbidden`: a private
+        room, or one the application does not allow); the room is then dropped.
+        A join the server cannot decide now (`unavailable`) is tried again.
         """
         stream = self._streams.setdefault(room, Stream(since))
         if stream.highest is None and since is not None:
@@ -681,25 +683,49 @@ class ChatClient:
 
     def _error(self, sock: _Socket, frame: dict[str, Any]) -> None:
         cid = frame.get("cid")
+        code, message = str(frame.get("code", "")), str(frame.get("message", ""))
+        room = frame.get("room")
         entry = self._outbox.get(cid)
+        if entry is None and cid is None and room in self._wanted and room not in self._joined:
+            self._join_refused(sock, str(room), code, message)
+            return
         if entry is None or cid is None:
             return
-        code = str(frame.get("code", ""))
         if code in PASSING_ERRORS:  # the same frame may pass in a moment
             sock.resend.add(cid)
-            if sock.resend_timer is None:
-                sock.resend_timer = asyncio.get_running_loop().call_later(
-                    self.resend_delay, self._resend, sock)
+            self._resend_soon(sock)
             return
         self._outbox.pop(cid)
         if not entry.future.done():
-            entry.future.set_exception(ChatError(code, str(frame.get("message", "")), cid))
+            entry.future.set_exception(ChatError(code, message, cid))
+
+    def _join_refused(self, sock: _Socket, room: str, code: str, message: str) -> None:
+        """An error naming a room whose join is unanswered on this socket answers that
+        join (the server names the room for this): tried again soon when the refusal
+        may pass (the application's join hook did not answer), given up otherwise."""
+        if code in PASSING_ERRORS:
+            sock.rejoin.add(room)
+            self._resend_soon(sock)
+            return
+        del self._wanted[room]
+        for waiter in self._join_waiters.pop(room, []):
+            if not waiter.done():
+                waiter.set_exception(ChatError(code, message))
+
+    def _resend_soon(self, sock: _Socket) -> None:
+        if sock.resend_timer is None:
+            sock.resend_timer = asyncio.get_running_loop().call_later(
+                self.resend_delay, self._resend, sock)
 
     def _resend(self, sock: _Socket) -> None:
         sock.resend_timer = None
         cids, sock.resend = sock.resend, set()
+        rooms, sock.rejoin = sock.rejoin, set()
         if sock is not self._socket or not sock.welcomed:
-            return  # the reconnect sends the whole outbox
+            return  # the reconnect sends every join and the whole outbox
+        for room in rooms:
+            if room in self._wanted and room not in self._joined:
+                self._send_join(room, sock)
         for entry in self._outbox:
             if entry.frame["cid"] in cids:
                 self._write(entry.frame, sock)
