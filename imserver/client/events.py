@@ -124,6 +124,7 @@ class Joined:
     names: dict[str, str]
     topic: str = ""
     private: bool = False
+    owner: str | None = None  # its creator's user id (None: a room made by joining it)
     read: int = 0
     unread: int = 0
     truncated: bool = False
@@ -132,5 +133,6 @@ class Joined:
     def of(cls, frame: dict[str, Any]) -> Joined:
         return cls(room=frame["room"], members=list(frame.get("members", [])),
                    names=dict(frame.get("names", {})), topic=frame.get("topic", ""),
-                   private=bool(frame.get("private", False)), read=frame.get("read", 0),
+                   private=bool(frame.get("private", False)), owner=frame.get("owner"),
+                   read=frame.get("read", 0),
                    unread=frame.get("unread", 0), truncated=bool(frame.get("truncated", False)))
