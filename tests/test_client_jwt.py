@@ -44,7 +44,7 @@ class Issuer:
 async def test_a_token_refreshed_in_time_keeps_the_one_connection_past_its_expiry(chat: ChatServer):
     seen = Seen()
     issuer = Issuer()
-    first = token("ann", 2)
+    first = token("ann", 4)  # refreshed after four fifths of its 3-4 s: room for a busy loop
     client = ChatClient(f"ws://{chat.host}/ws", token=first, refresh=issuer, policy=FAST,
                         on_event=seen)
     try:
