@@ -554,7 +554,7 @@ class ChatClient:
             return
         self._set_state(State.STOPPED, reason=reason, message=message)
         self._outbox.fail_all(lambda cid: ClientStopped(reason, message, cid))
-        waiters = [w for ws in self._join_waiters.values() for w in ws]
+        waiters = [w for each in self._join_waiters.values() for w in each]
         self._join_waiters.clear()
         for waiter in waiters:
             if not waiter.done():
