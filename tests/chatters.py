@@ -1,32 +1,33 @@
 """Clients that chat through faults, as the browser client does, and the bookkeeping
 that tells whether anything was lost or doubled.
 
-A Chatter keeps one room: it sends numbered messages with cids, keeps each until
-its ack, and on any failure (a dropped connection, `unavailable`) reconnects to
-the next of its servers, re-joins with `since` (the last id it saw) and resends
-what was not acked, with the same cids. It records every message id it is
-given, in order, in backlog and live alike: `Tally` checks them against the
-store afterwards.
+A Chatter is one user in one room on imserver.client's ChatClient: it sends
+numbered messages with cids, which the client keeps until their ack and, on any
+failure (a dropped connection, `unavailable`), resends with the same cids after
+reconnecting to the next of its servers and re-joining with `since`. It records
+every message id the server gives it, in order, in backlog and live alike, as
+the frames come (before the client's own de-duplication, so that a server that
+sends a message twice is caught): `Tally` checks them against the store
+afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+
+from imserver.client import Ack, ChatClient, Event, Policy, State, StateChange, StopReason, login
 
 # The host application's secret, when the nodes are in `jwt` mode (JWT_SETTINGS).
 APP_SECRET = "the-host-application-secret-" + "y" * 20
 JWT_SETTINGS = {"mode": "jwt", "jwt": {"algorithm": "HS256", "secret": APP_SECRET}}
+# Back soon, and the next node soon after that: the faults last a second or two.
+POLICY = Policy(base=0.1, factor=2.0, cap=0.5, connect_timeout=3.0)
 
 
 def app_token(user_id: str, name: str) -> str:
@@ -35,145 +36,71 @@ def app_token(user_id: str, name: str) -> str:
                       APP_SECRET, algorithm="HS256")
 
 
-async def login(host: str, name: str) -> tuple[str, str]:
-    """A guest token and the user id, from one node."""
-    response = await AsyncHTTPClient().fetch(
-        f"http://{host}/api/login", method="POST", body=json.dumps({"name": name}),
-        headers={"Content-Type": "application/json"})
-    body = json.loads(response.body)
-    return body["token"], body["user"]["id"]
-
-
 @dataclass
 class Chatter:
     name: str
     hosts: list[str]  # the nodes it may use, the first one first
     room: str
+    reconnect: bool = True  # False: once its connection is gone, it stays gone
     token: str = ""
     user_id: str = ""
     seen: list[int] = field(default_factory=list)  # every message id given to it, in order
-    pending: dict[str, str] = field(default_factory=dict)  # cid -> text, not acked yet
     acked: dict[str, int] = field(default_factory=dict)  # cid -> id
     sent = 0
-    reconnects = 0
+    reconnects = 0  # connections lost (and, while it runs, made again)
     unavailable = 0
     left_seen: set[str] = field(default_factory=set)  # users announced as gone
     members: set[str] = field(default_factory=set)
-    ws: WebSocketClientConnection | None = None
-    node = 0
-    closed = False
-    _reader: asyncio.Task[None] | None = None
-    _reconnecting: asyncio.Future[None] | None = None
-    _live: asyncio.Event = field(default_factory=asyncio.Event)
+    client: ChatClient | None = None
 
     async def start(self, *, guest: bool = False) -> None:
         if guest:
-            self.token, self.user_id = await login(self.hosts[0], self.name)
+            session = await login(f"http://{self.hosts[0]}", self.name)
+            self.token, self.user_id = session.token, session.user_id
         else:
             self.user_id = self.name
             self.token = app_token(self.name, self.name)
-        await self._connect()
+        policy = POLICY if self.reconnect else Policy(attempts=0)
+        self.client = ChatClient([f"ws://{host}/ws" for host in self.hosts], token=self.token,
+                                 policy=policy, resend_delay=0.5, on_frame=self._frame,
+                                 on_event=self._event)
+        await asyncio.wait_for(self.client.connect(), 30)
+        await asyncio.wait_for(self.client.join(self.room), 15)
 
-    async def _connect(self) -> None:
-        """Connect to the current node (or the next ones), join, resend what is pending."""
-        deadline = time.monotonic() + 30
-        while True:
-            host = self.hosts[self.node % len(self.hosts)]
-            try:
-                ws = await websocket_connect(HTTPRequest(
-                    f"ws://{host}/ws?token={self.token}", connect_timeout=3, request_timeout=3))
-                if self.closed:  # closed while connecting
-                    ws.close()
-                    return
-                try:
-                    welcome = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "{}")
-                    assert welcome.get("type") == "welcome", welcome
-                except BaseException:
-                    ws.close()
-                    raise
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                self.node += 1
-                await asyncio.sleep(0.2)
-        self.ws = ws
-        join: dict[str, Any] = {"type": "join", "room": self.room}
-        if self.seen:
-            join["since"] = self.seen[-1]
-        self._live.clear()
-        self._write(ws, join)
-        self._reader = asyncio.ensure_future(self._read(ws))
-        await asyncio.wait_for(self._live.wait(), 15)
-        for cid, text in list(self.pending.items()):
-            self._write(ws, {"type": "say", "room": self.room, "text": text, "cid": cid})
+    def _frame(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "joined" and frame["room"] == self.room:
+            self.members = set(frame["members"])
+            self.seen += [m["id"] for m in frame["messages"]]
+        elif kind == "message" and frame.get("room") == self.room:
+            self.seen.append(frame["id"])
+        elif kind == "presence":
+            self.members |= set(frame["joined"])
+            self.members -= set(frame["left"])
+            self.left_seen |= set(frame["left"])
+        elif kind == "error" and frame.get("code") == "unavailable":
+            self.unavailable += 1
 
-    async def _read(self, ws: WebSocketClientConnection) -> None:
-        while True:
-            raw = await ws.read_message()
-            if raw is None:
-                break
-            frame = json.loads(raw)
-            kind = frame["type"]
-            if kind == "joined":
-                self.members = set(frame["members"])
-                self.seen += [m["id"] for m in frame["messages"]]
-                self._live.set()
-            elif kind == "message":
-                self.seen.append(frame["id"])
-            elif kind == "ack":
-                if frame["cid"] in self.pending:
-                    del self.pending[frame["cid"]]
-                    self.acked[frame["cid"]] = frame["id"]
-            elif kind == "presence":
-                self.members |= set(frame["joined"])
-                self.members -= set(frame["left"])
-                self.left_seen |= set(frame["left"])
-            elif kind == "error" and frame.get("code") in ("unavailable", "rate_limited"):
-                self.unavailable += frame["code"] == "unavailable"
-                cid = frame.get("cid")
-                if cid in self.pending:  # resend after a moment, with the same cid
-                    asyncio.get_running_loop().call_later(0.5, self._resend, ws, cid)
-            elif kind == "ping":
-                self._write(ws, {"type": "pong"})
-        ws.close()  # closed from the other side: this side's part
-        if not self.closed:  # the server went away: back, to the next node
+    def _event(self, event: Event) -> None:
+        if isinstance(event, StateChange) and event.previous is State.OPEN \
+                and event.reason is not StopReason.CLOSED:
             self.reconnects += 1
-            self.node += 1
-            self._reconnecting = asyncio.ensure_future(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        await asyncio.sleep(0.1)
-        if not self.closed:
-            await self._connect()
-
-    def _resend(self, ws: WebSocketClientConnection, cid: str) -> None:
-        if cid in self.pending and ws is self.ws:
-            self._write(ws, {"type": "say", "room": self.room, "text": self.pending[cid],
-                             "cid": cid})
 
     def say(self) -> None:
+        """Queue the next numbered message (the client sends it when it can)."""
+        assert self.client is not None
         self.sent += 1
         cid = f"{self.name}-{self.sent}"
-        text = f"{self.name} #{self.sent}"
-        self.pending[cid] = text
-        if self._live.is_set():
-            self._write(self.ws, {"type": "say", "room": self.room, "text": text, "cid": cid})
+        self.client.say(self.room, f"{self.name} #{self.sent}", cid=cid).add_done_callback(
+            lambda done: self._acked(cid, done))
 
-    @staticmethod
-    def _write(ws: WebSocketClientConnection | None, frame: dict[str, Any]) -> None:
-        """Send, unless the connection is gone: what is pending is resent after the reconnect."""
-        if ws is None or ws.protocol is None:
-            return
-        with contextlib.suppress(WebSocketClosedError, StreamClosedError):
-            ws.write_message(json.dumps(frame))
+    def _acked(self, cid: str, done: asyncio.Future[Ack]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.acked[cid] = done.result().id
 
-    def close(self) -> None:
-        self.closed = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
-        if self.ws is not None:
-            self.ws.close()
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
 
 
 @dataclass

@@ -1,129 +1,76 @@
-"""Kill -9 the server mid-stream: nothing acked is lost, nothing is stored or seen twice."""
+"""Kill -9 the server mid-stream: nothing acked is lost, nothing is stored or seen twice.
+
+The clients are imserver.client's: they resend what was not acked with its cid,
+recover rooms with `since` and direct messages with `dm_sync`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
+from imserver.client import Ack, ChatClient, Message, Policy, login
 from imserver.testing import ServerProcess, SyncClient, login_user
 
 ROOM = "crash"
 PER_CLIENT = 60
 WINDOW = 4  # messages in flight per client
+DM_EVERY = 5  # every fifth message also goes as a direct message to the next client
 
 
 @dataclass
-class CrashClient:
-    """A client that resends unacked messages with their cid and recovers with `since`."""
+class Sender:
+    """A client that says PER_CLIENT numbered messages, WINDOW of them unacked at a time,
+    and books what it was given: the frames as the server sent them (`on_frame`), and
+    what the client handed on, which must be the same for the room."""
     name: str
-    host: str
-    token: str = ""
     user_id: str = ""
-    next_number: int = 0
-    unacked: dict[str, str] = field(default_factory=dict)  # cid -> text, in send order
-    acked: dict[str, int] = field(default_factory=dict)  # cid -> id
-    received: list[int] = field(default_factory=list)  # ids of others' messages, as delivered
-    last_id: int | None = None
-    connects: int = 0
-    ws: WebSocketClientConnection | None = None
+    client: ChatClient | None = None
+    given: list[int] = field(default_factory=list)  # others' room message ids, as sent
+    handed: list[int] = field(default_factory=list)  # others' room messages handed on
+    direct: list[int] = field(default_factory=list)  # direct messages handed on
+    acks: dict[str, Ack] = field(default_factory=dict)  # cid -> ack, room and direct
+    futures: list[asyncio.Future[Ack]] = field(default_factory=list)
 
-    async def login(self) -> None:
-        r = await AsyncHTTPClient().fetch(
-            f"http://{self.host}/api/login", method="POST", body=json.dumps({"name": self.name}),
-            headers={"Content-Type": "application/json"})
-        body = json.loads(r.body)
-        self.token, self.user_id = body["token"], body["user"]["id"]
+    async def start(self, host: str) -> None:
+        session = await login(f"http://{host}", self.name)
+        self.user_id = session.user_id
+        self.client = ChatClient(f"ws://{host}/ws", token=session.token, on_event=self._event,
+                                 on_frame=self._frame, policy=Policy(base=0.05, cap=0.5))
+        await self.client.connect()
+        await self.client.join(ROOM)
 
-    def _send_new(self) -> None:
-        assert self.ws is not None
-        while len(self.unacked) < WINDOW and self.next_number < PER_CLIENT:
-            cid = f"{self.name}-{self.next_number}"
-            self.unacked[cid] = f"{self.name} message {self.next_number}"
-            self.next_number += 1
-            self._write({"type": "say", "room": ROOM, "text": self.unacked[cid], "cid": cid})
+    def _frame(self, frame: dict[str, Any]) -> None:
+        page = frame["messages"] if frame["type"] == "joined" else [frame] \
+            if frame["type"] == "message" and frame.get("room") == ROOM else []
+        self.given += [m["id"] for m in page if m["from"] != self.user_id]
 
-    def _write(self, frame: dict) -> None:
-        """Send, ignoring a socket that the crash already closed (the resend covers it)."""
-        assert self.ws is not None
-        try:
-            sent = self.ws.write_message(json.dumps(frame))
-        except WebSocketClosedError:
-            return
-        sent.add_done_callback(lambda f: f.exception())
+    def _event(self, event: object) -> None:
+        if isinstance(event, Message):
+            (self.handed if event.room == ROOM else self.direct).append(event.id)
 
-    def _seen(self, msg_id: int) -> None:
-        self.last_id = msg_id if self.last_id is None else max(self.last_id, msg_id)
+    async def run(self, neighbour: str) -> None:
+        assert self.client is not None
+        window: deque[asyncio.Future[Ack]] = deque()
+        for n in range(PER_CLIENT):
+            if len(window) >= WINDOW:
+                await window.popleft()
+            sent = [self.client.say(ROOM, f"{self.name} message {n}", cid=f"{self.name}-{n}")]
+            if n % DM_EVERY == 0:
+                sent.append(self.client.dm(neighbour, f"{self.name} to you {n}",
+                                           cid=f"{self.name}-dm-{n}"))
+            window.append(sent[0])
+            self.futures += sent
+        for ack in await asyncio.gather(*self.futures):
+            self.acks[ack.cid] = ack
 
-    async def run(self) -> None:
-        while len(self.acked) < PER_CLIENT:
-            query = f"&reconnect={self.connects}&cause=close" if self.connects else ""
-            try:
-                self.ws = await websocket_connect(f"ws://{self.host}/ws?token={self.token}{query}")
-            except OSError:
-                await asyncio.sleep(0.05)  # the server is down: try again
-                continue
-            self.connects += 1
-            try:
-                await self._session()
-            finally:
-                self.ws.close()
-
-    async def _session(self) -> None:
-        assert self.ws is not None
-        join = {"type": "join", "room": ROOM}
-        if self.last_id is not None:
-            join["since"] = self.last_id
-        self._write(join)
-        for cid, text in self.unacked.items():  # resend with the original cid
-            self._write({"type": "say", "room": ROOM, "text": text, "cid": cid})
-        while len(self.acked) < PER_CLIENT:
-            raw = await self.ws.read_message()
-            if raw is None:
-                return
-            if raw == "pong":
-                continue
-            frame = json.loads(raw)
-            kind = frame["type"]
-            if kind == "joined":
-                for m in frame["messages"]:
-                    self._receive(m)
-                self._send_new()
-            elif kind == "message":
-                self._receive(frame)
-            elif kind == "ack":
-                assert frame["cid"] in self.unacked, frame
-                del self.unacked[frame["cid"]]
-                self.acked[frame["cid"]] = frame["id"]
-                self._seen(frame["id"])
-                self._send_new()
-            elif kind == "error":
-                raise AssertionError(f"{self.name} got {frame}")
-
-    def _receive(self, m: dict) -> None:
-        if m["from"] == self.user_id:  # own message, known from its ack (or recovered after a crash)
-            self._seen(m["id"])
-            return
-        self.received.append(m["id"])
-        self._seen(m["id"])
-
-
-async def drain_remaining(client: CrashClient) -> None:
-    """Reconnect once more and recover whatever others sent after this client finished."""
-    ws = await websocket_connect(f"ws://{client.host}/ws?token={client.token}")
-    ws.write_message(json.dumps({"type": "join", "room": ROOM, "since": client.last_id}))
-    while True:
-        frame = json.loads(await ws.read_message())
-        if frame["type"] == "joined":
-            for m in frame["messages"]:
-                client._receive(m)
-            break
-    ws.close()
+    def acked(self) -> int:
+        return sum(f.done() for f in self.futures)
 
 
 @pytest.fixture
@@ -136,42 +83,67 @@ def server(tmp_path):
     proc.kill()
 
 
+async def caught_up(sender: Sender, room: int, direct: int, timeout: float = 15) -> None:
+    """Wait (a while) until `sender` has been given as many messages as it must get."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and not (
+            len(sender.given) >= room and len(sender.handed) >= room and len(sender.direct) >= direct):
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_sigkill_mid_stream_loses_nothing_acked_and_doubles_nothing(server, tmp_path):
-    clients = [CrashClient(f"user{i}", server.host) for i in range(3)]
-    for c in clients:
-        await c.login()
-    runs = [asyncio.ensure_future(c.run()) for c in clients]
-    # Kill while every client is mid-stream.
-    while min(len(c.acked) for c in clients) < PER_CLIENT // 3:
-        await asyncio.sleep(0.005)
-    acked_before_kill = {cid: i for c in clients for cid, i in c.acked.items()}
-    in_flight = sum(len(c.unacked) for c in clients)
-    server.kill()
-    assert in_flight > 0  # the crash hit messages that were sent but not acked
-    await asyncio.sleep(0.2)
-    server.start()
-    await asyncio.wait_for(asyncio.gather(*runs), 40)
-    assert all(c.connects >= 2 for c in clients)
+    senders = [Sender(f"user{i}") for i in range(3)]
+    try:
+        for sender in senders:
+            await sender.start(server.host)
+        runs = [asyncio.ensure_future(s.run(senders[(i + 1) % 3].user_id))
+                for i, s in enumerate(senders)]
+        # Kill while every client is mid-stream.
+        while min(s.acked() for s in senders) < PER_CLIENT // 3:
+            await asyncio.sleep(0.005)
+        acked_before_kill = {f.result().cid: f.result().id for s in senders for f in s.futures
+                             if f.done()}
+        in_flight = sum(len(s.client.pending()) for s in senders if s.client)
+        server.kill()
+        assert in_flight > 0  # the crash hit messages that were sent but not acked
+        await asyncio.sleep(0.2)
+        server.start()
+        await asyncio.wait_for(asyncio.gather(*runs), 40)
+        assert all(s.client is not None and s.client.connects >= 2 for s in senders)
 
-    db = sqlite3.connect(tmp_path / "data" / "imserver.db")
-    rows = db.execute("SELECT id, sender, cid FROM messages WHERE room = ? ORDER BY id", (ROOM,)).fetchall()
-    db.close()
-    stored = {cid: msg_id for msg_id, _, cid in rows}
-    # Every acked message is stored exactly once, under the id its ack gave.
-    assert len(rows) == len(stored) == 3 * PER_CLIENT
-    for c in clients:
-        for cid, msg_id in c.acked.items():
+        db = sqlite3.connect(tmp_path / "data" / "imserver.db")
+        rows = db.execute("SELECT id, sender, cid FROM messages WHERE room = ? ORDER BY id",
+                          (ROOM,)).fetchall()
+        direct = db.execute("SELECT id, sender, recipient, cid FROM messages"
+                            " WHERE dm_key IS NOT NULL ORDER BY id").fetchall()
+        db.close()
+        stored = {cid: msg_id for msg_id, _, cid in rows}
+        stored |= {cid: msg_id for msg_id, _, _, cid in direct}
+        # Every acked message is stored exactly once, under the id its ack gave.
+        assert len(rows) == 3 * PER_CLIENT and len(direct) == 3 * PER_CLIENT // DM_EVERY
+        assert len(stored) == len(rows) + len(direct)
+        for s in senders:
+            assert len(s.acks) == PER_CLIENT + PER_CLIENT // DM_EVERY
+            for cid, ack in s.acks.items():
+                assert stored[cid] == ack.id
+        for cid, msg_id in acked_before_kill.items():
             assert stored[cid] == msg_id
-    for cid, msg_id in acked_before_kill.items():
-        assert stored[cid] == msg_id
-    # Every client has seen every message of the room once, in id order.
-    for c in clients:
-        await drain_remaining(c)
-        assert c.received == sorted(c.received), f"{c.name} saw messages out of order"
-        assert len(c.received) == len(set(c.received)), f"{c.name} saw a message twice"
-        others = [msg_id for msg_id, sender, _ in rows if sender != c.user_id]
-        assert c.received == others
+        # Every client was given every other client's message of the room once, in id
+        # order (the server's frames, and what the client handed on), and every direct
+        # message to it.
+        for s in senders:
+            others = [msg_id for msg_id, sender, _ in rows if sender != s.user_id]
+            to_it = [msg_id for msg_id, _, recipient, _ in direct if recipient == s.user_id]
+            await caught_up(s, len(others), len(to_it))
+            assert s.given == others, f"{s.name}: the server's frames"
+            assert s.handed == others, f"{s.name}: the client's messages"
+            assert s.direct == to_it, f"{s.name}: direct messages"
+    finally:
+        for s in senders:
+            if s.client is not None:
+                await s.client.close()
 
 
 def test_conversations_survive_a_sigkill_and_restart(server):

@@ -11,15 +11,19 @@ the bottom up (docs/design.md, "Layers"):
     ops         core, config
     transport   core, config
     http        core, config, storage, ops, transport
-    top         anything (app.py, cli.py, __main__.py, testing.py)
+    top         anything of the server (app.py, cli.py, __main__.py, testing.py)
+    client      core (the protocol's constants): the Python client is no part of the
+                server, and no server module imports it
 
 The package's own `__init__.py` holds only the version: any layer may read it.
-Only cluster/ may use the optional `redis` package.
+Only cluster/ may use the optional `redis` package; the client, besides Tornado,
+no third-party package at all.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "imserver"
@@ -33,6 +37,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "transport": frozenset({"core", "config"}),
     "http": frozenset({"core", "config", "storage", "ops", "transport"}),
     "top": frozenset({"core", "config", "storage", "cluster", "ops", "transport", "http", "top"}),
+    "client": frozenset({"core"}),
 }
 # Third-party packages a layer must not use: the core is plain Python, and `redis` is an
 # optional dependency (the `cluster` extra) that only cluster/ imports.
@@ -40,6 +45,8 @@ FORBIDDEN_OUTSIDE: dict[str, tuple[str, ...]] = {
     "core": ("tornado", "prometheus_client", "jwt", "yaml", "redis"),
     **{layer: ("redis",) for layer in ("config", "storage", "ops", "transport", "http", "top")},
 }
+# A layer listed here may use only these third-party packages (and the standard library).
+ONLY_THIRD_PARTY: dict[str, tuple[str, ...]] = {"client": ("tornado",)}
 TOP = ("imserver.app", "imserver.cli", "imserver.__main__", "imserver.testing")
 
 
@@ -59,7 +66,7 @@ def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if module == "imserver":
         return None
-    if parts[1] in ("core", "storage", "cluster", "ops", "transport", "http"):
+    if parts[1] in ("core", "storage", "cluster", "ops", "transport", "http", "client"):
         return parts[1]
     if module == "imserver.config":
         return "config"
@@ -105,6 +112,10 @@ def check(root: Path = PACKAGE) -> tuple[list[str], dict[str, set[str]]]:
                 if layer is not None and top in FORBIDDEN_OUTSIDE.get(layer, ()):
                     problems.append(
                         f"{where}:{line} imports {imported}: the {layer} layer must not use {top}")
+                elif layer in ONLY_THIRD_PARTY and top not in sys.stdlib_module_names \
+                        and top not in ONLY_THIRD_PARTY[layer]:
+                    problems.append(f"{where}:{line} imports {imported}: the {layer} layer uses no "
+                                    f"third-party package but {', '.join(ONLY_THIRD_PARTY[layer])}")
                 continue
             graph[name].add(imported)
             target = layer_of(imported)
@@ -179,3 +190,25 @@ def test_the_check_catches_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
         "imserver/core/hub.py:2 imports tornado.web: the core layer must not use tornado",
     ]
     assert find_cycle(graph) == ["imserver.core.hub", "imserver.http.web", "imserver.core.hub"]
+
+
+def test_the_client_is_apart_from_the_server(tmp_path: Path) -> None:
+    root = tmp_path / "imserver"
+    for folder in ("core", "http", "client"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "core" / "protocol.py").write_text("")
+    (root / "http" / "chat.py").write_text("from ..client import connection\n")
+    (root / "client" / "connection.py").write_text(
+        "import json\nimport tornado.websocket\nimport requests\n"
+        "from ..core import protocol\nfrom ..http import chat\n")
+    problems, _ = check(root)
+    assert problems == [
+        "imserver/client/connection.py:3 imports requests: the client layer uses no "
+        "third-party package but tornado",
+        "imserver/client/connection.py:5 imports imserver.http.chat: client may import only core, "
+        "not http",
+        "imserver/http/chat.py:1 imports imserver.client.connection: http may import only config, "
+        "core, ops, storage, transport, not client",
+    ]

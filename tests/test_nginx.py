@@ -88,8 +88,7 @@ def test_through_nginx_a_client_of_a_dead_node_is_back_on_the_other_with_nothing
             assert sum(c.reconnects for c in through) >= 1
         finally:
             for chatter in chatters:
-                chatter.close()
-            await asyncio.sleep(0.1)
+                await chatter.close()
 
     try:
         run(scenario())

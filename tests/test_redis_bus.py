@@ -5,7 +5,7 @@ Two buses (two nodes, A and B) run on one loop against the machine's Redis
 private `redis-server` of its own, on a port the OS chose, and kills it. The
 faults that need to sit between a node and Redis (a Redis that refuses, a
 connection that goes silent without closing) go through `Forwarder`, a small TCP
-forwarder in this file.
+forwarder (tests/forwarder.py).
 
 Without Redis these tests are skipped, except on CI (CI set), where they fail.
 """
@@ -31,6 +31,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from imserver.ops.metrics import Metrics
+from tests.forwarder import Forwarder
 from tests.system import find_binary
 
 if os.environ.get("CI"):
@@ -199,97 +200,6 @@ def bus_lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 
 
 # --- faults between a node and Redis ---
-
-
-class _Pair:
-    """One forwarded connection."""
-
-    def __init__(self) -> None:
-        self.flowing = {True: asyncio.Event(), False: asyncio.Event()}  # by direction: upstream?
-        for event in self.flowing.values():
-            event.set()
-        self.head = b""  # the first bytes the client sent (its handshake: HELLO, CLIENT SETNAME)
-        self.writers: list[asyncio.StreamWriter] = []
-        self.tasks: list[asyncio.Task[None]] = []
-
-
-class Forwarder:
-    """A TCP forwarder to Redis. `refuse` closes every connection as it comes; `freeze`
-    stops forwarding on chosen connections, one way or both, without closing anything
-    (as a half-open TCP connection looks to its ends)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.refuse = False
-        self.pairs: list[_Pair] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, HOST, 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refuse:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        pair = _Pair()
-        pair.writers = [writer, up_writer]
-        pair.tasks = [asyncio.create_task(self._pump(reader, up_writer, pair, upstream=True)),
-                      asyncio.create_task(self._pump(up_reader, writer, pair, upstream=False))]
-        self.pairs.append(pair)
-
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, pair: _Pair,
-                    upstream: bool) -> None:
-        flowing = pair.flowing[upstream]
-        try:
-            while True:
-                await flowing.wait()
-                data = await src.read(65536)
-                if not data:
-                    break
-                if upstream and len(pair.head) < 4096:
-                    pair.head += data
-                await flowing.wait()  # a chunk read just before a freeze is held too
-                dst.write(data)
-                await dst.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            if all(e.is_set() for e in pair.flowing.values()):  # a frozen pair stays open
-                for w in pair.writers:
-                    w.close()
-
-    def freeze(self, marker: bytes, *, upstream: bool = True, downstream: bool = True) -> int:
-        """Stop the connections whose handshake holds `marker`, in the directions given;
-        returns how many."""
-        frozen = [p for p in self.pairs if marker in p.head]
-        for pair in frozen:
-            for direction, stop in ((True, upstream), (False, downstream)):
-                if stop:
-                    pair.flowing[direction].clear()
-        return len(frozen)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for pair in self.pairs:
-            for task in pair.tasks:
-                task.cancel()
-            await asyncio.gather(*pair.tasks, return_exceptions=True)
-            for w in pair.writers:
-                w.close()
-        if self.server is not None:
-            await self.server.wait_closed()
 
 
 # --- a private redis-server ---
