@@ -3,44 +3,15 @@ import assert from 'node:assert/strict';
 
 import { ChatConnection, State } from '../../static/js/connection.js';
 import { OutboxFullError } from '../../static/js/outbox.js';
-import {
-  SERVER_TIME, createFakeBrowser, createFakeStorage, createFakeTime, createFakeWebSocket,
-} from './fakes.mjs';
+import { CLIENT_CONFIG, fakeConnection } from './connection-fixture.mjs';
+import { SERVER_TIME, createFakeStorage } from './fakes.mjs';
 
 const SECOND = 1000;
 
-/**
- * The settings the tests run with, in the shape of GET /api/client-config
- * (the server's defaults at the time of writing; the page always passes what
- * the server serves, see tests/test_client_config.py).
- */
-const CLIENT_CONFIG = {
-  reconnect: { base: 1.0, factor: 2.0, cap: 30.0, attempts: 10, stable_after: 10.0, connect_timeout: 10.0 },
-  outbox_limit: 200,
-};
-
-/** A connection wired to fakes; `random` is fixed at 0.5 unless given. */
+/** A connection wired to fakes (see connection-fixture.mjs), with a record of its events. */
 function setup(options = {}) {
-  const time = createFakeTime();
-  const WS = createFakeWebSocket();
-  const browser = createFakeBrowser();
-  const storage = options.storage ?? createFakeStorage();
-  let n = 0;
-  const conn = new ChatConnection({
-    ...CLIENT_CONFIG,
-    url: 'ws://chat.test/ws',
-    token: 'tok',
-    WebSocket: WS,
-    now: time.now,
-    setTimeout: time.setTimeout,
-    clearTimeout: time.clearTimeout,
-    random: () => 0.5,
-    storage,
-    createId: () => `cid-${++n}`,
-    window: browser.window,
-    document: browser.document,
-    ...options,
-  });
+  const ctx = fakeConnection(options);
+  const { conn } = ctx;
   const events = [];
   for (const type of [
     'statechange', 'welcome', 'ack', 'failed', 'error', 'stopped', 'message', 'outbox', 'refused', 'refreshed',
@@ -49,7 +20,7 @@ function setup(options = {}) {
     conn.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
   }
   const of = (type) => events.filter((e) => e.type === type).map((e) => e.detail);
-  return { conn, time, WS, browser, storage, events, of };
+  return { ...ctx, events, of };
 }
 
 /** Connects and opens with a welcome; returns the socket. */
