@@ -302,17 +302,16 @@ export interface ChatActions {
 }
 
 /** The state of one connection as immutable snapshots (for useSyncExternalStore and the like). */
-export declare class ChatStore implements ChatActions {
+export declare class ChatStore {
   constructor(connection: ChatConnection);
   readonly connection: ChatConnection;
+  /** The actions bound to this store, to hand out. */
+  readonly actions: Readonly<ChatActions>;
   subscribe(listener: () => void): () => void;
   getSnapshot(): ChatSnapshot;
-  send(room: string, text: string): string;
-  join(room: string): void;
-  leave(room: string): void;
-  loadOlder(room: string, limit?: number): boolean;
-  discard(cid: string): void;
 }
+// The store has the actions as methods too.
+export interface ChatStore extends ChatActions {}
 
 /** The one store of `connection`, made on the first call. */
 export declare function chatStore(connection: ChatConnection): ChatStore;

@@ -18,12 +18,5 @@ import { chatStore } from './store.js';
 export function useChat(connection) {
   const store = chatStore(connection);
   const snapshot = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
-  return useMemo(() => ({
-    ...snapshot,
-    send: store.send,
-    join: store.join,
-    leave: store.leave,
-    loadOlder: store.loadOlder,
-    discard: store.discard,
-  }), [snapshot, store]);
+  return useMemo(() => ({ ...snapshot, ...store.actions }), [snapshot, store]);
 }

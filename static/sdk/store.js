@@ -84,7 +84,14 @@ export class ChatStore {
 
     this.subscribe = this.subscribe.bind(this);
     this.getSnapshot = this.getSnapshot.bind(this);
-    for (const name of ['send', 'join', 'leave', 'loadOlder', 'discard']) this[name] = this[name].bind(this);
+    /** The actions, bound: what useChat hands out beside the snapshot. */
+    this.actions = Object.freeze({
+      send: this.send.bind(this),
+      join: this.join.bind(this),
+      leave: this.leave.bind(this),
+      loadOlder: this.loadOlder.bind(this),
+      discard: this.discard.bind(this),
+    });
     connection.addEventListener('statechange', (e) => this._onState(e.detail));
     connection.addEventListener('message', (e) => this._onFrame(e.detail));
     connection.addEventListener('outbox', (e) => this._commit({ outbox: { size: e.detail.size, limit: e.detail.limit } }));

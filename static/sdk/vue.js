@@ -31,10 +31,6 @@ export function useChat(connection) {
     names: part('names'),
     outbox: part('outbox'),
     rooms: part('rooms'),
-    send: store.send,
-    join: store.join,
-    leave: store.leave,
-    loadOlder: store.loadOlder,
-    discard: store.discard,
+    ...store.actions,
   };
 }

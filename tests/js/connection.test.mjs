@@ -782,10 +782,25 @@ function tokenSource() {
 
 const refreshes = (ws) => ws.frames.filter((f) => f.type === 'refresh');
 
-test('with getToken, a fresh token is sent before expiry and is the token of the next connect', async () => {
+/** A connection with getToken, welcomed with a token `life` seconds from expiry. */
+function withToken(life) {
   const app = tokenSource();
   const ctx = setup({ getToken: app.getToken });
-  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + 600 });
+  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + life });
+  return { app, ctx, ws };
+}
+
+/** withToken(600) at the time of its first refresh (525 s later); getToken fails if `failing`. */
+async function atFirstRefresh({ failing = false } = {}) {
+  const opened = withToken(600);
+  opened.app.failing = failing;
+  opened.ctx.time.advance(525 * SECOND);
+  await flush();
+  return opened;
+}
+
+test('with getToken, a fresh token is sent before expiry and is the token of the next connect', async () => {
+  const { app, ctx, ws } = withToken(600);
   // 600 s to live: a lead of 60 s, and random() = 0.5 adds a quarter of it.
   ctx.time.advance(525 * SECOND - 1);
   await flush();
@@ -808,9 +823,7 @@ test('with getToken, a fresh token is sent before expiry and is the token of the
 });
 
 test('a short-lived token is refreshed a tenth of its life early; without getToken or expires, never', async () => {
-  const app = tokenSource();
-  const ctx = setup({ getToken: app.getToken });
-  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + 100 });
+  const { app, ctx, ws } = withToken(100);
   ctx.time.advance(87.5 * SECOND - 1);
   await flush();
   assert.equal(refreshes(ws).length, 0);
@@ -830,11 +843,7 @@ test('a short-lived token is refreshed a tenth of its life early; without getTok
 });
 
 test('a refused fresh token is told as refreshfailed, not as an error, and another is tried after the backoff', async () => {
-  const app = tokenSource();
-  const ctx = setup({ getToken: app.getToken });
-  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + 600 });
-  ctx.time.advance(525 * SECOND);
-  await flush();
+  const { ctx, ws } = await atFirstRefresh();
   ws.serverSend({ type: 'error', code: 'bad_token', message: 'token expired' });
   assert.deepEqual(ctx.of('refreshfailed'), [{ code: 'bad_token', message: 'token expired', delay: 500 }]);
   assert.equal(ctx.of('error').length, 0);
@@ -854,12 +863,7 @@ test('a refused fresh token is told as refreshfailed, not as an error, and anoth
 });
 
 test('getToken failing, or giving the token in use again, is retried after the backoff', async () => {
-  const app = tokenSource();
-  app.failing = true;
-  const ctx = setup({ getToken: app.getToken });
-  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + 600 });
-  ctx.time.advance(525 * SECOND);
-  await flush();
+  const { app, ctx, ws } = await atFirstRefresh({ failing: true });
   assert.deepEqual(ctx.of('refreshfailed'), [{ code: 'token_unavailable', message: 'the application is down', delay: 500 }]);
   assert.equal(refreshes(ws).length, 0);
   app.failing = false;
@@ -877,11 +881,7 @@ test('getToken failing, or giving the token in use again, is retried after the b
 });
 
 test('a refresh lost with its socket is not taken; the next welcome plans the refresh anew', async () => {
-  const app = tokenSource();
-  const ctx = setup({ getToken: app.getToken });
-  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + 600 });
-  ctx.time.advance(525 * SECOND);
-  await flush();
+  const { ctx, ws } = await atFirstRefresh();
   assert.equal(refreshes(ws).length, 1);
   ws.serverClose(1006);
   ctx.time.advance(SECOND);
