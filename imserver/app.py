@@ -24,12 +24,14 @@ from .core.registry import TERMINATION_REASONS, Connection, Registry
 from .http.access import AppGate, JoinHook
 from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
 from .http.api import ApiDeps, api_routes
+from .http.audit import Audit
 from .http.auth import Authenticator, load_or_create_secret
 from .http.bans import BAN, LIFT, Bans
 from .http.chat import ChatDeps, ChatSocket
 from .http.echo import EchoSocket
 from .http.edge import connection_limit
 from .http.identity import Identities
+from .http.moderation import moderation_routes
 from .http.security import SecurityHeaders
 from .http.web import (
     ClientConfigHandler,
@@ -42,7 +44,7 @@ from .http.web import (
 )
 from .ops.heartbeat import Heartbeat
 from .ops.metrics import Metrics
-from .ops.stats import Sample, Samples
+from .ops.stats import ClosedLog, Sample, Samples
 from .storage import open_store
 from .storage.private import secure_data_files
 from .transport.sendpool import SendPool, fan_out, spare_cores
@@ -75,7 +77,10 @@ class Runtime:
         self.auth = Authenticator(config.auth, secret)
         self.store = open_store(config)
         self.identities = Identities(self.auth, self.store, self.registry)
-        self.bans = Bans(self.store, self.registry)
+        # The recently closed connections, with what the operators said closing them.
+        self.closed_log = ClosedLog()
+        self.bans = Bans(self.store, self.registry, kick=self.closed_log.kick)
+        self.audit = Audit(self.store)
         self.opened = False
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
@@ -90,7 +95,8 @@ class Runtime:
             self._share_identities(self.cluster)
             self._share_bans(self.cluster)
         # In a cluster: every node's connections, and each user's count over the nodes.
-        self.directory = Directory(self.cluster) if self.cluster is not None else None
+        self.directory = Directory(self.cluster, kick_here=self.closed_log.kick) \
+            if self.cluster is not None else None
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
@@ -102,7 +108,8 @@ class Runtime:
         self.login_limiter = KeyedLimiter(rate=per_minute / 60, burst=per_minute)
         # Wrong admin or metrics tokens, per address; past it even the right one gets 429.
         self.auth_failures = KeyedLimiter(rate=per_minute / 60, burst=per_minute)
-        self.admin_auth = AdminAuth(config.admin.token, secret)
+        self.admin_auth = AdminAuth(config.admin.token, secret,
+                                    operators={o.name: o.token for o in config.admin.operators})
         self.samples = Samples()
         self._sampler = PeriodicCallback(self.sample, 1000)
         self.registry.on_open.append(self._opened)
@@ -111,7 +118,8 @@ class Runtime:
         self.started_at = time.time()
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
                                     rooms=lambda: len(self.hub.rooms), started_at=self.started_at,
-                                    cluster=self.directory)
+                                    cluster=self.directory, closed_log=self.closed_log)
+        self.audit.on_record.append(self.admin_view.audited)
 
     async def local_presence(self, room: str) -> dict[str, str]:
         """Who is in a room on this one server: user id -> display name."""
@@ -302,7 +310,8 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
     session = {"auth": rt.auth, "settings": config.auth, "identities": rt.identities}
     admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
                       registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,
-                      cookie_secure=config.auth.cookie_secure, bans=rt.bans)
+                      cookie_secure=config.auth.cookie_secure, bans=rt.bans, audit=rt.audit,
+                      store=rt.store, delete_message=rt.hub.operator_delete)
     routes: list[Any] = [
         (r"/ws", ChatSocket, chat),
         (r"/api/login", LoginHandler, {**session, "limiter": rt.login_limiter,
@@ -316,7 +325,7 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
          {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/static/(.*)", RevalidatedStaticHandler, {"path": str(STATIC_DIR)}),
     ]
-    routes += admin_routes(admin, str(DASHBOARD_DIR))
+    routes += admin_routes(admin, str(DASHBOARD_DIR)) + moderation_routes(admin)
     routes += api_routes(ApiDeps(
         key=config.api.key, failures=rt.auth_failures, hub=rt.hub, store=rt.store,
         max_text_chars=config.limits.max_text_chars, history_page=config.limits.history_page,

@@ -159,8 +159,22 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class OperatorConfig:
+    """An operator of the admin side: a name for the audit log, and its own token."""
+    name: str = _setting("")
+    token: str = _setting("")
+
+
+# The audit log's name for whoever uses admin.token.
+ADMIN_OPERATOR = "admin"
+OPERATOR_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+MIN_OPERATOR_TOKEN = 16
+
+
+@dataclass(frozen=True)
 class AdminConfig:
     token: str = _setting("")
+    operators: tuple[OperatorConfig, ...] = _setting(())
 
 
 @dataclass(frozen=True)
@@ -302,10 +316,29 @@ def _check_consistency(config: Config) -> None:
     if not 0 < len(storage.schema.encode("utf-8", "replace")) <= 63 or "\x00" in storage.schema:
         raise ConfigError(f"storage.schema must be a PostgreSQL schema name of 1-63 bytes, "
                           f"got {storage.schema!r}")
+    _check_operators(config.admin)
     if config.client.reconnect_cap_seconds < config.client.reconnect_base_seconds:
         raise ConfigError(
             f"client.reconnect_cap_seconds must be >= client.reconnect_base_seconds "
             f"({config.client.reconnect_base_seconds}), got {config.client.reconnect_cap_seconds}")
+
+
+def _check_operators(admin: AdminConfig) -> None:
+    """Each operator has a name of its own (never admin.token's) and a token of its own."""
+    names, tokens = {ADMIN_OPERATOR}, {admin.token}
+    for i, operator in enumerate(admin.operators):
+        key = f"admin.operators[{i}]"
+        if not OPERATOR_NAME.fullmatch(operator.name):
+            raise ConfigError(f"{key}.name must be 1-64 letters, digits, '_', '.', '@' or '-', "
+                              f"got {operator.name!r}")
+        if operator.name in names:
+            raise ConfigError(f"{key}.name must be unique and not {ADMIN_OPERATOR!r} (the name of "
+                              f"admin.token), got {operator.name!r}")
+        if len(operator.token) < MIN_OPERATOR_TOKEN or operator.token in tokens:
+            raise ConfigError(f"{key}.token must be a token of at least {MIN_OPERATOR_TOKEN} "
+                              "characters that no other operator (nor admin.token) has")
+        names.add(operator.name)
+        tokens.add(operator.token)
 
 
 def config_from_dict(data: Any) -> Config:

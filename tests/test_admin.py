@@ -275,3 +275,39 @@ def test_the_view_follows_the_registry_and_the_samples_without_a_server():
     assert pushed[0]["client"]["id"] == "c1"
     assert pushed[1]["closed"]["reason"] == "kicked" and view.closed()[0]["id"] == "c1"
     assert pushed[2]["stats"]["rooms"] == 3
+
+
+def test_each_token_names_its_operator_and_a_session_keeps_it():
+    auth = AdminAuth("main", "secret", operators={"alice": "a" * 16, "bob": "b" * 16})
+    assert [auth.operator_of(t) for t in ("main", "a" * 16, "b" * 16, "c" * 16, "", "main ")] == [
+        "admin", "alice", "bob", None, None, None]
+    session = auth.open_session("bob")
+    assert auth.session_operator(session) == "bob" and auth.session_ok(session)
+    assert auth.session_operator(auth.open_session()) == "admin"
+    auth.close_session(session)
+    assert auth.session_operator(session) is None and auth.session_operator("forged") is None
+
+
+def test_the_closed_log_keeps_what_the_operator_said_for_kicked_connections_only():
+    from imserver.core.registry import Connection, User
+    from imserver.ops.stats import ClosedLog
+
+    class Transport:
+        def __init__(self):
+            self.closes = []
+
+        def close(self, code, reason):
+            self.closes.append((code, reason))
+
+    log = ClosedLog(size=2)
+    conns = [Connection(id=f"c{i}", user=User("u", "ann"), transport=Transport()) for i in range(4)]  # type: ignore[arg-type]
+    log.kick(conns[0], "flooding")
+    assert conns[0].close_reason == "kicked" and conns[0].transport.closes == [(4003, "flooding")]
+    assert log.add(conns[0]).operator_reason == "flooding"
+    conns[1].close_reason = "heartbeat_timeout"  # it was ending otherwise before the kick
+    log.kick(conns[1], "spam")
+    assert log.add(conns[1]).operator_reason == ""
+    # Notes of connections that never finish closing are bounded.
+    for conn in conns:
+        log.kick(conn, "x")
+    assert len(log._said) == 2

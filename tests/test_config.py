@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import get_type_hints
 
@@ -115,3 +116,30 @@ def test_shipped_config_yaml_lists_every_setting_with_a_comment():
         leaf = key.split(".")[-1]
         lines = [line for line in text.splitlines() if line.strip().startswith(f"{leaf}:")]
         assert lines and all("#" in line for line in lines), f"config.yaml: {key} has no comment"
+
+
+def test_operators_have_names_and_tokens_of_their_own():
+    token = "t" * 16
+    config = config_from_dict({"admin": {"token": "main-token", "operators": [
+        {"name": "alice", "token": token}, {"name": "bob.ops@example", "token": "u" * 16}]}})
+    assert [(o.name, o.token) for o in config.admin.operators] == [
+        ("alice", token), ("bob.ops@example", "u" * 16)]
+    for operators, message in (
+            ([{"name": "", "token": token}], "admin.operators[0].name must be 1-64 letters, digits, "
+                                             "'_', '.', '@' or '-', got ''"),
+            ([{"name": "a b", "token": token}], "admin.operators[0].name must be"),
+            ([{"name": "admin", "token": token}], "admin.operators[0].name must be unique and not "
+                                                  "'admin' (the name of admin.token), got 'admin'"),
+            ([{"name": "a", "token": token}, {"name": "a", "token": "u" * 16}],
+             "admin.operators[1].name must be unique"),
+            ([{"name": "a", "token": "short"}], "admin.operators[0].token must be a token of at "
+                                                "least 16 characters that no other operator"),
+            ([{"name": "a", "token": token}, {"name": "b", "token": token}],
+             "admin.operators[1].token must be a token of at least 16"),
+            ([{"name": "a", "token": "main-token-long-enough"}], "admin.operators[0].token must be"),
+            ([{"name": "a"}], "admin.operators[0].token must be"),
+            ([{"name": "a", "token": token, "role": "root"}],
+             "admin.operators[0].role is not a known setting"),
+            (["alice"], "admin.operators[0] must be a mapping of settings, got 'alice'")):
+        with pytest.raises(ConfigError, match="^" + re.escape(message)):
+            config_from_dict({"admin": {"token": "main-token-long-enough", "operators": operators}})

@@ -3,7 +3,10 @@
 The operator logs in, sees the clients the test connected, sees one appear and
 one go without reloading, filters and sorts, disconnects one with a reason (and
 that client gets close code 4003 with the reason), and logs out. On success a
-screenshot of the populated dashboard is saved for the README.
+screenshot of the populated dashboard is saved for the README. Moderation: a
+mute and its lift, a message deleted from a room's list, each in the audit log.
+The page has no serious or critical axe-core violation in the light or the dark
+theme, and on a phone no table scrolls sideways.
 
 Sync Playwright only (no gen_test here, see /work/shared/TESTING.md). The chat
 clients are plain WebSocket clients on a private asyncio loop in a thread, plus
@@ -20,6 +23,7 @@ import os
 import re
 import socket
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.testing import ServerProcess, login
+from tests.axe import severe_violations
 from tests.browser import launch_chromium, screenshot_path, watch_csp
 
 pytestmark = pytest.mark.browser
@@ -351,7 +356,7 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
         expect(page.get_by_test_id("confirm")).to_be_hidden()
         expect(row_of(page, carol.conn_id)).to_have_count(0, timeout=LIVE_UPDATE)
         carol_closed = row_of(page, carol.conn_id, "closed-row")
-        expect(carol_closed.locator('[data-col="reason"]')).to_have_text("kicked")
+        expect(carol_closed.locator('[data-col="reason"]')).to_have_text("kicked: Spamming the room")
         expect(carol_closed.locator('[data-col="code"]')).to_have_text("4003")
         expect(carol_closed.locator('[data-col="closed_by"]')).to_have_text("server")
         assert not alice.closed.is_set()
@@ -415,3 +420,189 @@ def test_push_channel_reconnects_and_asks_for_a_new_login_after_a_restart(
     log_in(page)
     expect(push_state).to_have_attribute("data-state", "open")
     expect(row_of(page, bob.conn_id)).to_be_visible()
+
+
+def admin_api(server: ServerProcess, method: str, path: str, body: Any = None) -> Any:
+    """The admin API with the admin token, from the test: its JSON answer."""
+    request = urllib.request.Request(
+        f"http://{server.host}/admin/api{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def say(client: ChatClient, room: str, text: str) -> dict[str, Any]:
+    """What the server answers a say: its ack, or its error."""
+    cid = os.urandom(6).hex()
+    client.send({"type": "say", "room": room, "text": text, "cid": cid})
+
+    def answer() -> dict[str, Any] | None:
+        return next((f for f in client.frames if f.get("cid") == cid and f["type"] in ("ack", "error")),
+                    None)
+
+    with client.changed:
+        assert client.changed.wait_for(lambda: answer() is not None, 5), f"no answer to {text!r}"
+        found = answer()
+    assert found is not None
+    return found
+
+
+def audit_actions(page: Page) -> list[str]:
+    actions: list[str] = page.eval_on_selector_all(
+        '[data-testid="audit-row"]', "rows => rows.map(r => r.dataset.action)")
+    return actions
+
+
+def test_operator_mutes_deletes_a_message_and_reads_each_action_in_the_audit_log(
+        server: ServerProcess, chat: ChatClients, page: Page) -> None:
+    alice = chat.connect("alice", rooms=("general",))
+    bob = chat.connect("bob", rooms=("general", "random"))
+    assert say(alice, "general", "hello there")["type"] == "ack"
+    spam = say(alice, "general", "buy cheap pills")["id"]
+    page.goto(f"http://{server.host}/admin")
+    log_in(page)
+    expect(page.get_by_test_id("operator")).to_have_text("Signed in as admin")
+    expect(page.locator('[data-part="audit-empty"]')).to_be_visible()
+
+    # Mute alice in general, from her row: the room is hers, the reason and the time chosen.
+    row_of(page, alice.conn_id).get_by_test_id("mute-user").click()
+    expect(page.get_by_test_id("room-input")).to_have_value("general")
+    expect(page.get_by_test_id("confirm")).to_be_disabled()
+    page.get_by_test_id("reason-input").fill("Cool down")
+    page.get_by_test_id("duration-input").select_option("1h")
+    page.get_by_test_id("confirm").click()
+    expect(page.get_by_test_id("confirm")).to_be_hidden()
+    mute_row = page.locator(f'[data-testid="mute-row"][data-user="{alice.user_id}"]')
+    expect(mute_row).to_have_attribute("data-room", "general")
+    expect(mute_row).to_contain_text("Cool down")
+    refused = say(alice, "general", "let me speak")
+    assert refused["type"] == "error" and refused["code"] == "muted", refused
+    assert say(bob, "general", "quiet now")["type"] == "ack"
+
+    # The room's messages, newest first; delete the spam with a reason.
+    page.get_by_test_id("room-messages-input").fill("general")
+    page.get_by_test_id("room-messages-show").click()
+    messages = page.get_by_test_id("message-row")
+    expect(messages).to_have_count(3)
+    expect(messages.first).to_contain_text("quiet now")
+    spam_row = page.locator(f'[data-testid="message-row"][data-id="{spam}"]')
+    spam_row.get_by_test_id("delete-message").click()
+    expect(page.get_by_test_id("confirm")).to_have_text("Delete message")
+    page.get_by_test_id("reason-input").fill("Spam")
+    page.get_by_test_id("confirm").click()
+    deleted = bob.wait_for("delete", target=spam)
+    assert deleted["by"] == "operator"
+    expect(spam_row).to_have_attribute("data-status", "deleted")
+    expect(spam_row).to_contain_text("message deleted")
+    expect(spam_row.get_by_test_id("delete-message")).to_be_disabled()
+
+    # Unmute: alice speaks again.
+    mute_row.get_by_test_id("lift-mute").click()
+    expect(mute_row).to_have_count(0)
+    assert say(alice, "general", "thank you")["type"] == "ack"
+
+    # The audit log, newest first, live from the push channel.
+    expect(page.get_by_test_id("audit-row")).to_have_count(3)
+    assert audit_actions(page) == ["unmute", "delete_message", "mute"]
+    newest_delete = page.locator('[data-testid="audit-row"][data-action="delete_message"]')
+    expect(newest_delete).to_contain_text("admin")
+    expect(newest_delete).to_contain_text("Spam")
+    expect(newest_delete).to_contain_text(str(spam))
+    # Read back from the store after a reload.
+    page.reload()
+    expect(page.get_by_test_id("audit-row")).to_have_count(3)
+    assert audit_actions(page) == ["unmute", "delete_message", "mute"]
+
+
+def populate_for_review(server: ServerProcess, chat: ChatClients) -> ChatClient:
+    """Every kind of row the dashboard shows: clients, closed by either side with a
+    reason, a ban, a mute, audit entries, messages (one deleted). Returns a client
+    left connected."""
+    alice = chat.connect("alice", rooms=("general", "random"), user_agent=HOSTILE_AGENT)
+    bob = chat.connect("bob", rooms=("general",), user_agent=CHROME_ANDROID)
+    carol = chat.connect("carol", rooms=("support",), user_agent=EDGE)
+    erin = chat.connect("erin", rooms=("general",), user_agent=SAFARI)
+    say(alice, "general", "a first message, long enough to wrap on a narrow screen: " + "words " * 12)
+    spam = say(bob, "general", "spam")["id"]
+    admin_api(server, "DELETE", f"/messages/{spam}", {"reason": "spam"})
+    admin_api(server, "POST", f"/clients/{carol.conn_id}/disconnect", {"reason": "Flooding"})
+    carol.wait_closed()
+    erin.close()
+    erin.wait_closed()
+    admin_api(server, "POST", f"/users/{bob.user_id}/ban", {"reason": "Raiding", "seconds": 3600})
+    bob.wait_closed()
+    admin_api(server, "POST", f"/rooms/general/mutes/{alice.user_id}", {"reason": "Shouting"})
+    return alice
+
+
+def show_everything(page: Page, server: ServerProcess) -> None:
+    page.goto(f"http://{server.host}/admin")
+    log_in(page)
+    expect(page.get_by_test_id("push-state")).to_have_attribute("data-state", "open")
+    expect(page.get_by_test_id("closed-row")).to_have_count(3)
+    expect(page.get_by_test_id("ban-row")).to_have_count(1)
+    expect(page.get_by_test_id("mute-row")).to_have_count(1)
+    expect(page.get_by_test_id("audit-row")).to_have_count(4)
+    page.get_by_test_id("room-messages-input").fill("general")
+    page.get_by_test_id("room-messages-show").click()
+    expect(page.get_by_test_id("message-row")).to_have_count(2)
+
+
+def test_the_dashboard_has_no_serious_accessibility_violation_in_light_or_dark(
+        server: ServerProcess, chat: ChatClients, page: Page) -> None:
+    alice = populate_for_review(server, chat)
+    page.goto(f"http://{server.host}/admin")
+    log_in(page, "not-the-token")  # the login form, with its error shown
+    expect(page.get_by_test_id("admin-error")).to_be_visible()
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert severe_violations(page) == [], f"{scheme}, login"
+    page.emulate_media(color_scheme="light")
+    show_everything(page, server)
+    kicked = page.locator('[data-testid="closed-row"][data-name="carol"] [data-col="reason"]')
+    expect(kicked).to_have_text("kicked: Flooding")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert severe_violations(page) == [], scheme
+        # And with the dialog open (a mute asks for a room too).
+        row_of(page, alice.conn_id).get_by_test_id("mute-user").click()
+        expect(page.get_by_test_id("room-input")).to_be_visible()
+        assert severe_violations(page) == [], f"{scheme}, dialog open"
+        page.get_by_test_id("cancel").click()
+        expect(page.get_by_test_id("confirm")).to_be_hidden()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_on_a_phone_no_table_scrolls_sideways_and_disconnect_stays_in_view(
+        server: ServerProcess, chat: ChatClients, browser: Browser) -> None:
+    alice = populate_for_review(server, chat)
+    context = browser.new_context(viewport=PHONE, color_scheme="light", is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(5_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    watch_csp(page, errors)
+    try:
+        show_everything(page, server)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        wide = page.eval_on_selector_all(
+            ".table-scroll", "boxes => boxes.filter(b => b.scrollWidth > b.clientWidth + 1)"
+            ".map(b => b.querySelector('table').dataset.testid)")
+        assert wide == [], f"tables that scroll sideways: {wide}"
+        disconnect = row_of(page, alice.conn_id).get_by_test_id("disconnect")
+        disconnect.scroll_into_view_if_needed()
+        box = disconnect.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            assert severe_violations(page) == [], scheme
+        disconnect.tap()
+        page.get_by_test_id("reason-input").fill("Bye from a phone")
+        page.get_by_test_id("confirm").tap()
+        assert alice.wait_closed() == (4003, "Bye from a phone")
+    finally:
+        context.close()
+    assert not errors, errors

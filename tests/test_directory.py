@@ -97,3 +97,19 @@ def test_hostile_kicks_are_dropped_and_close_nothing(caplog):
     assert caplog.text.count("malformed message on ctl") == 7
     heard(link, {"k": "kick", "node": "n", "user": "alice", "reason": {"no": "text"}})
     assert wire(a1).closed == (4003, "disconnected by an operator")
+
+
+def test_a_kick_from_another_node_closes_through_the_closed_log_that_keeps_its_reason():
+    from imserver.ops.stats import ClosedLog
+
+    registry = Registry()
+    link = ClusterLink(lambda _: FakeBus(), registry, node_id="node-a", prefix="t",  # type: ignore[arg-type,return-value]
+                       lease_seconds=3.0)
+    link.attach(object())  # type: ignore[arg-type]
+    log = ClosedLog()
+    Directory(link, kick_here=log.kick)
+    a1 = connect(registry, "a1", "alice")
+    heard(link, {"k": "kick", "node": "node-b", "conn": "a1", "reason": "flooding"})
+    assert wire(a1).closed == (4003, "flooding")
+    registry.remove(a1)
+    assert log.add(a1).operator_reason == "flooding"

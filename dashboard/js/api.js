@@ -1,7 +1,8 @@
 /**
  * The admin HTTP API. The session lives in an HttpOnly cookie the page cannot
  * read; what the page keeps is the session's CSRF token, sent as
- * X-CSRF-Token with every POST (with Content-Type: application/json).
+ * X-CSRF-Token with every POST and DELETE (a JSON body with Content-Type:
+ * application/json on every POST, and on a DELETE that carries a reason).
  */
 
 import { ApiError } from '../../static/shared/api-error.js';
@@ -15,6 +16,7 @@ export class AdminApi {
     this._fetch = fetchImpl;
     this._base = base;
     this.csrf = null;
+    this.operator = null; // who the audit log says acts: the session's operator
   }
 
   async _request(method, path, body) {
@@ -22,7 +24,7 @@ export class AdminApi {
     if (method !== 'GET') {
       if (this.csrf) init.headers['X-CSRF-Token'] = this.csrf;
     }
-    if (method === 'POST') {
+    if (method === 'POST' || (method === 'DELETE' && body !== undefined)) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body === undefined ? {} : body);
     }
@@ -44,10 +46,12 @@ export class AdminApi {
     try {
       const data = await this._request('GET', '/session');
       this.csrf = data.csrf;
+      this.operator = data.operator || null;
       return true;
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
         this.csrf = null;
+        this.operator = null;
         return false;
       }
       throw err;
@@ -58,6 +62,7 @@ export class AdminApi {
   async login(token) {
     const data = await this._request('POST', '/login', { token });
     this.csrf = data.csrf;
+    this.operator = data.operator || null;
   }
 
   async logout() {
@@ -65,6 +70,7 @@ export class AdminApi {
       await this._request('POST', '/logout');
     } finally {
       this.csrf = null;
+      this.operator = null;
     }
   }
 
@@ -97,4 +103,45 @@ export class AdminApi {
   bans() {
     return this._request('GET', '/bans');
   }
+
+  /**
+   * Mutes `user` in `room` with `reason` (shown to the user when it speaks there),
+   * for `seconds` (null: until lifted): the mute.
+   */
+  muteUser(room, user, reason, seconds) {
+    const body = { reason };
+    if (seconds !== null && seconds !== undefined) body.seconds = seconds;
+    return this._request('POST', `/rooms/${encodeURIComponent(room)}/mutes/${encodeURIComponent(user)}`, body);
+  }
+
+  /** Lifts the mute of `user` in `room`: {lifted: {room, user}}; ApiError 404 when none is in force. */
+  liftMute(room, user) {
+    return this._request('DELETE', `/rooms/${encodeURIComponent(room)}/mutes/${encodeURIComponent(user)}`);
+  }
+
+  /** The mutes in force: [{room, user, reason, until, by, at}]. */
+  mutes() {
+    return this._request('GET', '/mutes');
+  }
+
+  /** A page of `room`'s messages, newest last: {room, messages, more}; `before`: an id. */
+  roomMessages(room, { before = null, limit = null } = {}) {
+    return this._request('GET', `/rooms/${encodeURIComponent(room)}/messages${query({ before, limit })}`);
+  }
+
+  /** Deletes any message, `reason` kept in the audit log: {deleted, id, room, from}. */
+  deleteMessage(id, reason) {
+    return this._request('DELETE', `/messages/${encodeURIComponent(id)}`, { reason });
+  }
+
+  /** A page of the audit log, newest first: {entries, more}; `before`: an entry id. */
+  audit({ before = null, limit = null } = {}) {
+    return this._request('GET', `/audit${query({ before, limit })}`);
+  }
+}
+
+/** "?a=1&b=2" of the arguments that are set; "" when none is. */
+function query(args) {
+  const set = Object.entries(args).filter(([, v]) => v !== null && v !== undefined);
+  return set.length ? `?${new URLSearchParams(set.map(([k, v]) => [k, String(v)]))}` : '';
 }

@@ -4,15 +4,23 @@
  * modules it imports; this file only connects them.
  */
 import { AdminApi, ApiError } from './api.js';
+import { AuditLog } from './audit-view.js';
 import { Chart } from './chart-view.js';
-import { BAN_DURATIONS, BansList, DEFAULT_DURATION } from './bans.js';
 import { ClientsTable } from './clients-view.js';
 import { ClosedTable } from './closed-view.js';
 import { ConfirmDialog } from './confirm.js';
 import { el, setAttr, setText } from './dom.js';
 import { formatCount, formatDuration, formatRate } from './format.js';
+import { RoomMessages } from './messages-view.js';
 import { initialState, reduce, totals } from './model.js';
+import { mergeById } from './pages.js';
 import { PushChannel, PushState, pushUrl } from './push.js';
+import {
+  BANS, DEFAULT_DURATION, DURATIONS, InForceList, MUTES,
+} from './restrictions.js';
+import { knownRooms, validRoom } from './rooms.js';
+
+const SESSION_ENDED = 'Your session has ended. Log in again.';
 
 const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 const byPart = (name, root = document) => root.querySelector(`[data-part="${name}"]`);
@@ -40,6 +48,7 @@ class Dashboard {
     this.loginButton = byTestId('admin-login');
     this.loginError = byTestId('admin-error');
     this.logoutButton = byTestId('logout');
+    this.operator = byTestId('operator');
     this.pushState = byTestId('push-state');
     this.uptime = byPart('uptime');
     this.totals = {
@@ -60,20 +69,41 @@ class Dashboard {
       onDisconnect: (client) => this._askDisconnect(client),
       onDisconnectUser: (client) => this._askDisconnectUser(client),
       onBan: (client) => this._askBan(client),
+      onMute: (client) => this._askMute(client),
     });
-    this.bans = new BansList(byTestId('bans-table'), {
+    this.bans = new InForceList(byTestId('bans-table'), BANS, {
       count: byPart('bans-count'),
       empty: byPart('bans-empty'),
       onLift: (ban) => this._lift(ban),
     });
+    this.mutes = new InForceList(byTestId('mutes-table'), MUTES, {
+      count: byPart('mutes-count'),
+      empty: byPart('mutes-empty'),
+      onLift: (mute) => this._unmute(mute),
+    });
     const duration = byTestId('duration-input');
-    for (const d of BAN_DURATIONS) {
+    for (const d of DURATIONS) {
       duration.append(el('option', { value: d.key, selected: d.key === DEFAULT_DURATION }, d.label));
     }
     this.closed = new ClosedTable(byTestId('closed-table'), {
       count: byPart('closed-count'),
       empty: byPart('closed-empty'),
     });
+    this.audit = { entries: [], more: false };
+    this.auditLog = new AuditLog(byTestId('audit-table'), { count: byPart('audit-count'), empty: byPart('audit-empty') });
+    byTestId('audit-older').addEventListener('click', () => this._loadAudit(true));
+    this.room = { name: null, messages: [], more: false };
+    this.roomMessages = new RoomMessages(byTestId('messages-table'), {
+      empty: byPart('messages-empty'),
+      onDelete: (message) => this._askDelete(message),
+    });
+    this.roomInput = byTestId('room-messages-input');
+    this.roomError = byPart('room-error');
+    byPart('room-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      this._showRoom(this.roomInput.value.trim());
+    });
+    byTestId('messages-older').addEventListener('click', () => this._showRoom(this.room.name, true));
     this.dialog = new ConfirmDialog(byPart('confirm-dialog'));
 
     this.loginForm.addEventListener('submit', (event) => {
@@ -110,6 +140,7 @@ class Dashboard {
     this.views.dashboard.hidden = true;
     this.views.login.hidden = false;
     this.logoutButton.hidden = true;
+    this.operator.hidden = true;
     this.pushState.hidden = true;
     this.uptime.hidden = true;
     this.loginError.hidden = !message;
@@ -122,13 +153,17 @@ class Dashboard {
     this.views.login.hidden = true;
     this.views.dashboard.hidden = false;
     this.logoutButton.hidden = false;
+    this.operator.hidden = !this.api.operator;
+    setText(this.operator, this.api.operator ? `Signed in as ${this.api.operator}` : '');
     this.pushState.hidden = false;
     this.uptime.hidden = false;
     this.state = initialState();
     this.shown = { closed: null, stats: null };
+    this.audit = { entries: [], more: false };
     this._render();
     this._startPush();
     this._loadBans();
+    this._loadMutes();
   }
 
   async _login() {
@@ -172,8 +207,13 @@ class Dashboard {
     this._stopPush();
     const push = new PushChannel(pushUrl(window.location));
     push.addEventListener('message', (event) => {
-      this.state = reduce(this.state, event.detail);
+      const message = event.detail;
+      this.state = reduce(this.state, message);
       this._queueRender();
+      // The log from the store on every (re)connect (it may have missed entries, or
+      // other nodes' operators acted); this node's new entries as they are made.
+      if (message.type === 'snapshot') this._loadAudit();
+      else if (message.type === 'audit' && message.entry) this._showAudit(mergeById(this.audit.entries, [message.entry]));
     });
     push.addEventListener('statechange', (event) => this._pushStateChanged(event.detail));
     this.push = push;
@@ -205,7 +245,7 @@ class Dashboard {
       const push = this.push;
       try {
         if (!(await this.api.session()) && push === this.push) {
-          this._showLogin('Your session has ended. Log in again.');
+          this._showLogin(SESSION_ENDED);
         }
       } catch {
         // The server is unreachable: keep retrying.
@@ -252,6 +292,7 @@ class Dashboard {
       setText(this.uptime, state.stats.uptime ? `up ${formatDuration(state.stats.uptime)}` : '');
     }
     this.clients.update(state.clients);
+    this._suggestRooms(state.clients);
     if (state.closed !== this.shown.closed) {
       this.shown.closed = state.closed;
       this.closed.update(state.closed);
@@ -282,6 +323,95 @@ class Dashboard {
     });
   }
 
+  _askMute(client) {
+    this.dialog.open({
+      title: `Mute ${client.name || client.user}?`,
+      detail: 'In the room below, this user can still read but not send or edit messages, on every node, '
+        + 'until the mute ends or is lifted. They see the reason below when they try.',
+      confirmLabel: 'Mute',
+      withDuration: true,
+      rooms: client.rooms,
+      action: async (reason, seconds, room) => {
+        await this._act(() => this.api.muteUser(room, client.user, reason, seconds), 'The user is not known.');
+        await this._loadMutes();
+      },
+    });
+  }
+
+  async _unmute(mute) {
+    try {
+      await this._act(() => this.api.liftMute(mute.room, mute.user), 'That mute has already ended.');
+    } catch {
+      // Shown by the list: read again below.
+    }
+    await this._loadMutes();
+  }
+
+  async _loadMutes() {
+    await this._load(() => this.api.mutes(), (mutes) => this.mutes.update(mutes));
+  }
+
+  _askDelete(message) {
+    this.dialog.open({
+      title: `Delete this message by ${message.name || message.from}?`,
+      detail: `“${message.text.length > 140 ? `${message.text.slice(0, 140)}…` : message.text}” `
+        + `in ${this.room.name} is replaced by “message deleted” for everyone, on every node and in the history.`,
+      confirmLabel: 'Delete message',
+      reasonLabel: 'Reason (kept in the audit log)',
+      action: async (reason) => {
+        await this._act(() => this.api.deleteMessage(message.id, reason), 'That message no longer exists.');
+        await this._showRoom(this.room.name);
+      },
+    });
+  }
+
+  _suggestRooms(clients) {
+    const rooms = knownRooms(clients);
+    const list = byPart('room-messages-choices');
+    if (list.dataset.rooms !== rooms.join(' ')) {
+      list.dataset.rooms = rooms.join(' ');
+      list.replaceChildren(...rooms.map((r) => el('option', { value: r })));
+    }
+  }
+
+  async _showRoom(name, older = false) {
+    const error = !validRoom(name) ? 'A room name is 1-64 letters, digits, “-”, “_” or “.”.' : '';
+    setText(this.roomError, error);
+    this.roomError.hidden = !error;
+    if (error) return;
+    const before = older && this.room.messages.length ? this.room.messages[this.room.messages.length - 1].id : null;
+    await this._load(() => this.api.roomMessages(name, { before }), (page) => {
+      const messages = mergeById(older ? this.room.messages : [], page.messages);
+      this.room = { name, messages, more: page.more };
+      this.roomMessages.update(messages, `No messages in ${name}.`);
+      byPart('messages-more').hidden = !page.more;
+    });
+  }
+
+  async _loadAudit(older = false) {
+    const entries = this.audit.entries;
+    const before = older && entries.length ? entries[entries.length - 1].id : null;
+    await this._load(() => this.api.audit({ before }), (page) => {
+      // A first page replaces what is shown; later pages add to it.
+      this._showAudit(mergeById(older ? entries : [], page.entries), page.more);
+    });
+  }
+
+  _showAudit(entries, more = this.audit.more) {
+    this.audit = { entries, more };
+    this.auditLog.update(entries);
+    byPart('audit-more').hidden = !more;
+  }
+
+  /** Reads something for a list; a session that ended sends back to the login. */
+  async _load(read, show) {
+    try {
+      show(await read());
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this._showLogin(SESSION_ENDED);
+    }
+  }
+
   _askBan(client) {
     this.dialog.open({
       title: `Ban ${client.name || client.user}?`,
@@ -306,11 +436,7 @@ class Dashboard {
   }
 
   async _loadBans() {
-    try {
-      this.bans.update(await this.api.bans());
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) this._showLogin('Your session has ended. Log in again.');
-    }
+    await this._load(() => this.api.bans(), (bans) => this.bans.update(bans));
   }
 
   async _act(request, notFound) {
@@ -319,7 +445,7 @@ class Dashboard {
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
         this.dialog.close();
-        this._showLogin('Your session has ended. Log in again.');
+        this._showLogin(SESSION_ENDED);
         return;
       }
       if (err instanceof ApiError && err.status === 404) throw new Error(notFound);

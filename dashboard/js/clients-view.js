@@ -40,15 +40,16 @@ export class ClientsTable {
   /**
    * @param {HTMLTableElement} table
    * @param {{onDisconnect: (client) => void, onDisconnectUser: (client) => void,
-   *          onBan?: (client) => void, count: Element, empty: Element}} hooks
+   *          onBan?: (client) => void, onMute?: (client) => void, count: Element, empty: Element}} hooks
    */
-  constructor(table, { onDisconnect, onDisconnectUser, onBan, count, empty }) {
+  constructor(table, { onDisconnect, onDisconnectUser, onBan, onMute, count, empty }) {
     this.table = table;
     this.count = count;
     this.empty = empty;
     this.onDisconnect = onDisconnect;
     this.onDisconnectUser = onDisconnectUser;
     this.onBan = onBan;
+    this.onMute = onMute;
     this.sort = { ...DEFAULT_SORT };
     this.query = '';
     this.clients = [];
@@ -131,7 +132,7 @@ export class ClientsTable {
     for (const col of COLUMNS) {
       const main = el('span', { class: 'main' });
       const sub = el('span', { class: 'sub' });
-      const td = el('td', { class: col.numeric ? 'num' : null, 'data-col': col.key }, main, sub);
+      const td = el('td', { class: col.numeric ? 'num' : null, 'data-col': col.key, 'data-label': col.label }, main, sub);
       if (col.key === 'health') td.prepend(el('span', { class: 'dot', 'aria-hidden': 'true' }));
       cells[col.key] = { td, main, sub };
       tr.append(td);
@@ -143,11 +144,15 @@ export class ClientsTable {
       'Disconnect user');
     disconnect.addEventListener('click', () => this.onDisconnect(row.client));
     disconnectUser.addEventListener('click', () => this.onDisconnectUser(row.client));
-    const ban = this.onBan
-      ? el('button', { type: 'button', class: 'button small danger-ghost', 'data-testid': 'ban-user' }, 'Ban')
-      : null;
-    if (ban) ban.addEventListener('click', () => this.onBan(row.client));
-    tr.append(el('td', { class: 'actions' }, el('div', { class: 'action-group' }, disconnect, disconnectUser, ban)));
+    const optional = (hook, testid, label, look) => {
+      if (!hook) return null;
+      const button = el('button', { type: 'button', class: `button small ${look}`, 'data-testid': testid }, label);
+      button.addEventListener('click', () => hook(row.client));
+      return button;
+    };
+    const mute = optional(this.onMute, 'mute-user', 'Mute', 'ghost');
+    const ban = optional(this.onBan, 'ban-user', 'Ban', 'danger-ghost');
+    tr.append(el('td', { class: 'actions' }, el('div', { class: 'action-group' }, disconnect, disconnectUser, mute, ban)));
     return row;
   }
 

@@ -6,13 +6,20 @@ import { el, setText } from './dom.js';
 import { formatClock, formatDateTime, formatDuration } from './format.js';
 
 const COLUMNS = [
-  { label: 'Closed at' }, { label: 'User' }, { label: 'Address' }, { label: 'Lived', num: true },
-  { label: 'Closed by' }, { label: 'Reason' }, { label: 'Code', num: true },
+  { key: 'closed_at', label: 'Closed at' }, { key: 'user', label: 'User' }, { key: 'remote', label: 'Address' },
+  { key: 'lived', label: 'Lived', num: true }, { key: 'closed_by', label: 'Closed by' },
+  { key: 'reason', label: 'Reason' }, { key: 'code', label: 'Code', num: true },
 ];
+const LABELS = Object.fromEntries(COLUMNS.map((c) => [c.key, c.label]));
 
-/** A readable form of the server's close reasons ("heartbeat_timeout" -> "heartbeat timeout"). */
-function reasonText(reason) {
-  return String(reason || '—').replaceAll('_', ' ');
+/**
+ * A readable form of why a connection closed: the server's close reason
+ * ("heartbeat_timeout" -> "heartbeat timeout"), and what the operator said
+ * when one closed it ("kicked: Spamming the room").
+ */
+export function closedReason(entry) {
+  const reason = String(entry.reason || '—').replaceAll('_', ' ');
+  return entry.operator_reason ? `${reason}: ${entry.operator_reason}` : reason;
 }
 
 export class ClosedTable {
@@ -49,16 +56,16 @@ export class ClosedTable {
 
   _row(e) {
     const by = e.closed_by === 'server' ? 'server' : 'client';
+    const cell = (col, attrs, ...content) => el('td', { 'data-col': col, 'data-label': LABELS[col], ...attrs }, ...content);
     return el('tr', {
       'data-testid': 'closed-row', 'data-conn-id': e.id, 'data-user': e.user, 'data-name': e.name || e.user,
     },
-      el('td', { 'data-col': 'closed_at', title: formatDateTime(e.closed_at) }, formatClock(e.closed_at)),
-      el('td', { 'data-col': 'user', title: e.name && e.name !== e.user ? e.user : null }, e.name || e.user),
-      el('td', { 'data-col': 'remote' }, e.remote || '—'),
-      el('td', { 'data-col': 'lived', class: 'num', title: `connected ${formatDateTime(e.connected_at)}` },
-        formatDuration(e.lived)),
-      el('td', { 'data-col': 'closed_by' }, el('span', { class: `tag ${by}` }, by)),
-      el('td', { 'data-col': 'reason' }, reasonText(e.reason)),
-      el('td', { 'data-col': 'code', class: 'num' }, e.code === null || e.code === undefined ? '—' : String(e.code)));
+      cell('closed_at', { title: formatDateTime(e.closed_at) }, formatClock(e.closed_at)),
+      cell('user', { title: e.name && e.name !== e.user ? e.user : null }, e.name || e.user),
+      cell('remote', {}, e.remote || '—'),
+      cell('lived', { class: 'num', title: `connected ${formatDateTime(e.connected_at)}` }, formatDuration(e.lived)),
+      cell('closed_by', {}, el('span', { class: `tag ${by}` }, by)),
+      cell('reason', { title: e.operator_reason || null }, closedReason(e)),
+      cell('code', { class: 'num' }, e.code === null || e.code === undefined ? '—' : String(e.code)));
   }
 }

@@ -20,6 +20,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/**
+ * A table's head: a column header per label, and with `actions` a last one for
+ * the rows' buttons (named for screen readers only).
+ */
+export function tableHead(labels, { actions = false } = {}) {
+  const cells = labels.map((label) => el('th', { scope: 'col' }, label));
+  if (actions) cells.push(el('th', { scope: 'col', class: 'actions' }, el('span', { class: 'visually-hidden' }, 'Actions')));
+  return el('thead', {}, el('tr', {}, ...cells));
+}
+
 /** A new SVG element with attributes. */
 export function svg(tag, attrs = {}) {
   const node = document.createElementNS(SVG_NS, tag);

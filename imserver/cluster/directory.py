@@ -125,8 +125,12 @@ class Directory:
     """This node's rows and counts in Redis, and the reads of the other nodes'."""
 
     def __init__(self, link: ClusterLink, *, refresh_seconds: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 kick_here: Callable[[Connection, str], None] | None = None) -> None:
         self.link = link
+        # closes a connection another node's operator disconnected, with the reason (the
+        # admin side's closed log keeps it)
+        self.kick_here = kick_here or (lambda conn, reason: conn.end("kicked", CLOSE_KICKED, reason))
         self.registry: Registry = link.registry
         self.node_id = link.node_id
         self.prefix = link.prefix
@@ -457,7 +461,7 @@ class Directory:
             found = self.registry.get(target)
             conns = [] if found is None else [found]
         for c in conns:
-            c.end("kicked", CLOSE_KICKED, reason)
+            self.kick_here(c, reason)
         if conns:
             log.info("operator on node %s disconnected %s %s here (%d connections): %s",
                      _text(data.get("node", "?"))[:MAX_ID], "user" if user is not None else "connection",

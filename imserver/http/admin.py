@@ -16,20 +16,23 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import tornado.web
 from tornado.iostream import StreamBufferFullError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..config import ADMIN_OPERATOR
 from ..core.errors import StoreError
-from ..core.protocol import CLOSE_KICKED
 from ..core.ratelimit import KeyedLimiter
 from ..core.registry import Connection, Registry
+from ..core.store import Appended
 from ..ops.metrics import Metrics
 from ..ops.stats import ClosedLog, Samples
+from ..storage.base import AuditEntry, Backend
+from .audit import BAN, DISCONNECT, DISCONNECT_USER, UNBAN, Audit, audit_json
 from .bans import MAX_ID, MAX_SECONDS, MIN_SECONDS, Bans, ban_json, cut_reason
 from .security import origin_allowed
 from .untrusted import same_secret
@@ -37,30 +40,42 @@ from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttle
 
 log = logging.getLogger("imserver.admin")
 
+T = TypeVar("T")
+
 ADMIN_COOKIE = "imserver_admin"
-MAX_REASON = 120  # a WebSocket close reason holds at most 123 bytes
 ADMIN_PUSH_BUFFER = 8 * 1024 * 1024  # a dashboard that stops reading is dropped past this
 
 
 class AdminAuth:
-    """The admin token and the sessions opened with it."""
+    """The admin tokens and the sessions opened with them. Each token names an operator
+    for the audit log: admin.token is "admin", each of admin.operators its own name."""
 
-    def __init__(self, token: str, secret: str, *, session_seconds: float = 12 * 3600,
-                 max_sessions: int = 100) -> None:
+    def __init__(self, token: str, secret: str, *, operators: Mapping[str, str] | None = None,
+                 session_seconds: float = 12 * 3600, max_sessions: int = 100) -> None:
         self.generated = not token
         self.token = token or secrets.token_urlsafe(24)
+        self._tokens = [(ADMIN_OPERATOR, self.token), *(operators or {}).items()]  # name, token
         self._csrf_key = hashlib.sha256(("csrf:" + secret).encode()).digest()
         self.session_seconds = session_seconds
         self.max_sessions = max_sessions
-        self._sessions: dict[str, float] = {}  # session -> expiry (monotonic), oldest first
+        # session -> (expiry (monotonic), operator), oldest first
+        self._sessions: dict[str, tuple[float, str]] = {}
+
+    def operator_of(self, given: str) -> str | None:
+        """The operator whose token `given` is, or None."""
+        found = None
+        for name, token in self._tokens:  # every one compared: no timing tells which
+            if same_secret(given, token):
+                found = name
+        return found
 
     def token_ok(self, given: str) -> bool:
-        return same_secret(given, self.token)
+        return self.operator_of(given) is not None
 
-    def open_session(self) -> str:
-        """A new session; the oldest is dropped past `max_sessions`."""
+    def open_session(self, operator: str = ADMIN_OPERATOR) -> str:
+        """A new session of `operator`; the oldest is dropped past `max_sessions`."""
         session = secrets.token_urlsafe(24)
-        self._sessions[session] = time.monotonic() + self.session_seconds
+        self._sessions[session] = (time.monotonic() + self.session_seconds, operator)
         while len(self._sessions) > self.max_sessions:
             del self._sessions[next(iter(self._sessions))]
         return session
@@ -68,14 +83,18 @@ class AdminAuth:
     def close_session(self, session: str) -> None:
         self._sessions.pop(session, None)
 
-    def session_ok(self, session: str) -> bool:
-        expiry = self._sessions.get(session)
-        if expiry is None:
-            return False
-        if expiry < time.monotonic():
+    def session_operator(self, session: str) -> str | None:
+        """The operator of a session still open, or None."""
+        found = self._sessions.get(session)
+        if found is None:
+            return None
+        if found[0] < time.monotonic():
             del self._sessions[session]
-            return False
-        return True
+            return None
+        return found[1]
+
+    def session_ok(self, session: str) -> bool:
+        return self.session_operator(session) is not None
 
     def csrf_token(self, session: str) -> str:
         return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
@@ -125,14 +144,14 @@ class AdminView:
 
     def __init__(self, registry: Registry, samples: Samples, *, ping_timeout: float,
                  rooms: Callable[[], int], started_at: float,
-                 cluster: ClusterDirectory | None = None) -> None:
+                 cluster: ClusterDirectory | None = None, closed_log: ClosedLog | None = None) -> None:
         self.registry = registry
         self.samples = samples
         self.ping_timeout = ping_timeout
         self.rooms = rooms  # how many rooms have members now
         self.started_at = started_at
         self.cluster = cluster
-        self.closed_log = ClosedLog()
+        self.closed_log = closed_log or ClosedLog()
         self.sockets: set[AdminSocket] = set()
         self._ticking: asyncio.Future[None] | None = None
         self._read_failed = False
@@ -230,6 +249,10 @@ class AdminView:
                 client["node"] = self.cluster.node_id
             self.push({"type": "opened", "client": client})
 
+    def audited(self, entry: AuditEntry) -> None:
+        """An operator action kept in the audit log (by this node)."""
+        self.push({"type": "audit", "entry": audit_json(entry)})
+
     def closed_one(self, conn: Connection) -> None:
         entry = self.closed_log.add(conn)
         self.push({"type": "closed", "closed": entry.to_json()})
@@ -273,6 +296,10 @@ class AdminDeps:
     metrics: Metrics
     cookie_secure: bool
     bans: Bans
+    audit: Audit
+    store: Backend  # mutes, and the messages of a room
+    # an operator's deletion of a message (the hub's operator_delete): Refused("not_found")
+    delete_message: Callable[[int], asyncio.Future[Appended]]
 
 
 class AdminBase(JsonHandler):
@@ -284,6 +311,7 @@ class AdminHandler(AdminBase):
     """Base of the admin API: refuses anyone without the admin credential."""
 
     via: str = ""
+    operator: str = ""  # who acts, for the audit log
 
     def prepare(self) -> None:
         auth = self.admin.auth
@@ -291,15 +319,17 @@ class AdminHandler(AdminBase):
         if header.startswith("Bearer "):
             if throttled(self, self.admin.failures):
                 return
-            if auth.token_ok(header[7:]):
-                self.via = "bearer"
+            operator = auth.operator_of(header[7:])
+            if operator is not None:
+                self.via, self.operator = "bearer", operator
                 return
             failed_attempt(self, self.admin.failures)
         session = self.admin_session()
-        if session is None:
+        operator = None if session is None else auth.session_operator(session)
+        if session is None or operator is None:
             self.fail(401, "unauthorized", "admin login required")
             return
-        self.via = "cookie"
+        self.via, self.operator = "cookie", operator
         if self.request.method not in ("GET", "HEAD"):
             given = self.request.headers.get("X-CSRF-Token", "")
             if not same_secret(given, auth.csrf_token(session)):
@@ -314,6 +344,20 @@ class AdminHandler(AdminBase):
     def view(self) -> AdminView:
         return self.admin.view
 
+    @property
+    def how(self) -> str:
+        """How the operator acts: the way in and the address ("api from 10.0.0.5")."""
+        return f"{'dashboard' if self.via == 'cookie' else 'api'} from {self.request.remote_ip}"
+
+    async def finish_audited(self, answer: dict[str, Any], action: str, target: str, *,
+                             reason: str = "", detail: str = "") -> None:
+        """Answer, once the action is in the audit log (`"audited": false` when the store
+        could not keep it: the action stands, the server's log has the entry)."""
+        entry = await self.admin.audit.record(
+            self.operator, action, target, reason=reason,
+            detail=f"{self.how}; {detail}" if detail else self.how)
+        self.finish(answer if entry is not None else {**answer, "audited": False})
+
 
 class AdminLoginHandler(AdminBase):
     def post(self) -> None:
@@ -324,25 +368,26 @@ class AdminLoginHandler(AdminBase):
             return
         token = body.get("token")
         auth = self.admin.auth
-        if not isinstance(token, str) or not auth.token_ok(token):
+        operator = auth.operator_of(token) if isinstance(token, str) else None
+        if operator is None:
             failed_attempt(self, self.admin.failures)
             self.admin.metrics.refused.labels("admin_login").inc()
             log.warning("admin login refused from %s", self.request.remote_ip)
             self.fail(401, "unauthorized", "wrong admin token")
             return
-        session = auth.open_session()
+        session = auth.open_session(operator)
         self.set_signed_cookie(ADMIN_COOKIE, session, expires_days=None, httponly=True,
                                samesite="Strict", secure=self.admin.cookie_secure,
                                path="/admin")
-        log.info("admin logged in from %s", self.request.remote_ip)
-        self.finish({"csrf": auth.csrf_token(session)})
+        log.info("operator %s logged in from %s", operator, self.request.remote_ip)
+        self.finish({"csrf": auth.csrf_token(session), "operator": operator})
 
 
 class AdminSessionHandler(AdminHandler):
     def get(self) -> None:
         session = self.admin_session()
         self.finish({"csrf": self.admin.auth.csrf_token(session) if session else None,
-                     "via": self.via})
+                     "via": self.via, "operator": self.operator})
 
 
 class AdminLogoutHandler(AdminHandler):
@@ -373,17 +418,37 @@ class StatsHandler(AdminHandler):
         self.finish(await self.view.cluster_stats())
 
 
-def _reason(handler: AdminHandler) -> str | None:
-    """The operator's reason from the JSON body, or None after answering 400."""
+def body_fields(handler: AdminHandler, allowed: frozenset[str] | None = None,
+                what: str = "") -> dict[str, Any] | None:
+    """The JSON body's fields (none without a body), or None after answering 400; with
+    `allowed`, a field outside it is refused."""
     body = handler.json_body() if handler.request.body else {}
     if body is None:
         return None
-    reason = body.get("reason", "disconnected by an operator")
-    if not isinstance(reason, str) or not reason.strip():
+    unknown = sorted(set(body) - allowed) if allowed is not None else []
+    if unknown:
+        handler.fail(400, "bad_request", f"unknown field {unknown[0][:40]!r}: {what} takes "
+                     f"{' and '.join(sorted(allowed or ())) or 'no field'}")
+        return None
+    return body
+
+
+def reason_field(handler: AdminHandler, body: dict[str, Any], default: str | None) -> str | None:
+    """The body's `reason` (cut as a close frame carries it), `default` when absent (None:
+    ""), or None after answering 400."""
+    if "reason" not in body:
+        return default or ""
+    reason = body["reason"]
+    if not isinstance(reason, str) or not cut_reason(reason):
         handler.fail(400, "bad_request", "reason must be a non-empty string")
         return None
-    # "ignore" drops lone surrogates (JSON "\ud800"), which UTF-8 cannot carry.
-    return reason.strip().encode("utf-8", "ignore")[:MAX_REASON].decode(errors="ignore")
+    return cut_reason(reason)
+
+
+def _reason(handler: AdminHandler) -> str | None:
+    """The operator's reason for a disconnect, or None after answering 400."""
+    body = body_fields(handler)
+    return None if body is None else reason_field(handler, body, "disconnected by an operator")
 
 
 class DisconnectClientHandler(AdminHandler):
@@ -393,9 +458,12 @@ class DisconnectClientHandler(AdminHandler):
         reason = _reason(self)
         if reason is None:
             return
-        if self.admin.registry.close(conn_id, CLOSE_KICKED, reason, why="kicked"):
-            log.info("operator disconnected connection %s: %s", conn_id, reason)
-            self.finish({"disconnected": [conn_id]})
+        conn = self.admin.registry.get(conn_id)
+        if conn is not None:
+            self.view.closed_log.kick(conn, reason)
+            log.info("operator %s disconnected connection %s: %s", self.operator, conn_id, reason)
+            await self.finish_audited({"disconnected": [conn_id]}, DISCONNECT, conn_id,
+                                      reason=reason, detail=f"user {conn.user.id}")
             return
         cluster = self.view.cluster
         node = None
@@ -406,6 +474,8 @@ class DisconnectClientHandler(AdminHandler):
                 log.warning("admin: the directory cannot be read (%r): connection %s told to "
                             "every node", exc, conn_id)
                 cluster.kick(reason, conn=conn_id)
+                await self.admin.audit.record(self.operator, DISCONNECT, conn_id, reason=reason,
+                                              detail=f"{self.how}; every node told (no directory)")
                 self.fail(503, "unavailable", "the cluster's directory cannot be read now; "
                           "the other nodes were told to close the connection if they hold it")
                 return
@@ -413,8 +483,10 @@ class DisconnectClientHandler(AdminHandler):
             self.fail(404, "not_found", f"no live connection {conn_id}")
             return
         cluster.kick(reason, conn=conn_id)
-        log.info("operator disconnected connection %s on node %s: %s", conn_id, node, reason)
-        self.finish({"disconnected": [], "elsewhere": {node: 1}, "told": True})
+        log.info("operator %s disconnected connection %s on node %s: %s", self.operator, conn_id,
+                 node, reason)
+        await self.finish_audited({"disconnected": [], "elsewhere": {node: 1}, "told": True},
+                                  DISCONNECT, conn_id, reason=reason, detail=f"on node {node}")
 
 
 class DisconnectUserHandler(AdminHandler):
@@ -447,6 +519,9 @@ class DisconnectUserHandler(AdminHandler):
                             "node", exc, target)
                 cluster.kick(reason, user=target)
                 if not conns:
+                    await self.admin.audit.record(
+                        self.operator, DISCONNECT_USER, target, reason=reason,
+                        detail=f"{self.how}; every node told (no directory)")
                     self.fail(503, "unavailable", "the cluster's directory cannot be read now; "
                               "the other nodes were told to close the user's connections")
                     return
@@ -455,44 +530,61 @@ class DisconnectUserHandler(AdminHandler):
             self.fail(404, "not_found", f"user {user_id} has no live connection")
             return
         for conn in conns:
-            conn.end("kicked", CLOSE_KICKED, reason)
+            self.view.closed_log.kick(conn, reason)
         if cluster is not None and elsewhere:
             cluster.kick(reason, user=target)
-        log.info("operator disconnected user %s (%d connections here, %d elsewhere): %s",
-                 user_id, len(conns), sum(elsewhere.values()), reason)
+        log.info("operator %s disconnected user %s (%d connections here, %d elsewhere): %s",
+                 self.operator, user_id, len(conns), sum(elsewhere.values()), reason)
         answer: dict[str, Any] = {"disconnected": sorted(c.id for c in conns)}
         if cluster is not None:
             answer.update(elsewhere=elsewhere, told=bool(elsewhere))
-        self.finish(answer)
+        reached = ", ".join([f"{len(conns)} here"] + [f"{n} on {node}" for node, n in elsewhere.items()])
+        await self.finish_audited(answer, DISCONNECT_USER, target, reason=reason,
+                                  detail=f"connections: {reached}")
 
 
-BAN_FIELDS = frozenset({"reason", "seconds"})
+TIMED_FIELDS = frozenset({"reason", "seconds"})
+REASON_FIELD = frozenset({"reason"})
 
 
-def _ban_body(handler: AdminHandler) -> tuple[str, int | None] | None:
-    """The reason and duration (None: until lifted) of a ban, or None after answering 400."""
-    body = handler.json_body() if handler.request.body else {}
+def timed_body(handler: AdminHandler, what: str, default: str) -> tuple[str, int | None] | None:
+    """The reason (`default` when absent) and duration (None: until lifted) of a ban or
+    a mute (`what`), or None after answering 400."""
+    body = body_fields(handler, TIMED_FIELDS, f"a {what}")
     if body is None:
         return None
-    unknown = sorted(set(body) - BAN_FIELDS)
-    if unknown:
-        handler.fail(400, "bad_request", f"unknown field {unknown[0][:40]!r}: a ban takes "
-                     "reason and seconds")
-        return None
-    reason = body.get("reason", "banned by an operator")
-    if not isinstance(reason, str) or not cut_reason(reason):
-        handler.fail(400, "bad_request", "reason must be a non-empty string")
+    reason = reason_field(handler, body, default)
+    if reason is None:
         return None
     seconds = body.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)
                                 or not MIN_SECONDS <= seconds <= MAX_SECONDS):
         handler.fail(400, "bad_request", f"seconds must be a whole number from {MIN_SECONDS} to "
-                     f"{MAX_SECONDS} (ten years), or absent for a ban until lifted")
+                     f"{MAX_SECONDS} (ten years), or absent for a {what} until lifted")
         return None
-    return cut_reason(reason), seconds
+    return reason, seconds
 
 
-def _user_target(handler: AdminHandler, user_id: str) -> str | None:
+def lift_reason(handler: AdminHandler, what: str) -> str | None:
+    """The optional reason of a lift ("" when none is given), or None after answering 400."""
+    body = body_fields(handler, REASON_FIELD, f"lifting a {what}")
+    return None if body is None else reason_field(handler, body, None)
+
+
+def duration_text(seconds: int | None) -> str:
+    return "until lifted" if seconds is None else f"for {seconds} s"
+
+
+def with_user(handler: AdminHandler, parsed: T | None, user_id: str) -> tuple[T, str] | None:
+    """What was parsed from the request (None: refused already) and the user id the path
+    names, or None after answering 400."""
+    if parsed is None:
+        return None
+    target = user_target(handler, user_id)
+    return None if target is None else (parsed, target)
+
+
+def user_target(handler: AdminHandler, user_id: str) -> str | None:
     """The user id a path names (a user id, or a guest name held now), or None after
     answering 400."""
     if not user_id or len(user_id) > MAX_ID or not user_id.isprintable():
@@ -509,29 +601,29 @@ class BanHandler(AdminHandler):
     guest logins until it expires or is lifted."""
 
     async def post(self, user_id: str) -> None:
-        wanted = _ban_body(self)
-        if wanted is None:
+        found = with_user(self, timed_body(self, "ban", "banned by an operator"), user_id)
+        if found is None:
             return
-        target = _user_target(self, user_id)
-        if target is None:
-            return
-        reason, seconds = wanted
-        by = f"{'dashboard' if self.via == 'cookie' else 'api'} from {self.request.remote_ip}"
+        (reason, seconds), target = found
         try:
-            ban, closed = await self.admin.bans.ban(target, reason, seconds=seconds, by=by)
+            ban, closed = await self.admin.bans.ban(target, reason, seconds=seconds, by=self.how)
         except StoreError as exc:
             log.warning("operator ban of user %s not kept: %s", target, exc)
             self.fail(503, "unavailable", "the ban cannot be kept now, try again")
             return
-        log.info("operator banned user %s (%s, %d connections here): %s", target,
-                 "until lifted" if seconds is None else f"for {seconds} s", len(closed), reason)
-        self.finish({**ban_json(ban), "disconnected": sorted(c.id for c in closed),
-                     "told": self.view.cluster is not None})
+        log.info("operator %s banned user %s (%s, %d connections here): %s", self.operator, target,
+                 duration_text(seconds), len(closed), reason)
+        await self.finish_audited(
+            {**ban_json(ban), "disconnected": sorted(c.id for c in closed),
+             "told": self.view.cluster is not None},
+            BAN, target, reason=reason,
+            detail=f"{duration_text(seconds)}; connections closed here: {len(closed)}")
 
     async def delete(self, user_id: str) -> None:
-        target = _user_target(self, user_id)
-        if target is None:
+        found = with_user(self, lift_reason(self, "ban"), user_id)
+        if found is None:
             return
+        reason, target = found
         try:
             lifted = await self.admin.bans.lift(target)
         except StoreError as exc:
@@ -541,8 +633,8 @@ class BanHandler(AdminHandler):
         if not lifted:
             self.fail(404, "not_found", f"user {user_id} is not banned")
             return
-        log.info("operator lifted the ban of user %s", target)
-        self.finish({"lifted": target})
+        log.info("operator %s lifted the ban of user %s", self.operator, target)
+        await self.finish_audited({"lifted": target}, UNBAN, target, reason=reason)
 
 
 class BansHandler(AdminHandler):

@@ -40,6 +40,7 @@ MAX_SECONDS = 10 * 365 * 86400  # ten years
 RELOAD_SECONDS = 10.0
 
 Publish = Callable[[dict[str, Any]], None]
+Kick = Callable[[Connection, str], None]
 
 
 def cut_reason(reason: str) -> str:
@@ -84,11 +85,14 @@ class Bans:
     """The bans in force, by user id."""
 
     def __init__(self, store: Backend, registry: Registry, *, publish: Publish | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, kick: Kick | None = None) -> None:
         self.store = store
         self.registry = registry
         self.publish = publish  # set in a cluster: tells the other nodes
         self.clock = clock
+        # closes a banned user's connection with the reason (the closed log's kick, which
+        # keeps the reason for the dashboard)
+        self.kick: Kick = kick or (lambda conn, reason: conn.end("kicked", CLOSE_KICKED, reason))
         self._bans: dict[str, Ban] = {}
         # user id -> when (monotonic) a ban or lift of it was last applied here: a read
         # started before that does not undo it
@@ -151,7 +155,7 @@ class Bans:
     def _close(self, ban: Ban) -> list[Connection]:
         conns = self.registry.of_user(ban.user_id)
         for conn in conns:
-            conn.end("kicked", CLOSE_KICKED, ban.reason)
+            self.kick(conn, ban.reason)
         if conns:
             log.info("banned user %s: %d connections closed here", ban.user_id, len(conns))
         return conns

@@ -2,7 +2,8 @@
 
 `Samples` takes one sample a second of a few totals, keeps 15 minutes of them,
 and answers "how many in the last 5 minutes" and "per second now" from them.
-`ClosedLog` keeps the last few hundred closed connections.
+`ClosedLog` keeps the last few hundred closed connections, with what an operator
+said when it closed one (the close frame's reason, which the registry does not keep).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..core.protocol import CLOSE_KICKED
 from ..core.registry import TERMINATION_REASONS, Connection
 
 
@@ -31,19 +33,24 @@ class Closed:
     closed_by: str  # "client" or "server"
     code: int | None
     reconnect: int
+    operator_reason: str = ""  # what the operator said, when one closed it ("kicked")
 
     @classmethod
-    def of(cls, conn: Connection, now: float) -> Closed:
+    def of(cls, conn: Connection, now: float, operator_reason: str = "") -> Closed:
         reason = conn.close_reason or "client_close"
         return cls(id=conn.id, user=conn.user.id, name=conn.user.name, remote=conn.remote,
                    user_agent=conn.user_agent,
                    connected_at=conn.connected_at, closed_at=round(now, 3),
                    lived=round(now - conn.connected_at, 3), reason=reason,
                    closed_by="server" if reason in TERMINATION_REASONS or reason == "error" else "client",
-                   code=conn.close_code, reconnect=conn.reconnect)
+                   code=conn.close_code, reconnect=conn.reconnect,
+                   operator_reason=operator_reason if reason == KICKED else "")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+KICKED = "kicked"  # the close reason of an operator's disconnect or ban
 
 
 class ClosedLog:
@@ -51,9 +58,21 @@ class ClosedLog:
 
     def __init__(self, size: int = 300) -> None:
         self._entries: deque[Closed] = deque(maxlen=size)
+        # conn id -> what an operator said closing it, until it has closed (bounded: a
+        # connection that never finishes closing leaves its note behind)
+        self._said: dict[str, str] = {}
+        self._said_max = size
+
+    def kick(self, conn: Connection, reason: str) -> None:
+        """Close a connection for an operator (4003, `reason` in the close frame); its
+        entry keeps the reason when it has closed."""
+        self._said[conn.id] = reason
+        while len(self._said) > self._said_max:
+            del self._said[next(iter(self._said))]
+        conn.end(KICKED, CLOSE_KICKED, reason)
 
     def add(self, conn: Connection) -> Closed:
-        entry = Closed.of(conn, time.time())
+        entry = Closed.of(conn, time.time(), self._said.pop(conn.id, ""))
         self._entries.appendleft(entry)
         return entry
 

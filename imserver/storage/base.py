@@ -43,6 +43,36 @@ class Ban:
         return self.until is None or self.until > now
 
 
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """A user an operator keeps quiet in one room (it still reads it): until `until`
+    (Unix time), or until lifted (None)."""
+    room: str
+    user_id: str
+    reason: str
+    until: float | None
+    by: str | None  # how the operator acted (the admin API's note), when known
+    at: float  # when the mute was made (Unix time)
+
+    def in_force(self, now: float) -> bool:
+        return self.until is None or self.until > now
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One operator action as the audit log keeps it: who (`operator`), when (`ts`),
+    what (`action`, e.g. "ban"), to what (`target`: a user, a connection, a message,
+    "room/user" for a mute), why (`reason`), and how (`detail`: the way in and the
+    address, what it reached). `id` is 0 until the entry is stored."""
+    id: int
+    ts: float
+    operator: str
+    action: str
+    target: str
+    reason: str
+    detail: str
+
+
 class Backend(Store, Protocol):
     """A message store as the server uses it."""
 
@@ -96,6 +126,21 @@ class Backend(Store, Protocol):
 
     def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
         """The bans in force at `now`, in queue order with this process's writes."""
+
+    def mute(self, mute: Mute) -> asyncio.Future[None]:
+        """Keep the user quiet in the room (a mute of the same user and room is replaced)."""
+
+    def lift_mute(self, room: str, user_id: str, now: float) -> asyncio.Future[bool]:
+        """Lift the user's mute in the room; False when none was in force at `now`."""
+
+    def read_mutes(self, now: float, room: str | None = None) -> asyncio.Future[list[Mute]]:
+        """The mutes in force at `now` (of one room, or of all), oldest first."""
+
+    def record_audit(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
+        """Keep an operator action in the audit log; the entry as stored (with its id)."""
+
+    def read_audit(self, before: int | None, limit: int) -> asyncio.Future[list[AuditEntry]]:
+        """Up to `limit` audit entries with ids below `before` (None: the newest), newest first."""
 
 
 # How many users a store remembers as written this run (then it starts again).

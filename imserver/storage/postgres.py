@@ -104,7 +104,7 @@ from ..core.store import (
     recovery_of,
     refusal_for_mute,
 )
-from .base import Ban, IdentitySnapshot, KnownUsers, StoredToken
+from .base import AuditEntry, Ban, IdentitySnapshot, KnownUsers, Mute, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -654,6 +654,43 @@ class _Session:
             " WHERE until IS NULL OR until > $1 ORDER BY banned_at, user_id", now)
         return [Ban(r[0], r[1], None if r[2] is None else float(r[2]), r[3], float(r[4])) for r in rows]
 
+    async def mute(self, mute: Mute) -> None:
+        await self.execute(
+            "INSERT INTO mutes (room, user_id, reason, until, muted_by, muted_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room, user_id) DO UPDATE SET"
+            " reason = excluded.reason, until = excluded.until, muted_by = excluded.muted_by,"
+            " muted_at = excluded.muted_at",
+            mute.room, mute.user_id, mute.reason, mute.until, mute.by, mute.at)
+        await self.execute("DELETE FROM mutes WHERE until IS NOT NULL AND until <= $1", time.time())
+
+    async def lift_mute(self, room: str, user_id: str, now: float) -> bool:
+        lifted = _count(await self.execute(
+            "DELETE FROM mutes WHERE room = $1 AND user_id = $2 AND (until IS NULL OR until > $3)",
+            room, user_id, now)) > 0
+        await self.execute("DELETE FROM mutes WHERE until IS NOT NULL AND until <= $1", now)
+        return lifted
+
+    async def mutes_in_force(self, now: float, room: str | None) -> list[Mute]:
+        rows = await self.fetch(
+            "SELECT room, user_id, reason, until, muted_by, muted_at FROM mutes"
+            " WHERE (until IS NULL OR until > $1) AND ($2::text IS NULL OR room = $2)"
+            " ORDER BY muted_at, room, user_id", now, room)
+        return [Mute(r[0], r[1], r[2], None if r[3] is None else float(r[3]), r[4], float(r[5]))
+                for r in rows]
+
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        rows = await self.fetch(
+            "INSERT INTO audit (ts, operator, action, target, reason, detail)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            entry.ts, entry.operator, entry.action, entry.target, entry.reason, entry.detail)
+        return replace(entry, id=int(rows[0][0]))
+
+    async def audit(self, before: int | None, limit: int) -> list[AuditEntry]:
+        rows = await self.fetch(
+            "SELECT id, ts, operator, action, target, reason, detail FROM audit WHERE id < $1"
+            " ORDER BY id DESC LIMIT $2", before if before is not None else ID_MAX, limit)
+        return [AuditEntry(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
     async def prune(self, older_than: float | None, keep_per_room: int | None) -> int:
         removed = 0
         if older_than is not None:
@@ -1017,6 +1054,22 @@ class PostgresStore:
 
     def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
         return self._submit(False, lambda s: s.bans(now), ())
+
+    def mute(self, mute: Mute) -> asyncio.Future[None]:
+        return self._submit(True, lambda s: s.mute(mute), (mute.room, mute.user_id, mute.reason, mute.by))
+
+    def lift_mute(self, room: str, user_id: str, now: float) -> asyncio.Future[bool]:
+        return self._submit(True, lambda s: s.lift_mute(room, user_id, now), (room, user_id))
+
+    def read_mutes(self, now: float, room: str | None = None) -> asyncio.Future[list[Mute]]:
+        return self._submit(False, lambda s: s.mutes_in_force(now, room), (room,))
+
+    def record_audit(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
+        return self._submit(True, lambda s: s.record_audit(entry),
+                            (entry.operator, entry.action, entry.target), entry.reason + entry.detail)
+
+    def read_audit(self, before: int | None, limit: int) -> asyncio.Future[list[AuditEntry]]:
+        return self._submit(False, lambda s: s.audit(before, limit), (before, limit))
 
     def prune(self, *, max_age_seconds: float | None, keep_per_room: int | None) -> asyncio.Future[int]:
         older_than = time.time() - max_age_seconds if max_age_seconds else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -43,7 +44,7 @@ from ..core.store import (
     recovery_of,
     refusal_for_mute,
 )
-from .base import Ban, IdentitySnapshot, KnownUsers, StoredToken
+from .base import AuditEntry, Ban, IdentitySnapshot, KnownUsers, Mute, StoredToken
 
 log = logging.getLogger("imserver.store")
 
@@ -168,6 +169,10 @@ _LAST_IN_ROOM = "SELECT coalesce(max(id), 0) FROM messages WHERE room = ?"
 _LAST_DIRECT = (
     "SELECT max(coalesce((SELECT max(id) FROM messages WHERE dm_key IS NOT NULL AND sender = ?), 0),"
     " coalesce((SELECT max(id) FROM messages WHERE dm_key IS NOT NULL AND recipient = ?), 0))")
+
+
+def _mute(r: tuple[Any, ...]) -> Mute:
+    return Mute(r[0], r[1], r[2], None if r[3] is None else float(r[3]), r[4], float(r[5]))
 
 
 def _row(r: tuple[Any, ...]) -> Message:
@@ -327,6 +332,40 @@ class _Database:
             "SELECT user_id, reason, until, banned_by, banned_at FROM bans"
             " WHERE until IS NULL OR until > ? ORDER BY banned_at, user_id", (now,)).fetchall()
         return [Ban(r[0], r[1], None if r[2] is None else float(r[2]), r[3], float(r[4])) for r in rows]
+
+    def mute(self, mute: Mute) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO mutes (room, user_id, reason, until, muted_by, muted_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (mute.room, mute.user_id, mute.reason, mute.until, mute.by, mute.at))
+        self.db.execute("DELETE FROM mutes WHERE until IS NOT NULL AND until <= ?", (time.time(),))
+
+    def lift_mute(self, room: str, user_id: str, now: float) -> bool:
+        lifted = self.db.execute(
+            "DELETE FROM mutes WHERE room = ? AND user_id = ? AND (until IS NULL OR until > ?)",
+            (room, user_id, now)).rowcount > 0
+        self.db.execute("DELETE FROM mutes WHERE until IS NOT NULL AND until <= ?", (now,))
+        return lifted
+
+    def mutes_in_force(self, now: float, room: str | None) -> list[Mute]:
+        rows = self.db.execute(
+            "SELECT room, user_id, reason, until, muted_by, muted_at FROM mutes"
+            " WHERE (until IS NULL OR until > ?) AND (? IS NULL OR room = ?)"
+            " ORDER BY muted_at, room, user_id", (now, room, room)).fetchall()
+        return [_mute(r) for r in rows]
+
+    def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        cursor = self.db.execute(
+            "INSERT INTO audit (ts, operator, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.ts, entry.operator, entry.action, entry.target, entry.reason, entry.detail))
+        assert cursor.lastrowid is not None
+        return dataclasses.replace(entry, id=cursor.lastrowid)
+
+    def audit(self, before: int | None, limit: int) -> list[AuditEntry]:
+        rows = self.db.execute(
+            "SELECT id, ts, operator, action, target, reason, detail FROM audit WHERE id < ?"
+            " ORDER BY id DESC LIMIT ?", (before if before is not None else 1 << 62, limit)).fetchall()
+        return [AuditEntry(r[0], float(r[1]), *r[2:]) for r in rows]
 
     # --- conversations: membership, read marks, edits and deletions ---
 
@@ -690,6 +729,21 @@ class MessageStore:
 
     def read_bans(self, now: float) -> asyncio.Future[list[Ban]]:
         return self._submit(False, lambda db: db.bans(now))
+
+    def mute(self, mute: Mute) -> asyncio.Future[None]:
+        return self._submit(True, lambda db: db.mute(mute))
+
+    def lift_mute(self, room: str, user_id: str, now: float) -> asyncio.Future[bool]:
+        return self._submit(True, lambda db: db.lift_mute(room, user_id, now))
+
+    def read_mutes(self, now: float, room: str | None = None) -> asyncio.Future[list[Mute]]:
+        return self._submit(False, lambda db: db.mutes_in_force(now, room))
+
+    def record_audit(self, entry: AuditEntry) -> asyncio.Future[AuditEntry]:
+        return self._submit(True, lambda db: db.record_audit(entry))
+
+    def read_audit(self, before: int | None, limit: int) -> asyncio.Future[list[AuditEntry]]:
+        return self._submit(False, lambda db: db.audit(before, limit))
 
     async def open(self, now: float) -> IdentitySnapshot:
         """The database was opened by the constructor; this reads the identities."""

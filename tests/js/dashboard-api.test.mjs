@@ -2,24 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { AdminApi, ApiError } from '../../dashboard/js/api.js';
-
-/** A fetch that answers from a list of [status, body] and records each request. */
-function fakeFetch(answers) {
-  const calls = [];
-  const fetch = async (url, init) => {
-    calls.push({ url, ...init, json: init.body === undefined ? undefined : JSON.parse(init.body) });
-    const [status, body] = answers.shift();
-    return {
-      status,
-      ok: status >= 200 && status < 300,
-      json: async () => {
-        if (body === undefined) throw new SyntaxError('no body');
-        return body;
-      },
-    };
-  };
-  return { fetch, calls };
-}
+import { fakeFetch } from './fakes.mjs';
 
 test('login keeps the CSRF token; every later POST sends it with a JSON content type', async () => {
   const { fetch, calls } = fakeFetch([[200, { csrf: 'c1' }], [200, { disconnected: ['a/b'] }], [200, { disconnected: [] }]]);

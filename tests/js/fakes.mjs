@@ -1,7 +1,8 @@
 /**
  * Test doubles for the browser client: a WebSocket whose server side the
  * test drives, a clock with timers the test advances (and can make late, as
- * a background tab does), a sessionStorage, and window/document stand-ins.
+ * a background tab does), a sessionStorage, window/document stand-ins, and
+ * a fetch that answers from a list.
  */
 
 /**
@@ -218,4 +219,25 @@ export function seeded(seed) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * A fetch that answers from a list of [status, body] and records each request
+ * (`json`: its parsed body). A body of undefined fails to parse, as an empty one does.
+ */
+export function fakeFetch(answers) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, ...init, json: init.body === undefined ? undefined : JSON.parse(init.body) });
+    const [status, body] = answers.shift();
+    return {
+      status,
+      ok: status >= 200 && status < 300,
+      json: async () => {
+        if (body === undefined) throw new SyntaxError('no body');
+        return body;
+      },
+    };
+  };
+  return { fetch, calls };
 }
