@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck test-js test-py system-deps services autobahn-env bench screenshots clean mutation
+.PHONY: run test lint typecheck test-js js-deps test-py system-deps services autobahn-env bench screenshots clean mutation
 
 run: $(RUN_STAMP)
 	$(PY) -m imserver --config config.yaml
@@ -40,7 +40,11 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(VENV)/bin/mypy
 
-test-js:
+# React, Vue, jsdom and TypeScript for the client's tests (package.json), into node_modules/.
+js-deps:
+	@bash .ci/js-deps
+
+test-js: js-deps
 	node --test tests/js/
 
 test-py: $(TEST_STAMP) system-deps services autobahn-env
@@ -57,7 +61,7 @@ screenshots: $(TEST_STAMP) system-deps
 	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider -k operator_watches tests/test_dashboard_browser.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache node_modules
 
 # Mutation testing of the chat core (minutes, not part of `make test`): seeded
 # faults per core module, each run against the tests that cover its line.

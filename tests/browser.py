@@ -47,12 +47,13 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def launch_chromium(**launch_options: Any) -> Iterator[Browser]:
-    """A running headless Chromium; closed (and Playwright stopped) on exit."""
+def launch_chromium(*extra_args: str, **launch_options: Any) -> Iterator[Browser]:
+    """A running headless Chromium, with `extra_args` besides CHROMIUM_ARGS; closed
+    (and Playwright stopped) on exit."""
     path = chromium_path()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=path, args=list(CHROMIUM_ARGS), **launch_options)
+            executable_path=path, args=[*CHROMIUM_ARGS, *extra_args], **launch_options)
         try:
             yield browser
         finally:

@@ -21,7 +21,7 @@ import {
 import { ChatConnection, StopReason } from './connection.js';
 import { renderDirectory } from './directory-view.js';
 import {
-  ACTIONS, currentEntry, initialState, nextTypingExpiry, ownedRooms, readsToSend, reduce, roomsOf,
+  ACTIONS, currentEntry, initialState, nextTypingExpiry, readsToSend, reduce, roomsOf,
 } from './model.js';
 import { countdownText } from './status.js';
 import { TypingSignal } from './typing.js';
@@ -212,13 +212,11 @@ class ChatPage {
       }
     });
 
-    const saved = loadSavedRooms(user.id);
     this.savedRooms = '';
     this.state = reduce(this.state, {
       type: ACTIONS.SESSION,
       user,
-      rooms: saved.rooms,
-      owned: saved.owned,
+      rooms: loadSavedRooms(user.id),
       pending: conn.pending(), // messages unsent before a reload, shown as pending
       online: navigator.onLine,
       hidden: document.hidden,
@@ -251,12 +249,10 @@ class ChatPage {
   saveRooms(rooms) {
     const me = this.state.me;
     const value = JSON.stringify(rooms);
-    const owned = JSON.stringify(ownedRooms(this.state));
-    if (!me || `${value}${owned}` === this.savedRooms) return;
-    this.savedRooms = `${value}${owned}`;
+    if (!me || value === this.savedRooms) return;
+    this.savedRooms = value;
     try {
       localStorage.setItem(roomsStorageKey(me.id), value);
-      localStorage.setItem(ownedStorageKey(me.id), owned);
     } catch {
       // storage full or blocked: the rooms are still joined for this page
     }
@@ -684,22 +680,17 @@ function roomsStorageKey(userId) {
   return `imserver.rooms.${userId}`;
 }
 
-function ownedStorageKey(userId) {
-  return `imserver.owned.${userId}`;
-}
-
-/** The rooms saved for the user (the default room if none), and those of them the user created. */
+/** The rooms saved for the user (the default room if none). */
 function loadSavedRooms(userId) {
-  const read = (key) => {
-    try {
-      const value = JSON.parse(localStorage.getItem(key) ?? 'null');
-      if (Array.isArray(value)) return value.filter((r) => typeof r === 'string' && ROOM_NAME.test(r));
-    } catch {
-      // unreadable: as if missing
-    }
-    return null;
-  };
-  return { rooms: read(roomsStorageKey(userId)) ?? [DEFAULT_ROOM], owned: read(ownedStorageKey(userId)) ?? [] };
+  try {
+    // Who owns a room is the server's word now (`joined`): the page's old list of its own is dropped.
+    localStorage.removeItem(`imserver.owned.${userId}`);
+    const value = JSON.parse(localStorage.getItem(roomsStorageKey(userId)) ?? 'null');
+    if (Array.isArray(value)) return value.filter((r) => typeof r === 'string' && ROOM_NAME.test(r));
+  } catch {
+    // unreadable or blocked: as if missing
+  }
+  return [DEFAULT_ROOM];
 }
 
 /** The server's client settings; asked again until the server answers. */

@@ -33,12 +33,18 @@
  * - `error`    an error frame from the server
  * - `outbox`   {size, limit}: the number of unacknowledged frames changed
  * - `refused`  {room, code, message}: the server refused to let us join
- *   `room` (a private room); it is not joined again
+ *   `room` (a private room, or the application's refusal); it is not joined again
+ * - `refreshed` {expires}: the server took the token from `getToken`
+ *   (expires: epoch seconds); it is the token of the next connects too
+ * - `refreshfailed` {code, message, delay}: getting or sending a fresh token
+ *   failed (`token_unavailable`: getToken failed; `bad_token`, `forbidden`:
+ *   the server refused it); it is tried again after `delay` ms
  * - `stopped`  {reason, message}: reason `auth` (4001, or refreshToken found
  *   the session gone), `kicked` (4003, with
  *   the operator's reason as message), `gave_up`, `server_closed` (1000 from
  *   the server) or `closed` (close() was called)
  */
+import { backoffDelay } from '../shared/backoff.js';
 import { ReconnectingSocket, SocketState, SocketStopReason, checkPolicy } from '../shared/socket.js';
 import { createClientId } from './client-id.js';
 import { Outbox } from './outbox.js';
@@ -73,6 +79,12 @@ export const CloseCode = Object.freeze({
   KICKED: 4003,
 });
 
+/** Error codes of a join that another try may pass (the join hook did not answer, a flood). */
+const PASSING_JOIN_ERRORS = new Set(['unavailable', 'rate_limited']);
+
+/** The longest a timer may be set for (ms): a longer setTimeout fires at once. */
+const MAX_TIMER = 2 ** 31 - 1;
+
 /** Error codes after which re-sending the same frame cannot succeed. */
 const FINAL_ERROR_CODES = new Set([
   'bad_request', 'too_long', 'not_in_room', 'unknown_user', 'muted', 'forbidden', 'not_found', 'deleted',
@@ -95,6 +107,12 @@ export const DEFAULTS = Object.freeze({
   token: null,
   /** Storage key of the outbox; make it per user. */
   storage_key: 'imserver.outbox',
+  /**
+   * Seconds before the token expires that a refresh is sent (with getToken):
+   * this, or a tenth of the token's remaining lifetime if that is shorter,
+   * and up to half as much again at random.
+   */
+  refresh_lead: 60,
 });
 
 function isPlainObject(value) {
@@ -162,6 +180,12 @@ export class ChatConnection extends EventTarget {
    *   socket failed before opening (the server may refuse the upgrade with a
    *   plain 401, which a browser cannot see): resolve to a fresh token, or
    *   to null when the session is gone (the connection then stops with `auth`).
+   * @param {() => Promise<string>} [options.getToken] the application's way
+   *   to mint a fresh token for the same user. With it, when the welcome says
+   *   when the token expires, a fresh one is sent (`refresh`) a little before
+   *   (see refresh_lead), again after a failure, and used for later connects;
+   *   a token that expired anyway (a tab asleep past the refresh) is replaced
+   *   before the next connect instead of stopping with `auth`.
    */
   constructor(options = {}) {
     super();
@@ -182,6 +206,8 @@ export class ChatConnection extends EventTarget {
     this._window = o.window !== undefined ? o.window : (g.window ?? null);
     this._document = o.document !== undefined ? o.document : (g.document ?? null);
     this._refreshToken = o.refreshToken ?? null;
+    this._getToken = o.getToken ?? null;
+    this._random = o.random ?? Math.random;
     let storage = o.storage;
     if (storage === undefined) {
       try {
@@ -201,7 +227,7 @@ export class ChatConnection extends EventTarget {
       now: this._now,
       setTimeout: this._setTimeout,
       clearTimeout: this._clearTimeout,
-      random: o.random ?? Math.random,
+      random: this._random,
     });
     this._socket.addEventListener('statechange', (e) => this._socketStateChanged(e.detail));
     this._socket.addEventListener('message', (e) => this._handleData(e.detail.data));
@@ -224,11 +250,30 @@ export class ChatConnection extends EventTarget {
     this._rooms = new Set();
     /** Rooms left while no socket was open: the server hears it on the next one. */
     this._leaveOwed = new Set();
-    /** Rooms joined on this socket whose answer has not come, in the order asked. */
-    this._joinsAwaiting = [];
+    /** Rooms joined on this socket whose answer has not come. */
+    this._joinsAwaiting = new Set();
+    /** Rooms whose join failed for a passing reason: joined again with the resends. */
+    this._toRejoin = new Set();
     /** room -> highest message id received in order from the live stream. */
     this._roomHighest = new Map();
     this._dmHighest = null;
+
+    // The token's life (see getToken). Times are this clock's ms.
+    /** server_time - now(), from the last welcome: the server's expiry in this clock. */
+    this._serverOffset = 0;
+    /** When the token in use expires, or null (never, or not known). */
+    this._expiresAt = null;
+    /** When to send a fresh token: a little before _expiresAt. */
+    this._refreshAt = null;
+    this._refreshTimer = null;
+    /** Failed refreshes in a row (the backoff of the next try). */
+    this._refreshFailures = 0;
+    /** The token sent in `refresh`, until the answer. */
+    this._refreshSent = null;
+    /** Whether a getToken() call is in flight. */
+    this._fetchingToken = false;
+    /** Counts the sockets welcomed: a token fetched for an older one is not sent on a newer. */
+    this._session = 0;
 
     this._listening = false;
     this._onOnline = () => this._handleOnline();
@@ -465,7 +510,7 @@ export class ChatConnection extends EventTarget {
       this._welcomed = false;
       this._byeRetryAfter = null;
       this._synced.clear();
-      this._joinsAwaiting = [];
+      this._joinsAwaiting.clear();
     }
     const { retryAt, ...rest } = detail;
     this._emit('statechange', {
@@ -489,12 +534,16 @@ export class ChatConnection extends EventTarget {
       this._resendTimer = null;
     }
     this._toResend.clear();
+    this._toRejoin.clear();
+    this._clearRefresh();
+    this._refreshSent = null; // its answer will not come
   }
 
   /** What a close of the socket means in this protocol (the socket's onClose). */
   _handleClose({ code, reason, opened, ready }) {
     switch (code) {
       case CloseCode.UNAUTHENTICATED:
+        if (this._renewExpiredToken()) return { cause: Cause.CLOSE };
         return { stop: StopReason.AUTH, message: reason };
       case CloseCode.KICKED:
         return { stop: StopReason.KICKED, message: reason };
@@ -505,7 +554,7 @@ export class ChatConnection extends EventTarget {
       default:
         break;
     }
-    if (!opened) this._checkAuth();
+    if (!opened && !this._renewExpiredToken()) this._checkAuth();
     if (this._byeRetryAfter !== null) return { cause: Cause.SHUTDOWN, delay: this._byeRetryAfter * 1000 };
     return undefined; // the backoff, cause error or close
   }
@@ -531,6 +580,131 @@ export class ChatConnection extends EventTarget {
     });
   }
 
+  // ---- internals: the token's life -----------------------------------------
+
+  /** The server said when the token expires (epoch seconds; absent: never). */
+  _setExpiry(expires) {
+    this._clearRefresh();
+    if (typeof expires !== 'number' || !Number.isFinite(expires)) {
+      this._expiresAt = null;
+      this._refreshAt = null;
+      return;
+    }
+    const now = this._now();
+    this._expiresAt = expires * 1000 - this._serverOffset;
+    const lead = Math.min(this.options.refresh_lead * 1000, Math.max(0, this._expiresAt - now) / 10);
+    this._refreshAt = this._expiresAt - lead * (1 + this._random() / 2);
+    this._scheduleRefresh(this._refreshAt);
+  }
+
+  /** Whether the token is due for a refresh, or past it (by this clock). */
+  _tokenDue() {
+    return this._refreshAt !== null && this._now() >= this._refreshAt;
+  }
+
+  _scheduleRefresh(at) {
+    this._clearRefresh();
+    if (!this._getToken || !this._isReady()) return;
+    const delay = Math.min(Math.max(0, at - this._now()), MAX_TIMER);
+    this._refreshTimer = this._setTimeout(() => {
+      this._refreshTimer = null;
+      // A timer may fire early (clamped to MAX_TIMER): the clock decides.
+      if (this._now() < at) this._scheduleRefresh(at);
+      else this._refresh();
+    }, delay);
+  }
+
+  _clearRefresh() {
+    if (this._refreshTimer !== null) {
+      this._clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
+    }
+  }
+
+  /** Asks the application for a fresh token and sends it on the open socket. */
+  _refresh() {
+    if (this._fetchingToken || this._refreshSent !== null) return;
+    const session = this._session;
+    this._fetchToken((token) => {
+      if (session !== this._session || !this._isReady()) return; // the next welcome starts over
+      this._refreshSent = token;
+      this._send({ type: 'refresh', token });
+    }, (message) => {
+      if (session === this._session) this._refreshFailed('token_unavailable', message);
+    });
+  }
+
+  /** Calls getToken() once at a time: `use(token)` with a token, `fail(message)` without. */
+  _fetchToken(use, fail) {
+    this._fetchingToken = true;
+    let result;
+    try {
+      result = this._getToken();
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    Promise.resolve(result).then((token) => {
+      this._fetchingToken = false;
+      if (typeof token === 'string' && token) use(token);
+      else fail('getToken gave no token');
+    }, (err) => {
+      this._fetchingToken = false;
+      fail(err instanceof Error ? err.message : String(err));
+    });
+  }
+
+  _handleRefreshed(frame) {
+    const before = this._expiresAt;
+    if (this._refreshSent !== null) this.token = this._refreshSent;
+    this._refreshSent = null;
+    this._setExpiry(frame.expires);
+    if (before === null || this._expiresAt === null || this._expiresAt > before) {
+      this._refreshFailures = 0;
+      this._emit('refreshed', { expires: frame.expires ?? null });
+    } else {
+      // The same token again (or an older one): it buys no time.
+      this._refreshFailed('bad_token', 'the fresh token expires no later than the one in use');
+    }
+  }
+
+  /** Whether an error frame answers the refresh in flight: then it is told as `refreshfailed`. */
+  _refusedRefresh(frame) {
+    if (this._refreshSent === null || frame.cid || frame.room !== undefined) return false;
+    if (frame.code !== 'bad_token' && frame.code !== 'forbidden') return false;
+    this._refreshSent = null;
+    this._refreshFailed(frame.code, frame.message ?? '');
+    return true;
+  }
+
+  /** Tries again after the reconnect policy's backoff (the tries so far count as its attempts). */
+  _refreshFailed(code, message) {
+    this._refreshFailures += 1;
+    const delay = backoffDelay(this._refreshFailures, this._socket.policy, this._random) * 1000;
+    this._scheduleRefresh(this._now() + delay);
+    this._emit('refreshfailed', { code, message, delay });
+  }
+
+  /**
+   * The token is past its refresh time (a refresh failed, or the page slept
+   * through it), so the server refused or closed the socket for that: with
+   * getToken, a fresh token is fetched and the connection tries again with
+   * it. Returns whether it handles the failure so.
+   */
+  _renewExpiredToken() {
+    if (!this._getToken || !this._tokenDue()) return false;
+    if (!this._fetchingToken) {
+      this._fetchToken((token) => {
+        this.token = token;
+        this._expiresAt = null; // the next welcome says when this one expires
+        this._refreshAt = null;
+        if (this.state === State.WAITING) this.retryNow();
+      }, () => {
+        // The application could not say (its server down too?): the backoff goes on.
+      });
+    }
+    return true;
+  }
+
   // ---- internals: frames --------------------------------------------------
 
   _handleData(data) {
@@ -551,12 +725,15 @@ export class ChatConnection extends EventTarget {
         this._handleAck(frame);
         break;
       case 'error':
-        if (this._refusedJoin(frame)) return; // told as `refused`
+        if (this._refusedJoin(frame) || this._refusedRefresh(frame)) return; // told as `refused`, `refreshfailed`
         this._handleError(frame);
+        break;
+      case 'refreshed':
+        this._handleRefreshed(frame);
         break;
       case 'joined':
         this._synced.add(`room:${frame.room}`);
-        this._joinsAwaiting = this._joinsAwaiting.filter((room) => room !== frame.room);
+        this._joinsAwaiting.delete(frame.room);
         this._trackRoom(frame.room, [...(frame.messages ?? []), ...(frame.events ?? [])]);
         break;
       case 'message':
@@ -584,7 +761,9 @@ export class ChatConnection extends EventTarget {
 
   _handleWelcome(frame) {
     this._welcomed = true;
+    this._session += 1;
     this._user = frame.user ?? null;
+    this._serverOffset = Number.isFinite(frame.server_time) ? frame.server_time * 1000 - this._now() : 0;
 
     const hb = { ...this.options.heartbeat, ...(frame.heartbeat ?? {}) };
     const socket = this._socket;
@@ -612,6 +791,7 @@ export class ChatConnection extends EventTarget {
     for (const { frame: queued } of this._outbox.entries()) this._send(queued);
 
     socket.markOpen(); // emits the open state
+    this._setExpiry(frame.expires);
     this._emit('welcome', frame);
     this._emit('message', frame);
   }
@@ -620,21 +800,31 @@ export class ChatConnection extends EventTarget {
     const frame = { type: 'join', room };
     const since = this._roomHighest.get(room);
     if (since !== undefined) frame.since = since;
-    if (this._send(frame)) this._joinsAwaiting.push(room);
+    if (this._send(frame)) this._joinsAwaiting.add(room);
   }
 
   /**
-   * A `forbidden` error without a cid while a join waits for its answer is
-   * that join's answer (the server answers a connection's commands in order,
-   * and the page sends no other command that can be refused so before the
-   * room is joined): the room is private. It is not joined again.
+   * An error naming a room whose join waits for its answer is that join's
+   * answer. `forbidden` (a private room, or the application's refusal) is
+   * final: told as `refused`, and the room is not joined again. A passing
+   * one (the join hook did not answer) is told as an error, and the join is
+   * sent again after resend_delay.
    */
   _refusedJoin(frame) {
-    if (frame.cid || frame.code !== 'forbidden' || this._joinsAwaiting.length === 0) return false;
-    const room = this._joinsAwaiting.shift();
-    this._forget(room);
-    this._emit('refused', { room, code: frame.code, message: frame.message ?? '' });
-    return true;
+    const room = frame.room;
+    if (frame.cid || typeof room !== 'string' || !this._joinsAwaiting.has(room)) return false;
+    if (frame.code === 'forbidden') {
+      this._forget(room);
+      this._joinsAwaiting.delete(room);
+      this._emit('refused', { room, code: frame.code, message: frame.message ?? '' });
+      return true;
+    }
+    if (PASSING_JOIN_ERRORS.has(frame.code)) {
+      this._joinsAwaiting.delete(room);
+      this._toRejoin.add(room);
+      this._scheduleResend();
+    }
+    return false;
   }
 
   _handleAck(frame) {
@@ -653,18 +843,26 @@ export class ChatConnection extends EventTarget {
     } else if (entry) {
       // rate_limited, unavailable (store trouble) or unknown: try again later.
       this._toResend.add(frame.cid);
-      if (this._resendTimer === null) {
-        this._resendTimer = this._setTimeout(() => this._resendRefused(),
-          this.options.resend_delay * 1000);
-      }
+      this._scheduleResend();
     }
     this._emit('error', frame);
+  }
+
+  _scheduleResend() {
+    if (this._resendTimer === null) {
+      this._resendTimer = this._setTimeout(() => this._resendRefused(), this.options.resend_delay * 1000);
+    }
   }
 
   _resendRefused() {
     this._resendTimer = null;
     const cids = [...this._toResend];
+    const rooms = [...this._toRejoin];
     this._toResend.clear();
+    this._toRejoin.clear();
+    for (const room of rooms) {
+      if (this._rooms.has(room)) this._sendJoin(room);
+    }
     for (const cid of cids) {
       const entry = this._outbox.get(cid);
       if (entry) this._send(entry.frame);

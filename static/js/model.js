@@ -22,7 +22,8 @@
  *                     readServer (the mark the server has, as far as the
  *                       page knows; a higher `read` is to be sent),
  *                     typists (Map user id -> {name, until}: who is typing),
- *                     topic, private, owned (rooms: whether I created it)}
+ *                     topic, private, owned (rooms: whether I own it, as
+ *                       `joined` says, or I just created it)}
  *   current        the key of the conversation shown, or null
  *   dmSynced       whether the first dm_sync answer has come (its messages
  *                  are not counted unread)
@@ -58,7 +59,7 @@ import { SHOWN_MS, nextExpiry, pruneTypists, withTypist } from './typing.js';
 
 /** The page's own action types. */
 export const ACTIONS = Object.freeze({
-  SESSION: 'page/session', // {user, rooms, owned, pending: [{frame, queuedAt}]}: a chat session starts
+  SESSION: 'page/session', // {user, rooms, pending: [{frame, queuedAt}]}: a chat session starts
   END: 'page/end', // logged out
   SELECT: 'page/select', // {key}
   OPEN_DM: 'page/open-dm', // {user}
@@ -345,6 +346,7 @@ function reduceFrame(draft, action, now) {
       entry.members = new Set(action.members ?? []);
       if (typeof action.topic === 'string') entry.topic = action.topic;
       if (typeof action.private === 'boolean') entry.private = action.private;
+      if (action.owner !== undefined) entry.owned = action.owner === me;
       if (action.truncated) entry.conv.reset();
       const wasEmpty = entry.conv.size === 0;
       // With a read mark the server counts what is unread; without, the page does.
@@ -678,17 +680,14 @@ function select(draft, key) {
 }
 
 /**
- * A new session: a conversation for each room the page keeps (`rooms`; those
- * in `owned` created by me) and for each frame still in the outbox: a message
- * is shown as pending (its room joined), an edit or a deletion waits for its
- * ack.
+ * A new session: a conversation for each room the page keeps (`rooms`), and
+ * for each frame still in the outbox: a message is shown as pending (its room
+ * joined), an edit or a deletion waits for its ack.
  */
-function startSession({
-  user, rooms = [], owned = [], pending = [], online = true, hidden = false,
-}) {
+function startSession({ user, rooms = [], pending = [], online = true, hidden = false }) {
   const base = { ...initialState(), me: user, names: new Names(user), online, hidden };
   const draft = new Draft(base);
-  for (const room of rooms) addRoom(draft, room, { owned: owned.includes(room) });
+  for (const room of rooms) addRoom(draft, room);
   const changes = new Map();
   for (const { frame, queuedAt } of pending) {
     if (frame.type === 'edit' || frame.type === 'delete') {
@@ -796,11 +795,6 @@ export function readsToSend(state) {
     }
   }
   return reads;
-}
-
-/** The rooms I created (kept with the page's rooms: the protocol does not say who owns one). */
-export function ownedRooms(state) {
-  return [...state.conversations.values()].filter((e) => e.kind === 'room' && e.owned).map((e) => e.name);
 }
 
 /** Whether I may invite to and remove from the conversation shown: a private room of mine. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 
 import {
   ACTIONS, canManage, changesByTarget, composerOf, currentEntry, initialState, labelOf, loadOlderOf, memberIds,
-  membersNoteOf, nextTypingExpiry, ownedRooms, readsToSend, reduce, roomsOf, statusOfState, totalUnread,
+  membersNoteOf, nextTypingExpiry, readsToSend, reduce, roomsOf, statusOfState, totalUnread,
   typingNames,
 } from '../../static/js/model.js';
 
@@ -469,18 +469,22 @@ test('the directory: opened, filled by `rooms`; create selects the new room, whi
   assert.equal(state.current, 'room:design');
   assert.deepEqual(roomsOf(state), ['general', 'design']);
   assert.equal(state.directory.open, false);
-  assert.deepEqual(ownedRooms(state), ['design']);
   assert.deepEqual([entryOf(state, 'room:design').topic, entryOf(state, 'room:design').private], ['the new logo', true]);
   assert.equal(canManage(state), true);
   assert.equal(canManage(reduce(state, { type: ACTIONS.SELECT, key: 'room:general' })), false);
 });
 
-test('owned rooms are kept across sessions; a joined frame brings topic and privacy', () => {
-  let state = session({ rooms: ['general', 'design'], owned: ['design'] });
-  assert.deepEqual(ownedRooms(state), ['design']);
-  state = run(state, { type: ACTIONS.SELECT, key: 'room:design' }, joined([], { room: 'design', topic: 't', private: true }));
+test('a joined frame says who owns the room, and brings topic and privacy', () => {
+  let state = session({ rooms: ['general', 'design'] });
+  state = run(state, { type: ACTIONS.SELECT, key: 'room:design' },
+    joined([], { room: 'design', topic: 't', private: true, owner: ME.id }));
   assert.equal(canManage(state), true);
   assert.equal(currentEntry(state).topic, 't');
+  // Another's room, or one made by joining it (owner null), is not mine to manage.
+  assert.equal(canManage(reduce(state, joined([], { room: 'design', private: true, owner: BOB }))), false);
+  assert.equal(canManage(reduce(state, joined([], { room: 'design', private: true, owner: null }))), false);
+  // A server that does not say keeps what the page knows (it created the room).
+  assert.equal(canManage(reduce(state, joined([], { room: 'design', private: true }))), true);
 });
 
 test('an invitation adds the room; the owner is told; a removal takes it away and says so', () => {

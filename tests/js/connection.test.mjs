@@ -3,48 +3,24 @@ import assert from 'node:assert/strict';
 
 import { ChatConnection, State } from '../../static/js/connection.js';
 import { OutboxFullError } from '../../static/js/outbox.js';
-import { createFakeBrowser, createFakeStorage, createFakeTime, createFakeWebSocket } from './fakes.mjs';
+import { CLIENT_CONFIG, fakeConnection } from './connection-fixture.mjs';
+import { SERVER_TIME, createFakeStorage } from './fakes.mjs';
 
 const SECOND = 1000;
 
-/**
- * The settings the tests run with, in the shape of GET /api/client-config
- * (the server's defaults at the time of writing; the page always passes what
- * the server serves, see tests/test_client_config.py).
- */
-const CLIENT_CONFIG = {
-  reconnect: { base: 1.0, factor: 2.0, cap: 30.0, attempts: 10, stable_after: 10.0, connect_timeout: 10.0 },
-  outbox_limit: 200,
-};
-
-/** A connection wired to fakes; `random` is fixed at 0.5 unless given. */
+/** A connection wired to fakes (see connection-fixture.mjs), with a record of its events. */
 function setup(options = {}) {
-  const time = createFakeTime();
-  const WS = createFakeWebSocket();
-  const browser = createFakeBrowser();
-  const storage = options.storage ?? createFakeStorage();
-  let n = 0;
-  const conn = new ChatConnection({
-    ...CLIENT_CONFIG,
-    url: 'ws://chat.test/ws',
-    token: 'tok',
-    WebSocket: WS,
-    now: time.now,
-    setTimeout: time.setTimeout,
-    clearTimeout: time.clearTimeout,
-    random: () => 0.5,
-    storage,
-    createId: () => `cid-${++n}`,
-    window: browser.window,
-    document: browser.document,
-    ...options,
-  });
+  const ctx = fakeConnection(options);
+  const { conn } = ctx;
   const events = [];
-  for (const type of ['statechange', 'welcome', 'ack', 'failed', 'error', 'stopped', 'message', 'outbox', 'refused']) {
+  for (const type of [
+    'statechange', 'welcome', 'ack', 'failed', 'error', 'stopped', 'message', 'outbox', 'refused', 'refreshed',
+    'refreshfailed',
+  ]) {
     conn.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
   }
   const of = (type) => events.filter((e) => e.type === type).map((e) => e.detail);
-  return { conn, time, WS, browser, storage, events, of };
+  return { ...ctx, events, of };
 }
 
 /** Connects and opens with a welcome; returns the socket. */
@@ -712,18 +688,37 @@ test('a join refused as forbidden is reported as refused, and the room is not jo
   ctx.conn.join('general');
   ctx.conn.join('secret');
   const ws = connectOpen(ctx);
+  // The error names its room: the answers need not come in the order of the joins.
+  ws.serverSend({ type: 'error', code: 'forbidden', room: 'secret', message: 'room secret is private: only its members may read it' });
   ws.serverSend({ type: 'joined', room: 'general', members: [], messages: [], truncated: false });
-  ws.serverSend({ type: 'error', code: 'forbidden', message: 'room secret is private: only its members may read it' });
   assert.deepEqual(ctx.of('refused'), [{ room: 'secret', code: 'forbidden', message: 'room secret is private: only its members may read it' }]);
   assert.equal(ctx.of('message').filter((f) => f.type === 'error').length, 0, 'not also a plain error');
   assert.deepEqual(ctx.conn.rooms, ['general']);
-  // Another forbidden, with no join waiting, is an ordinary error.
-  ws.serverSend({ type: 'error', code: 'forbidden', message: 'only the owner of room design may do that' });
-  assert.equal(ctx.of('message').filter((f) => f.type === 'error').length, 1);
+  // A forbidden for a room with no join waiting, or with no room, is an ordinary error.
+  ws.serverSend({ type: 'error', code: 'forbidden', room: 'design', message: 'only the owner of room design may do that' });
+  ws.serverSend({ type: 'error', code: 'forbidden', message: 'no room named' });
+  assert.equal(ctx.of('message').filter((f) => f.type === 'error').length, 2);
   ws.serverClose(1006);
   ctx.time.advance(ctx.of('statechange').at(-1).delay);
   ctx.WS.last.welcome();
   assert.deepEqual(ctx.WS.last.frames.filter((f) => f.type === 'join').map((f) => f.room), ['general']);
+});
+
+test('a join the application could not decide on (unavailable) is an error, and is sent again later', () => {
+  const ctx = setup();
+  ctx.conn.join('team-x');
+  const ws = connectOpen(ctx);
+  ws.serverSend({ type: 'error', code: 'unavailable', room: 'team-x', message: 'the application did not answer' });
+  assert.equal(ctx.of('error').length, 1);
+  assert.equal(ctx.of('refused').length, 0);
+  assert.deepEqual(ctx.conn.rooms, ['team-x']);
+  ctx.time.advance(2 * SECOND);
+  assert.deepEqual(ws.frames.filter((f) => f.type === 'join').map((f) => f.room), ['team-x', 'team-x']);
+  // A room left in the meantime is not joined again.
+  ws.serverSend({ type: 'error', code: 'unavailable', room: 'team-x', message: 'the application did not answer' });
+  ctx.conn.leave('team-x');
+  ctx.time.advance(2 * SECOND);
+  assert.equal(ws.frames.filter((f) => f.type === 'join').length, 2);
 });
 
 test('removed from a room: it is not joined again', () => {
@@ -764,4 +759,173 @@ test('edits and deletions count as seen: a re-join asks only for what came after
   ws.serverSend({ type: 'edit', id: 14, target: 10, from: 'g:bob', to: 'alice', text: 'x' });
   assert.equal(ctx.conn.highestId('general'), 8);
   assert.equal(ctx.conn.highestDmId, 14);
+});
+
+// ---- token refresh ------------------------------------------------------------
+
+/** A heartbeat long enough that the fake server need not answer pings. */
+const QUIET = { interval: 3600, timeout: 7200 };
+
+/** A getToken that resolves to `fresh-1`, `fresh-2`, ... or fails while `failing` is set. */
+function tokenSource() {
+  const source = {
+    calls: 0,
+    failing: false,
+    getToken: async () => {
+      source.calls += 1;
+      if (source.failing) throw new Error('the application is down');
+      return `fresh-${source.calls}`;
+    },
+  };
+  return source;
+}
+
+const refreshes = (ws) => ws.frames.filter((f) => f.type === 'refresh');
+
+/** A connection with getToken, welcomed with a token `life` seconds from expiry. */
+function withToken(life) {
+  const app = tokenSource();
+  const ctx = setup({ getToken: app.getToken });
+  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + life });
+  return { app, ctx, ws };
+}
+
+/** withToken(600) at the time of its first refresh (525 s later); getToken fails if `failing`. */
+async function atFirstRefresh({ failing = false } = {}) {
+  const opened = withToken(600);
+  opened.app.failing = failing;
+  opened.ctx.time.advance(525 * SECOND);
+  await flush();
+  return opened;
+}
+
+test('with getToken, a fresh token is sent before expiry and is the token of the next connect', async () => {
+  const { app, ctx, ws } = withToken(600);
+  // 600 s to live: a lead of 60 s, and random() = 0.5 adds a quarter of it.
+  ctx.time.advance(525 * SECOND - 1);
+  await flush();
+  assert.equal(app.calls, 0);
+  ctx.time.advance(1);
+  await flush();
+  assert.deepEqual(refreshes(ws), [{ type: 'refresh', token: 'fresh-1' }]);
+  assert.equal(ctx.conn.token, 'tok', 'not before the server took it');
+  ws.serverSend({ type: 'refreshed', expires: SERVER_TIME + 1200 });
+  assert.equal(ctx.conn.token, 'fresh-1');
+  assert.deepEqual(ctx.of('refreshed'), [{ expires: SERVER_TIME + 1200 }]);
+  // The same connection, refreshed again 75 s before the new expiry.
+  ctx.time.advance(600 * SECOND);
+  await flush();
+  assert.deepEqual(refreshes(ws).map((f) => f.token), ['fresh-1', 'fresh-2']);
+  assert.equal(ctx.WS.instances.length, 1);
+  ws.serverClose(1006);
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('token'), 'fresh-1');
+});
+
+test('a short-lived token is refreshed a tenth of its life early; without getToken or expires, never', async () => {
+  const { app, ctx, ws } = withToken(100);
+  ctx.time.advance(87.5 * SECOND - 1);
+  await flush();
+  assert.equal(refreshes(ws).length, 0);
+  ctx.time.advance(1);
+  await flush();
+  assert.equal(refreshes(ws).length, 1);
+
+  const quiet = setup({ getToken: app.getToken });
+  connectOpen(quiet, QUIET); // no expires: the token never expires
+  const alone = setup();
+  const ws2 = connectOpen(alone, { ...QUIET, expires: SERVER_TIME + 100 });
+  quiet.time.advance(3600 * SECOND);
+  alone.time.advance(99 * SECOND);
+  await flush();
+  assert.equal(app.calls, 1);
+  assert.equal(refreshes(ws2).length, 0);
+});
+
+test('a refused fresh token is told as refreshfailed, not as an error, and another is tried after the backoff', async () => {
+  const { ctx, ws } = await atFirstRefresh();
+  ws.serverSend({ type: 'error', code: 'bad_token', message: 'token expired' });
+  assert.deepEqual(ctx.of('refreshfailed'), [{ code: 'bad_token', message: 'token expired', delay: 500 }]);
+  assert.equal(ctx.of('error').length, 0);
+  assert.equal(ctx.of('message').filter((f) => f.type === 'error').length, 0);
+  assert.equal(ctx.conn.token, 'tok');
+  ctx.time.advance(500);
+  await flush();
+  // Another user's token: forbidden (with no room: not a join's answer).
+  ws.serverSend({ type: 'error', code: 'forbidden', message: "the new token is another user's" });
+  assert.deepEqual(ctx.of('refreshfailed').map((d) => [d.code, d.delay]), [['bad_token', 500], ['forbidden', 1000]]);
+  ctx.time.advance(1000);
+  await flush();
+  assert.deepEqual(refreshes(ws).map((f) => f.token), ['fresh-1', 'fresh-2', 'fresh-3']);
+  ws.serverSend({ type: 'refreshed', expires: SERVER_TIME + 1200 });
+  assert.equal(ctx.conn.token, 'fresh-3');
+  assert.equal(ctx.of('refreshed').length, 1);
+});
+
+test('getToken failing, or giving the token in use again, is retried after the backoff', async () => {
+  const { app, ctx, ws } = await atFirstRefresh({ failing: true });
+  assert.deepEqual(ctx.of('refreshfailed'), [{ code: 'token_unavailable', message: 'the application is down', delay: 500 }]);
+  assert.equal(refreshes(ws).length, 0);
+  app.failing = false;
+  ctx.time.advance(500);
+  await flush();
+  assert.equal(refreshes(ws).length, 1);
+  // The server took it, but it expires no later: no time bought, and no loop of refreshes.
+  ws.serverSend({ type: 'refreshed', expires: SERVER_TIME + 600 });
+  await flush();
+  assert.equal(ctx.of('refreshfailed').at(-1).code, 'bad_token');
+  assert.equal(refreshes(ws).length, 1);
+  ctx.time.advance(1000);
+  await flush();
+  assert.equal(refreshes(ws).length, 2);
+});
+
+test('a refresh lost with its socket is not taken; the next welcome plans the refresh anew', async () => {
+  const { ctx, ws } = await atFirstRefresh();
+  assert.equal(refreshes(ws).length, 1);
+  ws.serverClose(1006);
+  ctx.time.advance(SECOND);
+  assert.equal(ctx.WS.last.query.get('token'), 'tok');
+  const ws2 = ctx.WS.last;
+  ws2.welcome({ ...QUIET, expires: SERVER_TIME + 600 });
+  ctx.time.advance(524 * SECOND);
+  await flush();
+  assert.equal(refreshes(ws2).length, 0);
+  ctx.time.advance(SECOND);
+  await flush();
+  assert.equal(refreshes(ws2).length, 1);
+});
+
+test('a token that expired while the page slept is replaced before the next connect, not a stop', async () => {
+  const app = tokenSource();
+  const ctx = setup({ getToken: app.getToken });
+  const ws = connectOpen(ctx, { ...QUIET, expires: SERVER_TIME + 600 });
+  ctx.time.skew(700 * SECOND); // asleep: no timer ran
+  ws.serverClose(4001, 'token expired');
+  assert.equal(ctx.conn.state, State.WAITING);
+  await flush();
+  assert.equal(ctx.WS.instances.length, 2, 'tried again at once with the fresh token');
+  assert.equal(ctx.WS.last.query.get('token'), 'fresh-1');
+  ctx.WS.last.welcome({ ...QUIET, expires: SERVER_TIME + 600 });
+  assert.equal(ctx.of('stopped').length, 0);
+  // Without getToken, the server's 4001 is the end of the session.
+  const plain = setup();
+  const ws3 = connectOpen(plain, { ...QUIET, expires: SERVER_TIME + 600 });
+  plain.time.skew(700 * SECOND);
+  ws3.serverClose(4001, 'token expired');
+  assert.deepEqual(plain.of('stopped').map((d) => d.reason), ['auth']);
+});
+
+test('an expiry beyond the longest timer does not fire a refresh at once', async () => {
+  const app = tokenSource();
+  const ctx = setup({ getToken: app.getToken });
+  const days = 60;
+  const heartbeat = { interval: 2 * days * 86400, timeout: 4 * days * 86400 }; // no ping in the way
+  const ws = connectOpen(ctx, { ...heartbeat, expires: SERVER_TIME + days * 86400 });
+  ctx.time.advance(2 ** 31); // past the first, clamped timer
+  await flush();
+  assert.equal(refreshes(ws).length, 0);
+  ctx.time.advance((days * 86400 - 75) * SECOND - 2 ** 31);
+  await flush();
+  assert.equal(refreshes(ws).length, 1);
 });

@@ -75,6 +75,9 @@ export function createFakeTime(start = 1_700_000_000_000) {
   };
 }
 
+/** The `server_time` (epoch seconds) of the fake welcome. */
+export const SERVER_TIME = 1764140000.123;
+
 /**
  * A WebSocket class whose instances record what the client sends and let
  * the test play the server. Each call returns a fresh class with its own
@@ -143,15 +146,16 @@ export function createFakeWebSocket() {
       this.onmessage?.({ type: 'message', data: typeof frame === 'string' ? frame : JSON.stringify(frame) });
     }
 
-    /** Opens and sends a welcome with the given heartbeat (seconds). */
-    welcome({ interval = 10, timeout = 20, user = 'alice' } = {}) {
+    /** Opens and sends a welcome with the given heartbeat (seconds), and any other fields (`expires`). */
+    welcome({ interval = 10, timeout = 20, user = 'alice', ...fields } = {}) {
       this.serverOpen();
       this.serverSend({
         type: 'welcome',
         conn: `c${FakeWebSocket.instances.indexOf(this)}`,
         user: { id: user, name: user },
         heartbeat: { interval, timeout },
-        server_time: 1764140000.123,
+        server_time: SERVER_TIME,
+        ...fields,
       });
     }
 
