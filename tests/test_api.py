@@ -137,6 +137,7 @@ def test_the_served_document_is_the_one_tested_and_the_api_is_off_without_a_key(
                                          headers={"Authorization": "Bearer "})
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)
+        caught.value.close()  # it holds the response's socket
         assert caught.value.code == 404
     finally:
         without.kill()
