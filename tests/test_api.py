@@ -103,7 +103,7 @@ async def test_a_direct_publish_reaches_its_user_and_refusals_are_clear(chat):
 async def test_the_application_disconnects_and_bans_a_user_and_the_audit_log_says_so(chat):
     bob = await chat.connect("bob")
     status, answer = await call(chat, "POST", "/api/v1/users/bob/disconnect", {"reason": "bye"})
-    assert status == 200
+    assert status == 200 and len(answer["disconnected"]) + sum(answer.get("elsewhere", {}).values()) == 1
     assert await bob.closed() == 4003 and bob.ws.close_reason == "bye"
     status, ban = await call(chat, "POST", f"/api/v1/users/{chat.id('bob')}/ban",
                              {"reason": "spam", "seconds": 600})
