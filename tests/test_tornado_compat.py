@@ -7,8 +7,10 @@ from __future__ import annotations
 import configparser
 import inspect
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import tornado
 import tornado.httpserver
 import tornado.iostream
@@ -16,6 +18,7 @@ import tornado.util
 import tornado.websocket
 from tornado.platform.asyncio import BaseAsyncIOLoop
 
+from imserver.http.chat import ChatSocket
 from imserver.transport import tornado_compat as compat
 from imserver.transport.stream import PushStream
 from imserver.transport.wsprotocol import ChatProtocol
@@ -87,3 +90,27 @@ def test_the_mask_function_unmasks() -> None:
 
 def test_reclass_protocol_leaves_other_protocols_alone() -> None:
     compat.reclass_protocol(None, ChatProtocol)  # no protocol: nothing to do
+
+
+# A dict that shares its keys with the other instances of its class holds a pointer per
+# attribute (about 300 bytes here); one of its own, past CPython's 29 shared keys, 1.6 KB.
+SHARED_DICT_BOUND = 600
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_open_sockets_objects_keep_their_shared_key_dicts(chat, app) -> None:
+    """The chat socket and its protocol stay within the attributes whose keys CPython
+    shares between instances (ChatSocket's slots, wsprotocol.PushReader): an idle
+    connection's two largest objects. Tornado adding attributes would fail here."""
+    client = await chat.connect("slim")
+    await client.join("r")
+    (conn,) = list(app.runtime.registry)
+    handler = conn.transport.socket
+    assert isinstance(handler, ChatSocket)
+    proto = handler.ws_connection
+    assert isinstance(proto, ChatProtocol) and isinstance(proto.stream, PushStream)
+    for name, obj in (("ChatSocket", handler), ("ChatProtocol", proto), ("PushStream", proto.stream)):
+        size = sys.getsizeof(obj.__dict__)
+        assert size < SHARED_DICT_BOUND, \
+            f"{name} keeps a dict of its own ({len(obj.__dict__)} attributes, {size} bytes): " \
+            f"{sorted(obj.__dict__)}"

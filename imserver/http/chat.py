@@ -80,6 +80,13 @@ class ChatSocket(WebSocketHandler):
     its inbound frames. Its outbound half, the Transport of its Connection, is
     `output` (transport/outbound.py)."""
 
+    # Slots, not the instance dict: Tornado's RequestHandler and WebSocketHandler set 27
+    # attributes on each socket; CPython 3.11 shares one key table between instances
+    # only up to 29 of them (beyond it each gets a dict of its own, 1.3 KB more for
+    # every idle connection). tests/test_tornado_compat.py checks the sizes.
+    __slots__ = ("bucket", "conn", "conn_id", "deps", "flood", "output", "rooms_allowed",
+                 "token_expires", "token_id", "unread", "user")
+
     def initialize(self, deps: ChatDeps) -> None:
         self.deps = deps
         self.user: User | None = None
