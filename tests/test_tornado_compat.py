@@ -20,7 +20,7 @@ from tornado.platform.asyncio import BaseAsyncIOLoop
 
 from imserver.http.chat import ChatSocket
 from imserver.transport import tornado_compat as compat
-from imserver.transport.stream import PushStream
+from imserver.transport.stream import PushStream, SparseDeque
 from imserver.transport.wsprotocol import ChatProtocol
 
 SETUP_CFG = Path(__file__).resolve().parent.parent / "setup.cfg"
@@ -59,6 +59,17 @@ def test_the_stream_privates_exist() -> None:
     assert not missing, f"IOStream lost what PushStream relies on: {missing}"
     assert _defined_on(BaseAsyncIOLoop, "selector_loop"), \
         "Tornado's asyncio loop lost selector_loop, which PushStream.adopt registers its reader on"
+
+
+def test_the_write_queues_need_no_more_of_a_deque_than_a_sparse_deque_has() -> None:
+    """PushStream.adopt swaps IOStream's two write queues for SparseDeques: Tornado may
+    call on them only what one implements."""
+    source = inspect.getsource(tornado.iostream)
+    assert re.search(r"self\._buffers\b.*=\s*\(?\s*collections\.deque\(", source, re.S), \
+        "_StreamBuffer no longer keeps its chunks in self._buffers"
+    called = set(re.findall(r"\b(?:_write_futures|_buffers|buffers)\.(\w+)", source))
+    unsupported = {name for name in called if not hasattr(SparseDeque, name)}
+    assert called and not unsupported, f"IOStream calls what SparseDeque lacks: {sorted(unsupported)}"
 
 
 def test_the_edge_servers_privates_exist() -> None:
@@ -109,6 +120,10 @@ async def test_an_open_sockets_objects_keep_their_shared_key_dicts(chat, app) ->
     assert isinstance(handler, ChatSocket)
     proto = handler.ws_connection
     assert isinstance(proto, ChatProtocol) and isinstance(proto.stream, PushStream)
+    # An idle stream's write queues hold no storage (stream.SparseDeque).
+    assert isinstance(proto.stream._write_futures, SparseDeque) and not proto.stream._write_futures
+    assert isinstance(proto.stream._write_buffer._buffers, SparseDeque)
+    assert not proto.stream._write_buffer._buffers
     for name, obj in (("ChatSocket", handler), ("ChatProtocol", proto), ("PushStream", proto.stream)):
         size = sys.getsizeof(obj.__dict__)
         assert size < SHARED_DICT_BOUND, \

@@ -9,7 +9,9 @@ The transport reaches past Tornado's public API in three places, for speed:
    PROTOCOL_PRIVATES.
 2. **The push-mode stream** (stream.PushStream.adopt): a connected IOStream is
    re-classed so that the event loop hands each read to the frame parser, with no
-   Future per frame. Relies on STREAM_PRIVATES and on the asyncio loop's
+   Future per frame, and its two write queues (`_write_futures`, and the
+   `_write_buffer`'s `_buffers`) become stream.SparseDeques, which hold no storage
+   while empty. Relies on STREAM_PRIVATES and on the asyncio loop's
    `selector_loop`.
 3. **The mask function** (`websocket_mask`): Tornado's C speedup for unmasking
    client frames (`tornado.util._websocket_mask`), used by the inbound parser.
@@ -47,7 +49,8 @@ TORNADO_RANGE = ((6, 4), (7, 0))  # setup.cfg: tornado>=6.4,<7
 PROTOCOL_PRIVATES = ("_receive_frame_loop", "_handle_message", "_abort", "_run_callback",
                      "_send_pong", "_frame_compressed", "_decompressor", "_compressor")
 # What PushStream overrides, calls or reads on IOStream beyond its public API.
-STREAM_PRIVATES = ("_handle_read", "_read_buffer_size", "_consume", "_add_io_state")
+STREAM_PRIVATES = ("_handle_read", "_read_buffer_size", "_consume", "_add_io_state",
+                   "_write_futures", "_write_buffer")
 
 # What EdgeServer calls, reads or fills on HTTPServer (and TCPServer) beyond their
 # public API; and the request context it builds as HTTPServer.handle_stream does.
