@@ -254,6 +254,11 @@ class ChatSocket(WebSocketHandler):
         request.query = ""
         request.arguments = {}
         request.query_arguments = {}
+        # The HTTP/1 connection the upgrade came on (detached from the stream, its request
+        # headers and start line still held) and the server's connection with its
+        # finished request loop: nothing of a WebSocket's uses them past the upgrade.
+        request.connection = None
+        request.server_connection = None
         self._headers = httputil.HTTPHeaders()
         self.ui = None  # type: ignore[assignment]  # template helpers: a socket never uses them
 
