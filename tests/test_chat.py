@@ -313,6 +313,7 @@ async def test_an_open_socket_keeps_nothing_of_its_upgrade_request(chat, app: Im
     request = handler.request
     assert "token" not in request.uri and not request.query_arguments and not list(request.headers.get_all())
     assert request.connection is None and request.server_connection is None
+    assert not handler._transforms and not list(handler._headers.get_all())
     gc.collect()
     stream = handler.ws_connection.stream
     left = [o for o in gc.get_objects() if isinstance(o, HTTP1Connection | HTTP1ServerConnection)

@@ -249,7 +249,9 @@ class ChatSocket(WebSocketHandler):
         """Drop what the upgrade request held (headers, the query with its token): it
         is not needed once the connection is open, and is kept per connection for hours."""
         request = self.request
-        request.headers = httputil.HTTPHeaders()
+        # One empty set for the request's headers and the response's: Tornado has replaced
+        # every method that writes headers on a WebSocket handler by now (they raise).
+        request.headers = self._headers = httputil.HTTPHeaders()
         request.uri = request.path
         request.query = ""
         request.arguments = {}
@@ -259,7 +261,7 @@ class ChatSocket(WebSocketHandler):
         # finished request loop: nothing of a WebSocket's uses them past the upgrade.
         request.connection = None
         request.server_connection = None
-        self._headers = httputil.HTTPHeaders()
+        self._transforms = []  # the response's encoders (gzip, chunking): no response now
         self.ui = None  # type: ignore[assignment]  # template helpers: a socket never uses them
 
     def on_close(self) -> None:
