@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 from tornado.httpclient import HTTPClientError
 
 from imserver.app import ImServerApp
+from imserver.http.chat import ChatSocket
 
 # The chat tests run against one server and against two nodes of a cluster.
 CLUSTER_TOO = True
@@ -295,3 +298,27 @@ async def test_rejoin_of_a_joined_room_while_messages_flow_gives_each_once(chat)
             seen.append(frame["id"])
     assert sorted(seen) == acks  # every message once, none twice
     await bob.nothing(0.2)
+
+
+@pytest.mark.gen_test
+async def test_an_open_socket_keeps_nothing_of_its_upgrade_request(chat, app: ImServerApp):
+    """Held for hours, an idle socket drops what the upgrade needed: its token, the
+    request's headers, and the HTTP/1 connection (with the server's) it came on."""
+    client = await chat.connect("keeper", headers={"User-Agent": "kept/1.0"})
+    await client.join("r")
+    (conn,) = [c for c in app.runtime.registry if c.user.name == "keeper"]
+    assert conn.user_agent == "kept/1.0"
+    handler = conn.transport.socket
+    assert isinstance(handler, ChatSocket)
+    request = handler.request
+    assert "token" not in request.uri and not request.query_arguments and not list(request.headers.get_all())
+    assert request.connection is None and request.server_connection is None
+    assert not handler._transforms and not list(handler._headers.get_all())
+    gc.collect()
+    stream = handler.ws_connection.stream
+    left = [o for o in gc.get_objects() if isinstance(o, HTTP1Connection | HTTP1ServerConnection)
+            and o.stream is stream]
+    assert not left, f"still alive for an open WebSocket: {left}"
+    # And the socket works as before.
+    client.send("ping")
+    assert await client.recv_raw() == "pong"

@@ -8,15 +8,17 @@ import base64
 import gc
 import json
 import os
+import random
 import socket
 import time
+from collections import deque
 
 import pytest
 
 from imserver.core.frames import text_frame
 from imserver.http.chat import ChatSocket
 from imserver.testing import ServerProcess, SyncClient, login
-from imserver.transport.stream import PushStream
+from imserver.transport.stream import PushStream, SparseDeque
 
 # The chat tests run against one server and against two nodes of a cluster.
 CLUSTER_TOO = True
@@ -143,3 +145,33 @@ async def until(predicate, what: str, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+def test_a_sparse_deque_does_what_a_deque_does():
+    """IOStream's write queues, once the stream pushes: the same answers as a deque
+    over a random run of the operations IOStream uses, and no deque while empty."""
+    rng = random.Random(20)
+    sparse, real = SparseDeque([1, 2]), deque([1, 2])
+    for step in range(5000):
+        op = rng.choice(("append", "append", "popleft", "clear", "peek"))
+        if op == "append":
+            sparse.append(step)
+            real.append(step)
+        elif op == "popleft":
+            if real:
+                assert sparse.popleft() == real.popleft()
+            else:
+                with pytest.raises(IndexError):
+                    sparse.popleft()
+        elif op == "clear" and rng.random() < 0.1:
+            sparse.clear()
+            real.clear()
+        elif op == "peek":
+            if real:
+                assert (sparse[0], sparse[-1]) == (real[0], real[-1])
+            else:
+                with pytest.raises(IndexError):
+                    sparse[0]
+        assert bool(sparse) == bool(real) and len(sparse) == len(real)
+        assert list(sparse) == list(real)
+        assert (sparse._items is None) == (not real)

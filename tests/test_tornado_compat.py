@@ -7,8 +7,10 @@ from __future__ import annotations
 import configparser
 import inspect
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import tornado
 import tornado.httpserver
 import tornado.iostream
@@ -16,8 +18,9 @@ import tornado.util
 import tornado.websocket
 from tornado.platform.asyncio import BaseAsyncIOLoop
 
+from imserver.http.chat import ChatSocket
 from imserver.transport import tornado_compat as compat
-from imserver.transport.stream import PushStream
+from imserver.transport.stream import PushStream, SparseDeque
 from imserver.transport.wsprotocol import ChatProtocol
 
 SETUP_CFG = Path(__file__).resolve().parent.parent / "setup.cfg"
@@ -58,6 +61,17 @@ def test_the_stream_privates_exist() -> None:
         "Tornado's asyncio loop lost selector_loop, which PushStream.adopt registers its reader on"
 
 
+def test_the_write_queues_need_no_more_of_a_deque_than_a_sparse_deque_has() -> None:
+    """PushStream.adopt swaps IOStream's two write queues for SparseDeques: Tornado may
+    call on them only what one implements."""
+    source = inspect.getsource(tornado.iostream)
+    assert re.search(r"self\._buffers\b.*=\s*\(?\s*collections\.deque\(", source, re.S), \
+        "_StreamBuffer no longer keeps its chunks in self._buffers"
+    called = set(re.findall(r"\b(?:_write_futures|_buffers|buffers)\.(\w+)", source))
+    unsupported = {name for name in called if not hasattr(SparseDeque, name)}
+    assert called and not unsupported, f"IOStream calls what SparseDeque lacks: {sorted(unsupported)}"
+
+
 def test_the_edge_servers_privates_exist() -> None:
     missing = [name for name in compat.SERVER_PRIVATES
                if not _defined_on(tornado.httpserver.HTTPServer, name)]
@@ -87,3 +101,31 @@ def test_the_mask_function_unmasks() -> None:
 
 def test_reclass_protocol_leaves_other_protocols_alone() -> None:
     compat.reclass_protocol(None, ChatProtocol)  # no protocol: nothing to do
+
+
+# A dict that shares its keys with the other instances of its class holds a pointer per
+# attribute (about 300 bytes here); one of its own, past CPython's 29 shared keys, 1.6 KB.
+SHARED_DICT_BOUND = 600
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_open_sockets_objects_keep_their_shared_key_dicts(chat, app) -> None:
+    """The chat socket and its protocol stay within the attributes whose keys CPython
+    shares between instances (ChatSocket's slots, wsprotocol.PushReader): an idle
+    connection's two largest objects. Tornado adding attributes would fail here."""
+    client = await chat.connect("slim")
+    await client.join("r")
+    (conn,) = list(app.runtime.registry)
+    handler = conn.transport.socket
+    assert isinstance(handler, ChatSocket)
+    proto = handler.ws_connection
+    assert isinstance(proto, ChatProtocol) and isinstance(proto.stream, PushStream)
+    # An idle stream's write queues hold no storage (stream.SparseDeque).
+    assert isinstance(proto.stream._write_futures, SparseDeque) and not proto.stream._write_futures
+    assert isinstance(proto.stream._write_buffer._buffers, SparseDeque)
+    assert not proto.stream._write_buffer._buffers
+    for name, obj in (("ChatSocket", handler), ("ChatProtocol", proto), ("PushStream", proto.stream)):
+        size = sys.getsizeof(obj.__dict__)
+        assert size < SHARED_DICT_BOUND, \
+            f"{name} keeps a dict of its own ({len(obj.__dict__)} attributes, {size} bytes): " \
+            f"{sorted(obj.__dict__)}"

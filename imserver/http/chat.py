@@ -80,6 +80,13 @@ class ChatSocket(WebSocketHandler):
     its inbound frames. Its outbound half, the Transport of its Connection, is
     `output` (transport/outbound.py)."""
 
+    # Slots, not the instance dict: Tornado's RequestHandler and WebSocketHandler set 27
+    # attributes on each socket; CPython 3.11 shares one key table between instances
+    # only up to 29 of them (beyond it each gets a dict of its own, 1.3 KB more for
+    # every idle connection). tests/test_tornado_compat.py checks the sizes.
+    __slots__ = ("bucket", "conn", "conn_id", "deps", "flood", "output", "rooms_allowed",
+                 "token_expires", "token_id", "unread", "user")
+
     def initialize(self, deps: ChatDeps) -> None:
         self.deps = deps
         self.user: User | None = None
@@ -242,12 +249,19 @@ class ChatSocket(WebSocketHandler):
         """Drop what the upgrade request held (headers, the query with its token): it
         is not needed once the connection is open, and is kept per connection for hours."""
         request = self.request
-        request.headers = httputil.HTTPHeaders()
+        # One empty set for the request's headers and the response's: Tornado has replaced
+        # every method that writes headers on a WebSocket handler by now (they raise).
+        request.headers = self._headers = httputil.HTTPHeaders()
         request.uri = request.path
         request.query = ""
         request.arguments = {}
         request.query_arguments = {}
-        self._headers = httputil.HTTPHeaders()
+        # The HTTP/1 connection the upgrade came on (detached from the stream, its request
+        # headers and start line still held) and the server's connection with its
+        # finished request loop: nothing of a WebSocket's uses them past the upgrade.
+        request.connection = None
+        request.server_connection = None
+        self._transforms = []  # the response's encoders (gzip, chunking): no response now
         self.ui = None  # type: ignore[assignment]  # template helpers: a socket never uses them
 
     def on_close(self) -> None:

@@ -56,9 +56,8 @@ class ChatProtocol(WebSocketProtocol13):
     begun only the peer's close frame is taken, and a peer that keeps sending is
     dropped. Pings are answered through the handler's writer, in order with the rest."""
 
-    _parser: FrameParser
-    _chat: FrameHandler
-    _output: Output
+    # Counted on the instance only once the close has begun. The push-mode reader's own
+    # state is on a PushReader, not here: see PushReader.
     _closing_frames = 0  # frames ignored since the close began
     _closing_bytes = 0
 
@@ -68,60 +67,17 @@ class ChatProtocol(WebSocketProtocol13):
             await super()._receive_frame_loop()
             return
         # Nothing awaits from here on: frames are handled as the socket yields them.
-        self._parser = FrameParser(self.params.max_message_size)
-        self._chat = chat = cast(FrameHandler, self.handler)
+        chat = cast(FrameHandler, self.handler)
         output = chat.output
         if output is None:  # not opened: nothing to read for
             self._abort()
             return
-        self._output = output
         if stream.closed():
             self._stream_closed()
             return
         stream.set_close_callback(self._stream_closed)
-        PushStream.adopt(stream, self._received)
-
-    def _received(self, data: bytes) -> None:
-        if self.server_terminated:
-            self._received_closing(data)
-            return
-        parser, handler, output = self._parser, self._chat, self._output
-        messages = parser.feed(data)
-        output.hold_replies()
-        try:
-            frames = iter(messages)
-            for opcode, payload in frames:
-                if self.server_terminated:  # a frame before this one began the close
-                    self._closing(opcode, payload, frames)
-                    return
-                # The two heartbeat frames, most of what an idle client sends, go straight
-                # to the handler; everything else through Tornado's dispatch.
-                if opcode == 0xA:
-                    handler.on_pong(payload)
-                elif opcode == 0x1 and payload == b"ping":
-                    handler.on_message(p.PING)
-                else:
-                    self._handle_message(opcode, payload)
-            error = parser.error
-            if error is not None and not self.server_terminated:
-                self._fail(error.close_code, str(error))
-        except Exception:
-            handler.log_exception(*sys.exc_info())
-            self._abort()
-        finally:
-            output.release_replies()
-
-    def _received_closing(self, data: bytes) -> None:
-        """A read after the close began: only a close frame is looked for."""
-        if self.client_terminated or self.stream.closed():
-            return
-        self._closing_bytes += len(data)
-        frames = iter(self._parser.feed(data))
-        for opcode, payload in frames:
-            self._closing(opcode, payload, frames)
-            return
-        if self._closing_bytes > CLOSING_BYTES:
-            self._abort()
+        reader = PushReader(self, FrameParser(self.params.max_message_size), chat, output)
+        PushStream.adopt(stream, reader.received)
 
     def _closing(self, opcode: int, payload: bytes, rest: Iterator[tuple[int, bytes]]) -> None:
         """Frames that came after the close began: the peer's close frame ends the
@@ -215,3 +171,66 @@ class ChatProtocol(WebSocketProtocol13):
             cast(FrameHandler, self.handler).on_ping(data)
             return None
         return super()._handle_message(opcode, data)
+
+
+class PushReader:
+    """The push-mode read path of a ChatProtocol: the bytes the stream hands over,
+    parsed and dispatched. Its state is kept here, in slots, rather than on the
+    protocol, because Tornado's WebSocketProtocol13 already sets 29 attributes on
+    itself: CPython 3.11 keeps an instance's attributes in a key table shared with the
+    other instances only while there are at most 29 of them, and one more gives each
+    protocol a dict of its own, 1.3 KB more per idle connection (tornado_compat.py, 5)."""
+
+    __slots__ = ("chat", "output", "parser", "proto")
+
+    def __init__(self, proto: ChatProtocol, parser: FrameParser, chat: FrameHandler,
+                 output: Output) -> None:
+        self.proto = proto
+        self.parser = parser
+        self.chat = chat
+        self.output = output
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the socket: every whole frame in them handled, in order."""
+        proto = self.proto
+        if proto.server_terminated:
+            self._received_closing(data)
+            return
+        handler, output = self.chat, self.output
+        messages = self.parser.feed(data)
+        output.hold_replies()
+        try:
+            frames = iter(messages)
+            for opcode, payload in frames:
+                if proto.server_terminated:  # a frame before this one began the close
+                    proto._closing(opcode, payload, frames)
+                    return
+                # The two heartbeat frames, most of what an idle client sends, go straight
+                # to the handler; everything else through Tornado's dispatch.
+                if opcode == 0xA:
+                    handler.on_pong(payload)
+                elif opcode == 0x1 and payload == b"ping":
+                    handler.on_message(p.PING)
+                else:
+                    proto._handle_message(opcode, payload)
+            error = self.parser.error
+            if error is not None and not proto.server_terminated:
+                proto._fail(error.close_code, str(error))
+        except Exception:
+            handler.log_exception(*sys.exc_info())
+            proto._abort()
+        finally:
+            output.release_replies()
+
+    def _received_closing(self, data: bytes) -> None:
+        """A read after the close began: only a close frame is looked for."""
+        proto = self.proto
+        if proto.client_terminated or proto.stream.closed():
+            return
+        proto._closing_bytes += len(data)
+        frames = iter(self.parser.feed(data))
+        for opcode, payload in frames:
+            proto._closing(opcode, payload, frames)
+            return
+        if proto._closing_bytes > CLOSING_BYTES:
+            proto._abort()
