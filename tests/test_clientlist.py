@@ -153,7 +153,8 @@ def test_each_filter_on_this_nodes_connections_and_the_other_nodes_rows():
     local(registry, "a1", "g:1", name="Alice", rooms=("general", "random"), remote="10.0.0.5")
     local(registry, "a2", "g:2", name="Bob", rooms=("general",), remote="192.168.1.9",
           last_seen=clock() - 15, reconnect=2, cause="network")
-    local(registry, "a3", "g:3", name="alice2", rooms=("support",), remote="10.0.1.7", reconnect=1, cause="error")
+    local(registry, "a3", "g:3", name="alice2", rooms=("support",), remote="10.0.1.7", reconnect=1,
+          cause="error")
     others = [remote_row("b1", "g:1", name="Alice", rooms=("support",), remote="10.0.0.6"),
               remote_row("b2", "g:4", name="Dave", node="node-c", reconnect=1, cause="network")]
 
