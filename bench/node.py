@@ -7,6 +7,7 @@ events on the script's stdout, commands on its stdin, its log on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -49,8 +50,10 @@ class NodeLoadgen:
             text=True, cwd=LOADGEN_DIR)
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.errors: list[str] = []
-        threading.Thread(target=self._read_events, daemon=True).start()
-        threading.Thread(target=self._read_errors, daemon=True).start()
+        self._readers = [threading.Thread(target=self._read_events, daemon=True),
+                         threading.Thread(target=self._read_errors, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read_events(self) -> None:
         assert self.proc.stdout is not None
@@ -97,7 +100,8 @@ class NodeLoadgen:
         return "\n".join(self.errors[-lines:])
 
     def close(self) -> None:
-        """Ask it to exit (it closes its sockets), kill it if it does not."""
+        """Ask it to exit (it closes its sockets), kill it if it does not; then close
+        its pipes (a test would otherwise find them unclosed)."""
         if self.proc.poll() is None:
             try:
                 self.send("exit")
@@ -105,6 +109,12 @@ class NodeLoadgen:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):  # stdin of a process that exited
+                    pipe.close()
 
     def __enter__(self) -> NodeLoadgen:
         return self

@@ -276,6 +276,13 @@ def users_shown(page: Page) -> list[str]:
     return users
 
 
+def expect_users(page: Page, names: list[str], timeout: float = 5_000) -> None:
+    """Wait until the table shows these users, in this order (the server sorts and pages)."""
+    page.wait_for_function(
+        "names => [...document.querySelectorAll('[data-testid=\"client-row\"]')]"
+        ".map(r => r.dataset.name).join('\\n') === names.join('\\n')", arg=names, timeout=timeout)
+
+
 def log_in(page: Page, token: str = TOKEN) -> None:
     page.get_by_test_id("admin-token").fill(token)
     page.get_by_test_id("admin-login").click()
@@ -342,9 +349,9 @@ def test_operator_watches_clients_live_and_disconnects_one(server: ServerProcess
         page.get_by_test_id("filter").fill("")
         expect(rows(page)).to_have_count(3)
         page.get_by_role("button", name="User", exact=True).click()
-        assert users_shown(page) == ["alice", "carol", "dave"]
+        expect_users(page, ["alice", "carol", "dave"])
         page.get_by_role("button", name="User", exact=True).click()
-        assert users_shown(page) == ["dave", "carol", "alice"]
+        expect_users(page, ["dave", "carol", "alice"])
 
         # Disconnect carol, with a reason; nothing happens before Confirm.
         row_of(page, carol.conn_id).get_by_test_id("disconnect").click()

@@ -9,13 +9,14 @@ from `clientlist.ClientList`.
 
 The push channel (`/admin/ws`), server to dashboard:
 
-    snapshot {closed, stats, summary}     on connect (stats with the 15-minute series)
+    snapshot {closed, stats, summary, now}   on connect (stats with the 15-minute series;
+             now: the server's clock, for the page's "last frame ... ago")
     page     {seq, ids, rows, matched, position, next, prev, totals, sort, order, limit}
              the dashboard's view: the ids in view in order, and only the rows
              that changed since the last page of the same `seq` (all of them in
              the first); at once after a `view`, then once a second, and early
              when a connection in view closes here
-    tick     {stats, point, closed, summary}   once a second: the totals, the
+    tick     {stats, point, closed, summary, now}   once a second: the totals, the
              charts' newest point, the connections closed since the last tick
              (newest first, at most CLOSED_PUSH), the small tables
     audit    {entry}                    an entry this node recorded
@@ -52,8 +53,9 @@ log = logging.getLogger("imserver.admin")
 # The API and every open dashboard share one read of the other nodes' rows this young.
 SHARED_READ_SECONDS = 0.9
 RECENT_SECONDS = 300  # "the last minutes" of the terminations and reconnects tables
-CLOSED_PUSH = 100  # closed connections a snapshot or a tick carries at most
+CLOSED_PUSH = 50  # closed connections a snapshot or a tick carries at most (the page shows as many)
 EARLY_PAGE_SECONDS = 0.1  # a closed connection in view is shown gone this soon
+DASHBOARD_TOP = 5  # rows of each small table the push channel sends (the API's default: 10)
 MAX_VIEW_BYTES = 16 * 1024  # a dashboard's `view` message
 
 
@@ -80,12 +82,15 @@ class ClusterDirectory(Protocol):
         """Tell the other nodes to close the user's connections, or one connection."""
 
 
+DASHBOARD_PAGE = 25  # rows of the view a new push channel shows (the page's PAGE_SIZE)
+
+
 class Subscriber:
     """One dashboard's view of the client list: its query, and the rows of its last
     page it was sent, so that the next page carries only what changed."""
 
     def __init__(self) -> None:
-        self.query = Query()
+        self.query = Query(limit=DASHBOARD_PAGE)  # the newest connections
         self.seq = 0  # the dashboard's number for its current view
         self.sent: dict[str, dict[str, Any]] = {}  # conn id -> the row as last sent
 
@@ -287,7 +292,8 @@ class AdminView:
         others = await self.others()
         self.dashboards.add(dashboard)
         snapshot = {"type": "snapshot", "closed": self.closed()[:CLOSED_PUSH],
-                    "stats": self.stats(others), "summary": self.summary(others)}
+                    "stats": self.stats(others), "summary": self.summary(others, top=DASHBOARD_TOP),
+                    "now": round(time.time(), 3)}
         self.push(snapshot, {dashboard})
         self._send_page(dashboard, others)
         return dashboard in self.dashboards
@@ -344,7 +350,8 @@ class AdminView:
             closed = [entry.to_json() for entry in self._fresh_closed]
             self._fresh_closed.clear()
             self.push({"type": "tick", "stats": self.stats(others, series=False), "point": point,
-                       "closed": closed, "summary": self.summary(others)})
+                       "closed": closed, "summary": self.summary(others, top=DASHBOARD_TOP),
+                       "now": round(time.time(), 3)})
             for dashboard in list(self.dashboards):
                 self._early.discard(dashboard)
                 self._send_page(dashboard, others)
