@@ -14,6 +14,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from .report import process_cpu_seconds
 
 LOADGEN_DIR = Path(__file__).resolve().parent / "loadgen"
+MAX_ARGUMENT = 100_000  # bytes of settings passed as an argument (Linux takes 128 KB at most)
 
 
 def ensure_installed() -> None:
@@ -43,9 +45,16 @@ class NodeLoadgen:
     def __init__(self, script: str, settings: dict[str, Any]) -> None:
         ensure_installed()
         self.script = script
+        argument = json.dumps(settings)
+        self._settings_file: str | None = None
+        if len(argument) > MAX_ARGUMENT:  # thousands of signed tokens: through a file
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                f.write(argument)
+            self._settings_file = f.name
+            argument = f"@{f.name}"
         self.proc = subprocess.Popen(
             ["node", *os.environ.get("BENCH_NODE_ARGS", "").split(), str(LOADGEN_DIR / script),
-             json.dumps(settings)],
+             argument],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=LOADGEN_DIR)
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -115,6 +124,9 @@ class NodeLoadgen:
             if pipe is not None:
                 with contextlib.suppress(OSError):  # stdin of a process that exited
                     pipe.close()
+        if self._settings_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._settings_file)
 
     def __enter__(self) -> NodeLoadgen:
         return self

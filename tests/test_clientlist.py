@@ -290,3 +290,16 @@ def test_good_arguments_and_their_defaults():
     with pytest.raises(BadQuery):
         query_arguments({"q": [b"\xff"]})
     assert query_arguments({"q": ["é".encode()]}) == {"q": "é"}
+
+
+def test_a_page_between_two_ticks_may_use_the_last_index_less_the_rows_that_closed():
+    clients, registry, clock = listing()
+    conns = [local(registry, f"c{i}", f"u{i}", connected_at=i) for i in range(6)]
+    assert ids(clients.page(parse_query({"limit": "3"}))) == ["c5", "c4", "c3"]
+    registry.remove(conns[4])
+    local(registry, "c9", "u9", connected_at=9)
+    early = clients.page(parse_query({"limit": "3"}), stale_ok=1.0)
+    assert ids(early) == ["c5", "c3"] and clients.builds == 1  # no sort: c9 shows at the tick
+    clock.now += 1.5
+    assert ids(clients.page(parse_query({"limit": "3"}), stale_ok=1.0)) == ["c9", "c5", "c3"]
+    assert clients.builds == 2

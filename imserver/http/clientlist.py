@@ -310,6 +310,7 @@ class Page:
 @dataclass
 class _Aggregates:
     version: tuple[int, list[dict[str, Any]]]
+    built: float
     totals: dict[str, int]
     users: Counter[str]  # user -> connections
     room_members: dict[str, set[str]]
@@ -375,12 +376,15 @@ class ClientList:
     # --- pages ---
 
     def page(self, query: Query, others: list[dict[str, Any]] | None = None, *,
-             idle: bool = True) -> Page:
+             idle: bool = True, stale_ok: float = 0.0) -> Page:
         """One page of the rows matching `query`, with the totals. `others`: the other
-        nodes' rows, the same list while none changed."""
+        nodes' rows, the same list while none changed. With `stale_ok`, an index and
+        totals built that many seconds ago at most serve even if connections came and
+        went since (those that closed are left out of the page): a page sent between
+        two ticks does not sort everything again."""
         others = self._no_rows if others is None else others
         context = self.context()
-        ordered = self._ordered(query, others, context)
+        ordered = self._ordered(query, others, context, stale_ok)
         limit, n = query.limit, len(ordered)
         cursor = query.cursor
         start = 0
@@ -389,14 +393,15 @@ class ClientList:
             start = after if cursor.direction == "next" else max(0, before - limit)
         if start >= n and n:  # its rows went away: the last page instead
             start = max(0, n - limit)
-        entries = ordered.span(start, start + limit)
+        entries = [entry for entry in ordered.span(start, start + limit)
+                   if not (isinstance(entry[5], Connection) and entry[5].closed)]
         rows = [self._json(entry[5], context, idle) for entry in entries]
         more_after = start + len(entries) < n
         return Page(
             rows=rows, matched=n, position=start,
             next=self._cursor(query, entries[-1], "next") if entries and more_after else None,
             prev=self._cursor(query, entries[0], "prev") if entries and start > 0 else None,
-            totals=self.totals(others), query=query)
+            totals=self._aggregate(others, context.mono, stale_ok).totals, query=query)
 
     def _json(self, row: Row, context: Context, idle: bool) -> dict[str, Any]:
         if isinstance(row, Connection):
@@ -428,12 +433,15 @@ class ClientList:
         sortable = value if COLUMNS[query.sort].numeric else self._natural_key(value)
         return (1 if descending else 0, sortable, conn_id)
 
-    def _ordered(self, query: Query, others: list[dict[str, Any]], context: Context) -> Ordered:
+    def _ordered(self, query: Query, others: list[dict[str, Any]], context: Context,
+                 stale_ok: float = 0.0) -> Ordered:
         version = self._version(others)
         key = query.index_key
         found = self._indexes.pop(key, None)
-        if found is not None and self._same(found.version, version) and (
-                not query.live or context.mono - found.built <= LIVE_MAX_AGE):
+        age = float("inf") if found is None else context.mono - found.built
+        fresh = found is not None and self._same(found.version, version) and (
+            not query.live or age <= LIVE_MAX_AGE)
+        if found is not None and (fresh or age < stale_ok):
             self._indexes[key] = found  # most recently used last
             return found
         ordered = self._build(query, others, context, version)
@@ -471,13 +479,13 @@ class ClientList:
 
     def totals(self, others: list[dict[str, Any]] | None = None) -> dict[str, int]:
         """Connections, users, rooms and nodes of the whole cluster."""
-        return self._aggregate(self._no_rows if others is None else others).totals
+        return self._aggregate(self._no_rows if others is None else others, self.clock()).totals
 
     def summary(self, others: list[dict[str, Any]] | None = None, *, top: int = TOP) -> dict[str, Any]:
         """The small tables of an incident: the users with the most connections (with
         where they are), the rooms with the most members, the connections by node."""
         others = self._no_rows if others is None else others
-        found = self._aggregate(others)
+        found = self._aggregate(others, self.clock())
         cached = found.summaries.get(top)
         if cached is not None:
             return cached
@@ -508,10 +516,10 @@ class ClientList:
         found.summaries[top] = summary
         return summary
 
-    def _aggregate(self, others: list[dict[str, Any]]) -> _Aggregates:
+    def _aggregate(self, others: list[dict[str, Any]], now: float, stale_ok: float = 0.0) -> _Aggregates:
         version = self._version(others)
         found = self._aggregates
-        if found is not None and self._same(found.version, version):
+        if found is not None and (self._same(found.version, version) or now - found.built < stale_ok):
             return found
         conns = list(self.registry)
         here = self.node or ""
@@ -535,7 +543,8 @@ class ClientList:
         nodes = {node: (len(held), len(set(held))) for node, held in by_node.items()}
         totals = {"connections": len(conns) + len(others), "users": len(users), "rooms": len(members),
                   "nodes": len(nodes)}
-        found = self._aggregates = _Aggregates(version, totals, users, members, room_connections, nodes)
+        found = self._aggregates = _Aggregates(version, now, totals, users, members, room_connections,
+                                               nodes)
         return found
 
 
