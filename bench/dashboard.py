@@ -68,9 +68,9 @@ def node_settings(run: Run, node: str) -> dict[str, Any]:
 
 def nodes(run: Run, workdir: Path, server_path: str | None) -> list[ServerProcess]:
     env = None
-    if server_path:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [server_path, os.environ.get(
-            "PYTHONPATH", "")]))}
+    if server_path:  # that checkout first; no bytecode written into it
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": os.pathsep.join(
+            filter(None, [server_path, os.environ.get("PYTHONPATH", "")]))}
     found = []
     for node in ("a", "b"):
         path = workdir / f"node-{node}"

@@ -368,3 +368,33 @@ def test_the_closed_log_keeps_what_the_operator_said_for_kicked_connections_only
     conns[2].end("shutdown", 1001, "server shutting down")  # not an operator's words
     assert log.add(conns[2]).operator_reason == ""
     assert [e.id for e in log.entries()] == ["c2", "c1"]
+
+
+def test_a_dashboard_that_stops_reading_is_dropped_and_closed():
+    from tornado.iostream import StreamBufferFullError
+
+    from imserver.core.registry import Registry
+    from imserver.http.adminview import AdminView, Subscriber
+    from imserver.ops.stats import Samples
+
+    class Stuck:
+        session = None
+
+        def __init__(self):
+            self.subscriber = Subscriber()
+            self.closed = False
+
+        def write_message(self, text):
+            raise StreamBufferFullError("full")
+
+        def close(self, code=None, reason=None):
+            self.closed = True
+
+    async def scenario():
+        view = AdminView(Registry(), Samples(), ping_timeout=20.0, started_at=time.time())
+        stuck = Stuck()
+        assert not await view.open(stuck)
+        return view, stuck
+
+    view, stuck = run(scenario())
+    assert stuck.closed and not view.dashboards

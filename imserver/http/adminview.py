@@ -42,6 +42,9 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from tornado.iostream import StreamBufferFullError
+from tornado.websocket import WebSocketClosedError
+
 from ..core.registry import TERMINATION_REASONS, Connection, Registry
 from ..ops.stats import Closed, ClosedLog, RecentCounts, Samples
 from ..storage.base import AuditEntry
@@ -281,9 +284,9 @@ class AdminView:
     def _send(self, dashboard: Dashboard, text: str) -> None:
         try:
             dashboard.write_message(text)
-        except Exception as exc:  # closed, or a dashboard that stopped reading: drop it
-            log.debug("admin: push channel dropped (%r)", exc)
-            self.dashboards.discard(dashboard)
+        except (WebSocketClosedError, StreamBufferFullError):
+            # closed, or a dashboard that stopped reading: drop it, it reconnects
+            self.gone(dashboard)
             dashboard.close()
 
     async def open(self, dashboard: Dashboard) -> bool:
