@@ -35,7 +35,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.testing import ServerProcess, login
 from tests.axe import severe_violations
-from tests.browser import launch_chromium, screenshot_path, watch_csp
+from tests.browser import checked_page, launch_chromium, screenshot_path
 
 pytestmark = pytest.mark.browser
 
@@ -251,15 +251,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
-    page = context.new_page()
-    page.set_default_timeout(5_000)  # expect() waits 5 s by default too
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    watch_csp(page, errors)  # a CSP violation counts as a page error
-    yield page
-    context.close()
-    assert not errors, errors
+    # 5 s for the page's waits: expect() waits 5 s by default too.
+    with checked_page(browser, viewport={"width": 1280, "height": 800}, color_scheme="light") as page:
+        yield page
 
 
 def rows(page: Page, testid: str = "client-row") -> Locator:
@@ -586,13 +580,7 @@ PHONE = {"width": 390, "height": 844}
 def test_on_a_phone_no_table_scrolls_sideways_and_disconnect_stays_in_view(
         server: ServerProcess, chat: ChatClients, browser: Browser) -> None:
     alice = populate_for_review(server, chat)
-    context = browser.new_context(viewport=PHONE, color_scheme="light", is_mobile=True, has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(5_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    watch_csp(page, errors)
-    try:
+    with checked_page(browser, viewport=PHONE, color_scheme="light", is_mobile=True, has_touch=True) as page:
         show_everything(page, server)
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         wide = page.eval_on_selector_all(
@@ -610,6 +598,3 @@ def test_on_a_phone_no_table_scrolls_sideways_and_disconnect_stays_in_view(
         page.get_by_test_id("reason-input").fill("Bye from a phone")
         page.get_by_test_id("confirm").tap()
         assert alice.wait_closed() == (4003, "Bye from a phone")
-    finally:
-        context.close()
-    assert not errors, errors

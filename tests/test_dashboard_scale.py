@@ -31,7 +31,7 @@ from playwright.sync_api import Browser, Page, expect
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from imserver.testing import ServerProcess
-from tests.browser import launch_chromium, watch_csp
+from tests.browser import checked_page, launch_chromium
 from tests.chatters import JWT_SETTINGS, app_token
 from tests.cluster import cluster_settings
 
@@ -116,7 +116,7 @@ def nodes(tmp_path: Path, pg_dsn: str, pg_schema: str, redis_url: str,
 
 @pytest.fixture
 def loadgen(nodes: list[ServerProcess]) -> Iterator[Any]:
-    from bench.node import LoadgenError, NodeLoadgen, ensure_installed
+    from bench.node import NodeLoadgen, ensure_installed
 
     try:
         ensure_installed()
@@ -134,8 +134,6 @@ def loadgen(nodes: list[ServerProcess]) -> Iterator[Any]:
         opened = gen.expect("opened", timeout=120)
         assert opened["connected"] == CONNECTIONS, opened
         yield gen
-    except LoadgenError:
-        raise
     finally:
         gen.close()
 
@@ -148,15 +146,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    watch_csp(page, errors)
-    yield page
-    context.close()
-    assert not errors, errors
+    with checked_page(browser, timeout=10_000, viewport={"width": 1280, "height": 800},
+                      color_scheme="light") as page:
+        yield page
 
 
 def percentile(values: list[float], q: float) -> float:
