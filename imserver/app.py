@@ -314,7 +314,8 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
     admin = AdminDeps(auth=rt.admin_auth, failures=rt.auth_failures, view=rt.admin_view,
                       registry=rt.registry, resolve=rt.identities.resolve, metrics=rt.metrics,
                       cookie_secure=config.auth.cookie_secure, bans=rt.bans, audit=rt.audit,
-                      store=rt.store, delete_message=rt.hub.operator_delete)
+                      store=rt.store, delete_message=rt.hub.operator_delete,
+                      api_key=config.api.key)
     routes: list[Any] = [
         (r"/ws", ChatSocket, chat),
         (r"/api/login", LoginHandler, {**session, "limiter": rt.login_limiter,
@@ -332,7 +333,7 @@ def make_app(config: Config, *, registry: CollectorRegistry | None = None,
     routes += api_routes(ApiDeps(
         key=config.api.key, failures=rt.auth_failures, hub=rt.hub, store=rt.store,
         max_text_chars=config.limits.max_text_chars, history_page=config.limits.history_page,
-        presence=rt.cluster.room_members if rt.cluster is not None else rt.local_presence))
+        presence=rt.cluster.room_members if rt.cluster is not None else rt.local_presence), admin)
     if config.metrics.enabled:
         routes.append((r"/metrics", MetricsHandler, {
             "metrics": rt.metrics, "token": config.metrics.token, "failures": rt.auth_failures,

@@ -26,9 +26,12 @@ CLUSTER_TOO = True
 KEY = "the-application-backends-api-key"
 
 
+ADMIN = "the-operators-admin-token-0123456789"
+
+
 @pytest.fixture
 def config(tmp_path):
-    return make_config(tmp_path, api={"key": KEY})
+    return make_config(tmp_path, api={"key": KEY}, admin={"token": ADMIN})
 
 
 async def call(chat, method: str, path: str, body: Any = None, *, key: str = KEY,
@@ -94,6 +97,28 @@ async def test_a_direct_publish_reaches_its_user_and_refusals_are_clear(chat):
     assert (status, refused["error"]) == (401, "unauthorized")
     response = await chat.http.fetch(f"{chat.url}/api/v1/openapi.json")
     assert json.loads(response.body)["info"]["title"] == "imserver server API"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_application_disconnects_and_bans_a_user_and_the_audit_log_says_so(chat):
+    bob = await chat.connect("bob")
+    status, answer = await call(chat, "POST", "/api/v1/users/bob/disconnect", {"reason": "bye"})
+    assert status == 200 and len(answer["disconnected"]) + sum(answer.get("elsewhere", {}).values()) == 1
+    assert await bob.closed() == 4003 and bob.ws.close_reason == "bye"
+    status, ban = await call(chat, "POST", f"/api/v1/users/{chat.id('bob')}/ban",
+                             {"reason": "spam", "seconds": 600})
+    assert (status, ban["user"], ban["reason"]) == (200, chat.id("bob"), "spam")
+    token = chat.tokens["bob"]
+    assert await chat.refused(f"?token={token}") == 403
+    assert (await call(chat, "DELETE", f"/api/v1/users/{chat.id('bob')}/ban"))[0] == 200
+    assert (await call(chat, "DELETE", f"/api/v1/users/{chat.id('bob')}/ban"))[0] == 404
+    assert (await call(chat, "POST", "/api/v1/users/nobody/disconnect", {}))[0] == 404
+    assert (await call(chat, "POST", "/api/v1/users/bob/ban", {"seconds": 1}))[0] == 400
+    assert (await call(chat, "POST", "/api/v1/users/bob/ban", {}, key=ADMIN))[0] == 401
+    await chat.connect(token=token)  # lifted
+    status, audit = await call(chat, "GET", "/admin/api/audit", key=ADMIN)
+    assert [(e["operator"], e["action"]) for e in audit["entries"]][:3] == [
+        ("app", "unban"), ("app", "ban"), ("app", "disconnect_user")]
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,12 @@ must NOT happen (no reconnect after a 4003).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
 import sqlite3
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -42,6 +44,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, WebSocket, expect
 
+from imserver.client import ChatClient
+from imserver.client import Message as ClientMessage
+from imserver.client import login as client_login
 from imserver.testing import ServerProcess, SyncClient, login
 from tests.axe import severe_violations
 from tests.browser import launch_chromium, screenshot_path, watch_csp
@@ -49,6 +54,7 @@ from tests.browser import launch_chromium, screenshot_path, watch_csp
 pytestmark = pytest.mark.browser
 
 ADMIN_TOKEN = "chat-browser-test-admin-token"
+API_KEY = "chat-browser-test-api-key"
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 ROOM = "general"  # the room the page joins by itself
@@ -61,6 +67,7 @@ SETTINGS: dict[str, Any] = {
     "client": {"reconnect_base_seconds": 0.2, "reconnect_cap_seconds": 1, "stable_after_seconds": 1,
                "reconnect_attempts": 100},
     "admin": {"token": ADMIN_TOKEN},
+    "api": {"key": API_KEY},
 }
 ATTEMPTS = SETTINGS["client"]["reconnect_attempts"]
 # With a cap of 1 s any automatic reconnect happens within about a second: a
@@ -1160,3 +1167,68 @@ def test_no_serious_accessibility_violations(
     alice.send("pending while offline")
     expect(alice.rows_with("pending while offline")).to_have_attribute("data-pending", "true")
     check(alice, "a pending message, offline")
+
+
+# ---- the server API ------------------------------------------------------------
+
+class PythonListener:
+    """An imserver.client ChatClient in a thread of its own (the sync Playwright of
+    this module keeps asyncio out of the main thread), in one room, keeping the ids
+    of the messages it hands on."""
+
+    def __init__(self, server: ServerProcess, name: str, room: str) -> None:
+        self.ids: list[int] = []
+        self.joined = threading.Event()
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(server, name, room))
+        self.thread.start()
+        assert self.joined.wait(10), self.failure
+
+    def _run(self, server: ServerProcess, name: str, room: str) -> None:
+        async def listen() -> None:
+            session = await client_login(f"http://{server.host}", name)
+            on_event = lambda e: self.ids.append(e.id) if isinstance(e, ClientMessage) else None  # noqa: E731
+            async with ChatClient(f"ws://{server.host}/ws", token=session.token,
+                                  on_event=on_event) as client:
+                await client.join(room)
+                self.joined.set()
+                while not self.stop.is_set():
+                    await asyncio.sleep(0.05)
+        try:
+            asyncio.run(listen())
+        except BaseException as exc:  # told to the test thread
+            self.failure = exc
+            self.joined.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert self.failure is None, self.failure
+
+
+def publish(server: ServerProcess, room: str, text: str, key: str) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://{server.host}/api/v1/rooms/{room}/messages", method="POST",
+        data=json.dumps({"text": text, "from": "bot:news", "name": "News"}).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json",
+                 "Idempotency-Key": key})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_a_publish_through_the_api_reaches_the_page_and_the_python_client_once(chat, server):
+    alice = chat("alice")
+    listener = PythonListener(server, "bot-reader", ROOM)
+    try:
+        status, first = publish(server, ROOM, "deploy finished", "deploy-77")
+        retried, again = publish(server, ROOM, "deploy finished", "deploy-77")  # a retry
+        assert (status, retried, again["id"], again["duplicate"]) == (201, 200, first["id"], True)
+        row = alice.expect_once("deploy finished", sender="News")
+        expect(row).to_have_attribute("data-id", str(first["id"]))
+        wait_until(alice.page, lambda: first["id"] in listener.ids, "the Python client got it")
+        time.sleep(0.3)  # a second copy would come right behind the first
+        assert listener.ids.count(first["id"]) == 1
+        expect(alice.rows_with("deploy finished")).to_have_count(1)
+    finally:
+        listener.close()

@@ -261,7 +261,9 @@ def test_a_failed_read_is_answered_unavailable_and_the_join_does_not_happen(tmp_
         await core.settle()
         assert wire(alice).frames == [{"type": "error", "code": "unavailable",
                                        "message": "message store unavailable, try again", "room": "r"}]
-        assert "r" not in core.hub.rooms
+        assert "r" not in core.hub.rooms and "r" not in alice.rooms
+        core.do(alice, {"type": "say", "room": "r", "text": "x", "cid": "c1"})  # not a member
+        assert wire(alice).frames[-1]["code"] == "not_in_room"
         await core.aclose()
 
     run(scenario())

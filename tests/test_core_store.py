@@ -73,8 +73,8 @@ def test_close_finishes_every_queued_operation_first(stores: Stores):
         assert all(w.done() and not w.cancelled() for w in writes)
         assert [w.result().message.text for w in writes] == [f"m{i}" for i in range(20)]
         assert await stores.sql("SELECT count(*) FROM messages") == [(20,)]
-        with pytest.raises(RuntimeError, match="closed"):
-            store.append_room("a", "r", "too late", None)
+        with pytest.raises(StoreError, match="closed"):
+            await store.append_room("a", "r", "too late", None)
 
     run(scenario())
 

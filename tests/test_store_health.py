@@ -212,3 +212,19 @@ async def test_a_stuck_store_fails_health_until_it_moves_again(chat, app):
     assert frame["type"] in ("ack", "error")
     await until_health(chat, 200)
     assert (await say_and_ack(alice, "lobby", "after", "c3"))["type"] == "ack"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_connection_arriving_as_the_store_closes_gets_answers_not_tracebacks(chat, app, caplog):
+    """At shutdown the store closes while an upgrade or a frame may still be on its way:
+    each is answered (unavailable), and nothing raises out of a handler."""
+    alice = await chat.connect("alice")
+    token = await chat.login("bob")
+    await app.runtime.store.close()
+    bob = await chat.connect(token=token)  # no 500: its unread counts are just left out
+    assert "unread" not in bob.welcome
+    alice.send({"type": "join", "room": "r"})
+    assert (await alice.expect("error"))["code"] == "unavailable"
+    alice.send({"type": "say", "room": "r", "text": "late", "cid": "c1"})
+    assert (await alice.expect("error"))["code"] == "not_in_room"
+    assert "Traceback" not in caplog.text and "Uncaught exception" not in caplog.text

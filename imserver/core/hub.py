@@ -230,10 +230,11 @@ class Hub:
         self._when_done(backlog, conn, None,
                         lambda found: self._send_joined(conn, room, since, found), room=room.name,
                         always=lambda: self._join_ended(room),
-                        refused=lambda: self._refused_join(conn, room.name))
+                        failed=lambda: self._failed_join(conn, room.name))
 
-    def _refused_join(self, conn: Connection, name: str) -> None:
-        """The store refused the join (a private room): it never happened."""
+    def _failed_join(self, conn: Connection, name: str) -> None:
+        """The join was refused (a private room, the application) or could not be read
+        (the store is away): it never happened."""
         conn.rooms.discard(name)
         self.registry.rooms_changed()
         self._remove_from_room(conn, name)
@@ -707,16 +708,16 @@ class Hub:
     def _when_done(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
                    then: Callable[[Any], None], *, write: bool = False,
                    always: Callable[[], None] | None = None,
-                   refused: Callable[[], None] | None = None, room: str | None = None) -> None:
+                   failed: Callable[[], None] | None = None, room: str | None = None) -> None:
         """Run `then(result)` when a store operation is answered, and a connection's
         answers in the order of its commands (the store may answer reads and writes
-        in another order). `always` runs after it, whatever the outcome; `refused`
-        when the store refused the operation (its error is sent, naming `room`).
+        in another order). `always` runs after it, whatever the outcome; `failed` when
+        the operation was refused or failed (its error is sent, naming `room`).
 
         A write's `then` runs even when its sender has gone: the message is
         durable, so the others must get it.
         """
-        answer = _Answer(future, conn, cid, then, write, always, refused, room)
+        answer = _Answer(future, conn, cid, then, write, always, failed, room)
         queue = self._answers.get(conn)
         if queue is None:
             queue = self._answers[conn] = []
@@ -744,14 +745,16 @@ class Hub:
                 self.error(conn, "unknown_user", str(exc), cid, room=room)
                 return
             except Refused as exc:
-                if answer.refused is not None:
-                    answer.refused()
+                if answer.failed is not None:
+                    answer.failed()
                 if not conn.closed:
                     self.error(conn, exc.code, str(exc), cid, room=room)
                 return
             except (StoreError, asyncio.CancelledError) as exc:
                 # The store logs its own trouble once; one line per operation would flood.
                 log.debug("store operation for connection %s failed: %r", conn.id, exc)
+                if answer.failed is not None:
+                    answer.failed()
                 if not conn.closed:
                     self.error(conn, "unavailable", "message store unavailable, try again", cid,
                                room=room)
@@ -768,14 +771,14 @@ class Hub:
 
 class _Answer:
     """A store operation a connection waits on, and what to do with its result."""
-    __slots__ = ("always", "cid", "conn", "future", "ready", "refused", "room", "then", "write")
+    __slots__ = ("always", "cid", "conn", "failed", "future", "ready", "room", "then", "write")
 
     def __init__(self, future: asyncio.Future[Any], conn: Connection, cid: str | None,
                  then: Callable[[Any], None], write: bool,
                  always: Callable[[], None] | None,
-                 refused: Callable[[], None] | None, room: str | None) -> None:
+                 failed: Callable[[], None] | None, room: str | None) -> None:
         self.future, self.conn, self.cid, self.then = future, conn, cid, then
-        self.write, self.always, self.refused, self.room = write, always, refused, room
+        self.write, self.always, self.failed, self.room = write, always, failed, room
         self.ready = False
 
 

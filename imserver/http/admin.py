@@ -117,6 +117,7 @@ class AdminDeps:
     store: Backend  # mutes, and the messages of a room
     # an operator's deletion of a message (the hub's operator_delete): Refused("not_found")
     delete_message: Callable[[int], asyncio.Future[Appended]]
+    api_key: str = ""  # the server API's key: its disconnect and ban are these handlers'
 
 
 class AdminBase(JsonHandler):

@@ -1,7 +1,9 @@
 """The server API, for the application's backend: publish into a room or to a user,
-read a room's presence and history. `Authorization: Bearer <api.key>`; with no key
-configured the API is off (404). Its OpenAPI document is served at
-/api/v1/openapi.json (openapi.py), and every answer here is one it documents.
+read a room's presence and history, disconnect or ban a user. `Authorization: Bearer
+<api.key>`; with no key configured the API is off (404). Its OpenAPI document is
+served at /api/v1/openapi.json (openapi.py), and every answer here is one it
+documents. A disconnect or a ban is the admin API's, done by the operator "app"
+(so the audit log says the application did it).
 
 A publish carries an idempotency key (the `Idempotency-Key` header, or the
 body's `idempotency_key`): it is the message's cid for its sender, so a publish
@@ -24,6 +26,7 @@ from ..core.errors import Refused, StoreError, UnknownUser
 from ..core.hub import Hub
 from ..core.ratelimit import KeyedLimiter
 from ..core.store import Appended, Store
+from .admin import AdminDeps, BanHandler, DisconnectUserHandler
 from .openapi import IDEMPOTENCY_KEY_PATTERN, openapi
 from .untrusted import same_secret
 from .web import JsonHandler, failed_attempt, throttled
@@ -45,6 +48,33 @@ class ApiDeps:
     presence: Callable[[str], Awaitable[dict[str, str]]]
 
 
+APP_OPERATOR = "app"  # who the audit log says acted, for a call of the server API
+
+
+def key_given(handler: JsonHandler, key: str, failures: KeyedLimiter) -> bool:
+    """Does the request carry the API key? Otherwise it has been answered (404 with the
+    API off, 429 after too many failures, 401)."""
+    if not key:
+        handler.fail(404, "not_found", "the server API is off: set api.key in config.yaml")
+        return False
+    if throttled(handler, failures):
+        return False
+    header = handler.request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer " and same_secret(header[7:].strip(), key):
+        return True
+    failed_attempt(handler, failures)
+    handler.fail(401, "unauthorized", "send Authorization: Bearer <api.key>")
+    return False
+
+
+def allow_header(handler: tornado.web.RequestHandler, status_code: int) -> None:
+    """On a 405, say which methods there are (RFC 9110)."""
+    if status_code == 405:
+        handler.set_header("Allow", ", ".join(
+            m for m in ("GET", "POST", "DELETE")
+            if getattr(type(handler), m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())))
+
+
 class ApiHandler(JsonHandler):
     """Refuses anyone without the API key; the API is off without one."""
 
@@ -52,22 +82,10 @@ class ApiHandler(JsonHandler):
         self.api = api
 
     def prepare(self) -> None:
-        if not self.api.key:
-            self.fail(404, "not_found", "the server API is off: set api.key in config.yaml")
-            return
-        if throttled(self, self.api.failures):
-            return
-        header = self.request.headers.get("Authorization", "")
-        if header[:7].lower() == "bearer " and same_secret(header[7:].strip(), self.api.key):
-            return
-        failed_attempt(self, self.api.failures)
-        self.fail(401, "unauthorized", "send Authorization: Bearer <api.key>")
+        key_given(self, self.api.key, self.api.failures)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if status_code == 405:  # RFC 9110: say which methods there are
-            self.set_header("Allow", ", ".join(
-                m for m in ("GET", "POST")
-                if getattr(type(self), m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())))
+        allow_header(self, status_code)
         super().write_error(status_code, **kwargs)
 
     def room_of(self, room: str) -> bool:
@@ -202,11 +220,38 @@ def _bounded(value: str | None) -> int | None:
     return int(value)
 
 
-def api_routes(api: ApiDeps) -> list[Any]:
+class AppDisconnectHandler(DisconnectUserHandler):
+    """The admin API's disconnect of a user, for the application: its API key is the
+    credential, and "app" the operator."""
+
+    def prepare(self) -> None:
+        if not key_given(self, self.admin.api_key, self.admin.failures):
+            return
+        if not p.valid_user_id(self.path_args[0]):
+            self.fail(400, "bad_request", "user must be a user id (1-64 letters, digits, _.-@|:+)")
+            return
+        self.via, self.operator = "bearer", APP_OPERATOR
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        allow_header(self, status_code)
+        super().write_error(status_code, **kwargs)
+
+
+class AppBanHandler(BanHandler):
+    """The admin API's ban and lift, for the application (as AppDisconnectHandler)."""
+
+    prepare = AppDisconnectHandler.prepare
+    write_error = AppDisconnectHandler.write_error
+
+
+def api_routes(api: ApiDeps, admin: AdminDeps) -> list[Any]:
     deps = {"api": api}
+    acting = {"admin": admin}
     return [
         (r"/api/v1/openapi.json", OpenApiHandler, {"document": openapi(api.max_text_chars)}),
         (r"/api/v1/rooms/([^/]+)/messages", RoomMessagesHandler, deps),
         (r"/api/v1/rooms/([^/]+)/presence", PresenceHandler, deps),
         (r"/api/v1/users/([^/]+)/messages", UserMessagesHandler, deps),
+        (r"/api/v1/users/([^/]+)/disconnect", AppDisconnectHandler, acting),
+        (r"/api/v1/users/([^/]+)/ban", AppBanHandler, acting),
     ]

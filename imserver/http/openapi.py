@@ -20,7 +20,8 @@ def _error(description: str) -> dict[str, Any]:
 _COMMON = {
     "400": _error("The request is not acceptable; `message` says why"),
     "401": _error("No or wrong API key"),
-    "404": _error("The API is off (no api.key), or no such user"),
+    "404": _error("The API is off (no api.key), no such user, no live connection of the "
+                  "user (disconnect), or no ban (lift)"),
     "413": _error("The body is larger than limits.max_body_bytes"),
     "415": _error("The body is not JSON"),
     "429": _error("Too many failed attempts from this address"),
@@ -29,6 +30,21 @@ _COMMON = {
 
 _ROOM = {"name": "room", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": ROOM_PATTERN}}
+
+_USER = {"name": "user", "in": "path", "required": True,
+         "description": "A user id, or a guest name held now",
+         "schema": {"type": "string", "pattern": USER_PATTERN}}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": False, "content": {"application/json": {"schema": {
+        "$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _object(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"type": "object"}}}}
+
 
 _PUBLISH = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -60,7 +76,8 @@ def openapi(max_text_chars: int) -> dict[str, Any]:
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "imserver server API", "version": "1",
-             "description": "For the application's backend: publish, presence, history."},
+             "description": "For the application's backend: publish, presence, history, "
+                       "disconnect and ban."},
     "servers": [{"url": "/"}],
     "security": [{"apiKey": []}],
     "paths": {
@@ -87,10 +104,28 @@ _DOCUMENT: dict[str, Any] = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Presence"}}}},
                         **_COMMON}},
         },
+        "/api/v1/users/{user}/disconnect": {
+            "parameters": [_USER],
+            "post": {"operationId": "disconnectUser",
+                     "summary": "Close every connection of a user, on every node (4003 and the reason)",
+                     "requestBody": _body("Reason"),
+                     "responses": {"200": _object("Which connections were closed"),
+                                   **_COMMON}},
+        },
+        "/api/v1/users/{user}/ban": {
+            "parameters": [_USER],
+            "post": {"operationId": "banUser",
+                     "summary": "Ban a user for `seconds` or until lifted: its connections close, "
+                                "its upgrades and logins are refused",
+                     "requestBody": _body("Ban"),
+                     "responses": {"200": _object("The ban, and the connections it closed"),
+                                   **_COMMON}},
+            "delete": {"operationId": "liftBan", "summary": "Lift a user's ban",
+                       "requestBody": _body("Reason"),
+                       "responses": {"200": _object("Lifted"), **_COMMON}},
+        },
         "/api/v1/users/{user}/messages": {
-            "parameters": [{"name": "user", "in": "path", "required": True,
-                            "description": "A user id, or a guest name held now",
-                            "schema": {"type": "string", "pattern": USER_PATTERN}}],
+            "parameters": [_USER],
             "post": {"operationId": "publishToUser", "summary": "A direct message to a user",
                      **_PUBLISH, "responses": {**_PUBLISHED, **_COMMON}},
         },
@@ -112,6 +147,13 @@ _DOCUMENT: dict[str, Any] = {
                              "description": "The sender's display name (default: from)"},
                     "idempotency_key": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
                 }},
+            "Reason": {"type": "object", "additionalProperties": False, "properties": {
+                "reason": {"type": "string", "pattern": r"\S",
+                           "description": "Cut to 120 bytes (a close frame carries it)"}}},
+            "Ban": {"type": "object", "additionalProperties": False, "properties": {
+                "reason": {"type": "string", "pattern": r"\S"},
+                "seconds": {"type": "integer", "minimum": 60, "maximum": 10 * 365 * 86400,
+                            "nullable": True, "description": "null or absent: until lifted"}}},
             "Published": {"type": "object", "required": ["id", "ts", "duplicate"],
                           "properties": {"id": {"type": "integer"}, "ts": {"type": "number"},
                                          "duplicate": {"type": "boolean"}}},

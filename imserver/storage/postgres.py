@@ -1148,9 +1148,10 @@ class PostgresStore:
                 rooms: tuple[str, ...] = (), target: int | None = None) -> asyncio.Future[Any]:
         """Queue an operation. `values` are the ids, names and numbers it sends (checked
         here), `text` a message's text (any length)."""
-        if self._closed:
-            raise RuntimeError("message store is closed")
         future = asyncio.get_running_loop().create_future()
+        if self._closed:  # shutting down: an upgrade or a frame still on its way is answered so
+            future.set_exception(StoreError("the message store is closed"))
+            return future
         if not self._opened or self._wake is None:
             future.set_exception(StoreError("the message store is not open"))
             return future

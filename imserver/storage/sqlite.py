@@ -841,9 +841,11 @@ class MessageStore:
     # --- the store thread ---
 
     def _submit(self, write: bool, call: Callable[[_Database], Any]) -> asyncio.Future[Any]:
-        if self._closed:
-            raise RuntimeError("message store is closed")
         loop = asyncio.get_running_loop()
+        if self._closed:  # shutting down: an upgrade or a frame still on its way is answered so
+            closed: asyncio.Future[Any] = loop.create_future()
+            closed.set_exception(StoreError("the message store is closed"))
+            return closed
         if not self._started:
             self._loop = loop
             self._started = True
