@@ -303,3 +303,27 @@ def test_a_page_between_two_ticks_may_use_the_last_index_less_the_rows_that_clos
     clock.now += 1.5
     assert ids(clients.page(parse_query({"limit": "3"}), stale_ok=1.0)) == ["c9", "c5", "c3"]
     assert clients.builds == 2
+
+
+def test_names_sort_numbers_by_value_however_long():
+    clients, registry, _ = listing()
+    for conn_id, name in (("a", "x10"), ("b", "x9"), ("c", "x" + "9" * 5000), ("d", "x010"), ("e", "X2")):
+        local(registry, conn_id, f"g:{conn_id}", name=name)
+    page = clients.page(parse_query({"sort": "user"}))
+    # x10 and x010 are the same number: the connection id decides (a before d).
+    assert [r["name"] for r in page.rows] == ["X2", "x9", "x10", "x010", "x" + "9" * 5000]
+
+
+def test_a_cursor_on_a_long_text_value_is_one_the_server_takes_back():
+    clients, registry, _ = listing()
+    rooms = tuple(f"room-{i:02}-{'x' * 55}" for i in range(100))  # 100 rooms of 64 characters
+    for i in range(3):
+        local(registry, f"c{i}", f"u{i}", rooms=rooms)
+    first = clients.page(parse_query({"sort": "rooms", "limit": "1"}))
+    assert first.next is not None and len(first.next) <= 2048
+    walked = ids(first)
+    page = first
+    while page.next is not None:
+        page = clients.page(parse_query({"sort": "rooms", "limit": "1", "cursor": page.next}))
+        walked += ids(page)
+    assert walked == ["c0", "c1", "c2"]

@@ -59,6 +59,7 @@ RECENT_SECONDS = 300  # "the last minutes" of the terminations and reconnects ta
 CLOSED_PUSH = 50  # closed connections a snapshot or a tick carries at most (the page shows as many)
 EARLY_PAGE_SECONDS = 0.1  # a closed connection in view is shown gone this soon
 DASHBOARD_TOP = 5  # rows of each small table the push channel sends (the API's default: 10)
+DASHBOARD_PAGE = 25  # rows of the view a new push channel shows (the page's PAGE_SIZE)
 MAX_VIEW_BYTES = 16 * 1024  # a dashboard's `view` message
 
 
@@ -83,9 +84,6 @@ class ClusterDirectory(Protocol):
 
     def kick(self, reason: str, *, user: str | None = None, conn: str | None = None) -> None:
         """Tell the other nodes to close the user's connections, or one connection."""
-
-
-DASHBOARD_PAGE = 25  # rows of the view a new push channel shows (the page's PAGE_SIZE)
 
 
 class Subscriber:

@@ -41,7 +41,7 @@ from ..core.registry import Connection, Registry
 DEFAULT_LIMIT = 100  # rows a page holds when the request does not say: no request returns every row
 MAX_LIMIT = 1000
 MAX_TEXT = 200  # characters of a filter's value
-MAX_CURSOR = 1024  # characters of a cursor
+MAX_CURSOR = 2048  # characters of a cursor (a text sort value: MAX_TEXT characters at most)
 MAX_WORDS = 8  # words of a search
 TOP = 10  # rows of each summary table when the request does not say
 MAX_TOP = 100
@@ -229,7 +229,7 @@ def decode_cursor(text: str, sort: str, order: str) -> Cursor:
     if value is not None and (
             (numeric and (isinstance(value, bool) or not isinstance(value, int | float)
                           or not math.isfinite(value)))
-            or (not numeric and (not isinstance(value, str) or len(value) > 4 * MAX_TEXT))):
+            or (not numeric and (not isinstance(value, str) or len(value) > MAX_TEXT))):
         raise BadQuery("cursor is not one this server gave")
     if not isinstance(conn_id, str) or not 0 < len(conn_id) <= MAX_TEXT \
             or direction not in ("next", "prev"):
@@ -418,7 +418,8 @@ class ClientList:
         key = self._natural.get(text)
         if key is None:
             parts: list[Any] = _DIGITS.split(text.casefold())
-            parts[1::2] = [int(p) for p in parts[1::2]]
+            # A number as (its length, its digits): by value, however long (int() is not).
+            parts[1::2] = [(len(d), d) for d in (p.lstrip("0") for p in parts[1::2])]
             key = tuple(parts)
             if len(self._natural) > 200_000:
                 self._natural.clear()
@@ -430,7 +431,7 @@ class ClientList:
         descending = query.order == "desc"
         if value is None:
             return (0 if descending else 1, 0 if COLUMNS[query.sort].numeric else (), conn_id)
-        sortable = value if COLUMNS[query.sort].numeric else self._natural_key(value)
+        sortable = value if COLUMNS[query.sort].numeric else self._natural_key(value[:MAX_TEXT])
         return (1 if descending else 0, sortable, conn_id)
 
     def _ordered(self, query: Query, others: list[dict[str, Any]], context: Context,
@@ -468,10 +469,11 @@ class ClientList:
         if column.numeric:
             keys = [(missing, blank, i, n, None, row) if v is None else (present, v, i, n, v, row)
                     for n, (v, i, row) in enumerate(entries)]
-        else:
+        else:  # text sorts on its first MAX_TEXT characters: a cursor carries no more
             natural = self._natural_key
+            cut = [(None if v is None else v[:MAX_TEXT], i, row) for v, i, row in entries]
             keys = [(missing, blank, i, n, None, row) if v is None else (present, natural(v), i, n, v, row)
-                    for n, (v, i, row) in enumerate(entries)]
+                    for n, (v, i, row) in enumerate(cut)]
         keys.sort()
         return Ordered(keys, descending=descending, built=context.mono, version=version)
 
