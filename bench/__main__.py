@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cluster, deadpeer, idle, reconnect, soak, storage
+from . import cluster, dashboard, deadpeer, idle, reconnect, soak, storage
 from .fanout import cli_burst, cli_rate
 
 
@@ -18,7 +18,7 @@ def bus_cli(argv: list[str]) -> None:
 
 SCENARIOS = {"fanout": cli_burst, "fanout-rate": cli_rate, "idle": idle.cli, "dead-peer": deadpeer.cli,
              "reconnect": reconnect.cli, "storage": storage.cli, "soak": soak.cli, "bus": bus_cli,
-             "cluster": cluster.cli}
+             "cluster": cluster.cli, "dashboard": dashboard.cli}
 
 # What `all` runs, in order, and the arguments of each for `all --quick`.
 ALL = {"fanout": ["--quick"], "fanout-rate": ["--quick"], "idle": ["--quick"], "dead-peer": ["--quick"],

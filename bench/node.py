@@ -7,12 +7,14 @@ events on the script's stdout, commands on its stdin, its log on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from .report import process_cpu_seconds
 
 LOADGEN_DIR = Path(__file__).resolve().parent / "loadgen"
+MAX_ARGUMENT = 100_000  # bytes of settings passed as an argument (Linux takes 128 KB at most)
 
 
 def ensure_installed() -> None:
@@ -42,15 +45,24 @@ class NodeLoadgen:
     def __init__(self, script: str, settings: dict[str, Any]) -> None:
         ensure_installed()
         self.script = script
+        argument = json.dumps(settings)
+        self._settings_file: str | None = None
+        if len(argument) > MAX_ARGUMENT:  # thousands of signed tokens: through a file
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                f.write(argument)
+            self._settings_file = f.name
+            argument = f"@{f.name}"
         self.proc = subprocess.Popen(
             ["node", *os.environ.get("BENCH_NODE_ARGS", "").split(), str(LOADGEN_DIR / script),
-             json.dumps(settings)],
+             argument],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=LOADGEN_DIR)
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.errors: list[str] = []
-        threading.Thread(target=self._read_events, daemon=True).start()
-        threading.Thread(target=self._read_errors, daemon=True).start()
+        self._readers = [threading.Thread(target=self._read_events, daemon=True),
+                         threading.Thread(target=self._read_errors, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read_events(self) -> None:
         assert self.proc.stdout is not None
@@ -97,7 +109,8 @@ class NodeLoadgen:
         return "\n".join(self.errors[-lines:])
 
     def close(self) -> None:
-        """Ask it to exit (it closes its sockets), kill it if it does not."""
+        """Ask it to exit (it closes its sockets), kill it if it does not; then close
+        its pipes (a test would otherwise find them unclosed)."""
         if self.proc.poll() is None:
             try:
                 self.send("exit")
@@ -105,6 +118,15 @@ class NodeLoadgen:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):  # stdin of a process that exited
+                    pipe.close()
+        if self._settings_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._settings_file)
 
     def __enter__(self) -> NodeLoadgen:
         return self

@@ -77,3 +77,41 @@ def listen_drops() -> int:
         lines = [line.split() for line in f if line.startswith("TcpExt:")]
     values = dict(zip(lines[0][1:], lines[1][1:], strict=True))
     return int(values.get("ListenDrops", 0))
+
+
+def processes_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Every process's name and CPU seconds so far (those that vanish meanwhile are left out)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        if name.startswith("python"):  # which python: its module or script
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                args = []
+            name = " ".join([name, *[a.rsplit("/", 1)[-1] for a in args[1:3] if a]])
+        fields = text.rsplit(")", 1)[1].split()
+        found[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return found
+
+
+def busiest(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float,
+            skip: set[int], most: int = 4) -> str:
+    """The processes that used the most CPU between two snapshots, by name, as a share of a
+    core ("chromium 35%, postgres 12%"), leaving out `skip`."""
+    by_name: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        if pid in skip:
+            continue
+        used = cpu - before.get(pid, (name, 0.0))[1]
+        by_name[name] = by_name.get(name, 0.0) + used
+    top = sorted(by_name.items(), key=lambda item: -item[1])[:most]
+    return ", ".join(f"{name} {100 * used / wall:.0f}%" for name, used in top if used / wall >= 0.005) or "-"

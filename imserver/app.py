@@ -22,7 +22,8 @@ from .core.hub import Hub
 from .core.ratelimit import KeyedLimiter
 from .core.registry import TERMINATION_REASONS, Connection, Registry
 from .http.access import AppGate, JoinHook
-from .http.admin import AdminAuth, AdminDeps, AdminView, admin_routes
+from .http.admin import AdminAuth, AdminDeps, admin_routes
+from .http.adminview import AdminView
 from .http.api import ApiDeps, api_routes
 from .http.audit import Audit
 from .http.auth import Authenticator, load_or_create_secret
@@ -117,9 +118,11 @@ class Runtime:
         self.started = False
         self.started_at = time.time()
         self.admin_view = AdminView(self.registry, self.samples, ping_timeout=hb.ping_timeout,
-                                    rooms=lambda: len(self.hub.rooms), started_at=self.started_at,
-                                    cluster=self.directory, closed_log=self.closed_log)
+                                    started_at=self.started_at, cluster=self.directory,
+                                    closed_log=self.closed_log)
         self.audit.on_record.append(self.admin_view.audited)
+        if self.directory is not None:  # the other nodes' dashboards add up this node's
+            self.directory.recent = self.admin_view.recent
 
     async def local_presence(self, room: str) -> dict[str, str]:
         """Who is in a room on this one server: user id -> display name."""

@@ -60,6 +60,24 @@ def launch_chromium(*extra_args: str, **launch_options: Any) -> Iterator[Browser
             browser.close()
 
 
+@contextmanager
+def checked_page(browser: Browser, *, timeout: float = 5_000, **context: Any) -> Iterator[Any]:
+    """A page in a context of its own (`context`: Playwright's context options),
+    `timeout` ms for its waits; at the end, the test fails if the page raised an
+    error or its Content-Security-Policy blocked anything."""
+    browser_context = browser.new_context(**context)
+    page = browser_context.new_page()
+    page.set_default_timeout(timeout)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    watch_csp(page, errors)  # a CSP violation counts as a page error
+    try:
+        yield page
+    finally:
+        browser_context.close()
+    assert not errors, errors
+
+
 def screenshot_path(name: str, tmp_path: Path) -> Path:
     """Where a test keeps its screenshot: docs/images/ for the README when
     UPDATE_SCREENSHOTS=1 (`make screenshots`), else a temporary file, so that

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -11,6 +12,7 @@ from tornado.websocket import websocket_connect
 
 from imserver.http.admin import AdminAuth
 from tests.conftest import make_config
+from tests.core import run
 
 TOKEN = "admin-token-for-tests"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -70,7 +72,7 @@ async def test_cookie_login_needs_csrf_for_actions_and_logout_ends_it(chat):
     assert "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Strict" in login.headers["Set-Cookie"]
     csrf = json.loads(login.body)["csrf"]
     assert json.loads((await api(chat, "GET", "/admin/api/session", headers=cookie)).body)["csrf"] == csrf
-    clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=cookie)).body)
+    clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=cookie)).body)["clients"]
     assert [c["user"] for c in clients] == [chat.id("victim")]
     assert [c["name"] for c in clients] == ["victim"]
     path = f"/admin/api/clients/{clients[0]['id']}/disconnect"
@@ -96,7 +98,7 @@ async def test_client_list_matches_connections_field_by_field(chat, app):
     await alice.expect("presence")
     alice.send("ping")
     assert await alice.recv_raw() == "pong"
-    clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=BEARER)).body)
+    clients = json.loads((await api(chat, "GET", "/admin/api/clients", headers=BEARER)).body)["clients"]
     by_user = {c["name"]: c for c in clients}
     assert set(by_user) == {"alice", "bob"}
     assert by_user["alice"]["user"] == chat.id("alice")
@@ -109,7 +111,8 @@ async def test_client_list_matches_connections_field_by_field(chat, app):
     assert a["frames_in"] == 3  # two joins and a ping
     assert a["frames_out"] == 5  # welcome, two joined, pong, presence
     assert a["reconnect"] == 0 and b["reconnect"] == 3
-    assert a["health"] == "green"
+    assert a["cause"] == "" and b["cause"] == "network"
+    assert a["health"] == "green" and 0 <= a["idle"] < 5
     assert set(a) >= {"id", "user", "rooms", "remote", "user_agent", "connected_at", "last_seen",
                       "rtt", "frames_in", "frames_out", "reconnect"}
 
@@ -170,30 +173,69 @@ async def test_stats(chat, app):
 
 
 @pytest.mark.gen_test
-async def test_push_channel_sends_snapshot_then_changes(chat, app):
-    await chat.connect("alice")
+async def test_push_channel_sends_snapshot_and_page_then_follows_the_view(chat, app):
+    alice = await chat.connect("alice")
     login = await api(chat, "POST", "/admin/api/login", body={"token": TOKEN})
     cookie = login.headers["Set-Cookie"].split(";")[0]
     ws = await websocket_connect(HTTPRequest(f"ws://{chat.host}/admin/ws", headers={"Cookie": cookie}))
+
+    async def next_of(kind):
+        while True:
+            event = json.loads(await ws.read_message())
+            if event["type"] == kind:
+                return event
+
     try:
         snapshot = json.loads(await ws.read_message())
         assert snapshot["type"] == "snapshot"
-        assert [c["user"] for c in snapshot["clients"]] == [chat.id("alice")]
+        assert snapshot["stats"]["connections"] == 1 and "series" in snapshot["stats"]
+        assert snapshot["summary"]["top_users"][0]["user"] == chat.id("alice")
+        page = json.loads(await ws.read_message())
+        assert page["type"] == "page" and page["seq"] == 0
+        assert page["ids"] == [alice.welcome["conn"]]
+        assert [r["user"] for r in page["rows"]] == [chat.id("alice")]
+        assert "idle" not in page["rows"][0] and page["rows"][0]["last_seen"] > 0  # the page works it out
+        assert page["totals"]["connections"] == 1 and page["matched"] == 1
+
+        # A new view: only bob's connections, answered at once with every row in it.
         bob = await chat.connect("bob")
+        ws.write_message(json.dumps({"type": "view", "seq": 1, "query": {"user": "BOB"}}))
+        page = await next_of("page")
+        assert page["seq"] == 1 and page["ids"] == [bob.welcome["conn"]] and len(page["rows"]) == 1
+        assert page["totals"]["connections"] == 2 and page["matched"] == 1
 
-        async def next_of(kind):
-            while True:
-                event = json.loads(await ws.read_message())
-                if event["type"] == kind:
-                    return event
-
-        assert (await next_of("opened"))["client"]["user"] == chat.id("bob")
-        bob.close()
-        closed = (await next_of("closed"))["closed"]
-        assert closed["user"] == chat.id("bob") and closed["name"] == "bob"
-        assert closed["reason"] == "client_close"
+        # Each tick: the totals, the new closed ones; the page again, without the rows
+        # that did not change.
+        carol = await chat.connect("carol")
+        carol.close()
+        await carol.closed()
+        app.runtime.sample()
         tick = await next_of("tick")
-        assert [c["user"] for c in tick["clients"]] == [chat.id("alice")]
+        assert [c["user"] for c in tick["closed"]] == [chat.id("carol")]
+        assert tick["stats"]["connections"] == 2
+        page = await next_of("page")
+        assert page["seq"] == 1 and page["ids"] == [bob.welcome["conn"]] and page["rows"] == []
+
+        # A connection in view that closes is shown gone at once, before the next tick
+        # (which brings the totals up to date).
+        bob.close()
+        await bob.closed()
+        page = await next_of("page")
+        assert page["ids"] == []
+        app.runtime.sample()
+        page = await next_of("page")
+        assert page["ids"] == [] and page["totals"]["connections"] == 1
+
+        # A view that cannot be taken is answered with an error; the last one stands.
+        for bad in ("nonsense", json.dumps({"type": "view", "seq": 2, "query": {"sort": "password"}}),
+                    json.dumps({"type": "view", "seq": -1, "query": {}}),
+                    json.dumps({"type": "view", "seq": 3, "query": {"limit": 5}}),
+                    json.dumps([1, 2])):
+            ws.write_message(bad)
+            error = await next_of("error")
+            assert error["seq"] == 1 and error["message"]
+        ws.write_message("x" * 20_000)  # past the channel's message size: closed
+        assert await ws.read_message() is None or await ws.read_message() is None
     finally:
         ws.close()
 
@@ -250,31 +292,46 @@ async def test_disconnect_user_takes_the_user_id_or_a_guest_name_held_now(chat):
 
 def test_the_view_follows_the_registry_and_the_samples_without_a_server():
     from imserver.core.registry import Connection, Registry, User
-    from imserver.http.admin import AdminView
+    from imserver.http.adminview import AdminView, Subscriber
     from imserver.ops.stats import Sample, Samples
 
     class Pushed:
+        session = None
+
         def __init__(self):
             self.events = []
+            self.subscriber = Subscriber()
 
         def write_message(self, text):
             self.events.append(json.loads(text))
 
-    registry, samples = Registry(), Samples()
-    view = AdminView(registry, samples, ping_timeout=20.0, rooms=lambda: 3, started_at=time.time())
-    dashboard = Pushed()
-    view.sockets.add(dashboard)  # stands in for a dashboard's socket
-    conn = Connection(id="c1", user=User("u1", "ann"), transport=None, remote="10.0.0.1")  # type: ignore[arg-type]
-    registry.add(conn)
-    conn.close_reason = "kicked"
-    registry.remove(conn)
-    samples.add(Sample(t=time.time(), connections=0, users=0, rooms=3, messages=0, terminations=1,
-                       reconnects=0))
-    pushed = dashboard.events
-    assert [event["type"] for event in pushed] == ["opened", "closed", "tick"]
-    assert pushed[0]["client"]["id"] == "c1"
-    assert pushed[1]["closed"]["reason"] == "kicked" and view.closed()[0]["id"] == "c1"
-    assert pushed[2]["stats"]["rooms"] == 3
+        def close(self, code=None, reason=None):
+            pass
+
+    async def scenario():
+        registry, samples = Registry(), Samples()
+        view = AdminView(registry, samples, ping_timeout=20.0, started_at=time.time())
+        dashboard = Pushed()
+        assert await view.open(dashboard)
+        conn = Connection(id="c1", user=User("u1", "ann"), transport=None, remote="10.0.0.1",  # type: ignore[arg-type]
+                          reconnect=2, cause="network", rooms={"lobby"})
+        registry.add(conn)
+        conn.close_reason = "kicked"
+        registry.remove(conn)
+        samples.add(Sample(t=time.time(), connections=0, users=0, rooms=0, messages=0, terminations=1,
+                           reconnects=0))
+        await asyncio.sleep(0.01)
+        return view, dashboard.events
+
+    view, pushed = run(scenario())
+    assert [event["type"] for event in pushed] == ["snapshot", "page", "tick", "page"]
+    assert pushed[1]["ids"] == [] and pushed[1]["matched"] == 0
+    tick = pushed[2]
+    assert [c["id"] for c in tick["closed"]] == ["c1"] and tick["closed"][0]["reason"] == "kicked"
+    assert tick["summary"]["terminations"] == {"kicked": 1}
+    assert tick["summary"]["reconnects"] == {"network": 1}
+    assert tick["stats"]["terminations_5m"] == 1 and tick["stats"]["reconnects_5m"] == 1
+    assert view.closed()[0]["id"] == "c1"
 
 
 def test_each_token_names_its_operator_and_a_session_keeps_it():
@@ -311,3 +368,33 @@ def test_the_closed_log_keeps_what_the_operator_said_for_kicked_connections_only
     conns[2].end("shutdown", 1001, "server shutting down")  # not an operator's words
     assert log.add(conns[2]).operator_reason == ""
     assert [e.id for e in log.entries()] == ["c2", "c1"]
+
+
+def test_a_dashboard_that_stops_reading_is_dropped_and_closed():
+    from tornado.iostream import StreamBufferFullError
+
+    from imserver.core.registry import Registry
+    from imserver.http.adminview import AdminView, Subscriber
+    from imserver.ops.stats import Samples
+
+    class Stuck:
+        session = None
+
+        def __init__(self):
+            self.subscriber = Subscriber()
+            self.closed = False
+
+        def write_message(self, text):
+            raise StreamBufferFullError("full")
+
+        def close(self, code=None, reason=None):
+            self.closed = True
+
+    async def scenario():
+        view = AdminView(Registry(), Samples(), ping_timeout=20.0, started_at=time.time())
+        stuck = Stuck()
+        assert not await view.open(stuck)
+        return view, stuck
+
+    view, stuck = run(scenario())
+    assert stuck.closed and not view.dashboards

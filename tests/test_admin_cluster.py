@@ -111,7 +111,7 @@ def test_one_nodes_admin_api_sees_and_disconnects_every_nodes_clients(
                  alice_b.conn_id: "node-b", bob_b.conn_id: "node-b"}
 
         async def all_listed() -> list[dict[str, Any]] | None:
-            rows = await api(node_a, "GET", "/clients")
+            rows = (await api(node_a, "GET", "/clients"))["clients"]
             rooms = {r["id"]: r["rooms"] for r in rows}
             return rows if len(rows) == 4 and rooms.get(bob_b.conn_id) == ["lobby"] else None
 
@@ -125,15 +125,19 @@ def test_one_nodes_admin_api_sees_and_disconnects_every_nodes_clients(
         assert (stats["connections"], stats["users"], stats["rooms"]) == (4, 3, 2)
         assert stats["node"] == "node-a" and stats["nodes"] == 2
 
-        # The push channel of node A: the snapshot has both nodes' clients.
+        # The push channel of node A: the snapshot counts both nodes' clients, the page
+        # shows them.
         push = await websocket_connect(HTTPRequest(f"ws://{node_a.host}/admin/ws", headers=BEARER))
         snapshot = json.loads(await push.read_message())
-        assert {c["id"]: c["node"] for c in snapshot["clients"]} == where
         assert snapshot["stats"]["connections"] == 4
+        assert {n["node"]: n["connections"] for n in snapshot["summary"]["nodes"]} == {
+            "node-a": 2, "node-b": 2}
+        page = json.loads(await push.read_message())
+        assert {c["id"]: c["node"] for c in page["rows"]} == where and set(page["ids"]) == set(where)
         tick = json.loads(await push.read_message())
         while tick["type"] != "tick":
             tick = json.loads(await push.read_message())
-        assert {c["id"] for c in tick["clients"]} == set(where)
+        assert tick["stats"]["connections"] == 4
         push.close()
 
         # Nobody anywhere: 404.
@@ -154,7 +158,7 @@ def test_one_nodes_admin_api_sees_and_disconnects_every_nodes_clients(
             assert await client.closed() == 4003 and client.ws.close_reason == "suspended"
 
         async def only_carol() -> bool:
-            return [r["id"] for r in await api(node_a, "GET", "/clients")] == [carol_a.conn_id]
+            return [r["id"] for r in (await api(node_a, "GET", "/clients"))["clients"]] == [carol_a.conn_id]
 
         await until(only_carol, "the disconnected clients leave the directory")
         await api(node_a, "POST", "/users/alice/disconnect", {"reason": "again"}, expect=404)
@@ -198,14 +202,14 @@ def test_connections_per_user_hold_over_the_cluster_and_a_killed_node_stops_coun
 
         # Node B dies: its rows leave the directory, its connection stops counting.
         async def both_listed() -> bool:
-            return len(await api(node_a, "GET", "/clients")) == 3
+            return len((await api(node_a, "GET", "/clients"))["clients"]) == 3
 
         await until(both_listed, "node A lists node B's clients")
         node_b.kill()
         killed_at = time.monotonic()
 
         async def b_gone() -> bool:
-            rows = await api(node_a, "GET", "/clients")
+            rows = (await api(node_a, "GET", "/clients"))["clients"]
             return [r["id"] for r in rows] == [first.conn_id]
 
         await until(b_gone, "node B's rows leave the directory", timeout=LEASE + 5)

@@ -35,6 +35,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,14 +96,21 @@ def admin(server: ServerProcess, path: str, body: dict[str, Any] | None = None) 
         return json.load(response)
 
 
+def clients_named(server: ServerProcess, name: str) -> list[dict[str, Any]]:
+    """The live connections of the user named `name`, from the admin API."""
+    query = urllib.parse.urlencode({"user": name})
+    found: list[dict[str, Any]] = admin(server, f"clients?{query}")["clients"]
+    return [c for c in found if c["name"] == name]
+
+
 def connections_of(server: ServerProcess, name: str) -> list[str]:
     """The ids of the live connections of the user named `name`, from the admin API."""
-    return [c["id"] for c in admin(server, "clients") if c["name"] == name]
+    return [c["id"] for c in clients_named(server, name)]
 
 
 def user_id_of(server: ServerProcess, name: str) -> str:
     """The user id of the connected user named `name`, from the admin API."""
-    [user] = {c["user"] for c in admin(server, "clients") if c["name"] == name}
+    [user] = {c["user"] for c in clients_named(server, name)}
     return str(user)
 
 

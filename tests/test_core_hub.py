@@ -301,3 +301,28 @@ def test_a_send_that_raises_does_not_stop_a_fan_out():
         await core.aclose()
 
     run(scenario())
+
+
+def test_joins_and_leaves_move_the_registrys_generation_for_whoever_keeps_a_list():
+    async def scenario() -> None:
+        core = Core()
+        alice = core.connect("alice")
+        seen = core.registry.generation
+        core.do(alice, {"type": "join", "room": "r"})
+        assert core.registry.generation > seen, "a join"
+        await core.settle()
+        seen = core.registry.generation
+        core.do(alice, {"type": "leave", "room": "r"})
+        assert core.registry.generation > seen, "a leave"
+        core.do(alice, {"type": "join", "room": "q"})
+        await core.settle()
+        seen = core.registry.generation
+        core.hub.user_event(alice.user.id, {"e": "removed", "room": "q"})
+        assert core.registry.generation > seen, "removed by its owner"
+        seen = core.registry.generation
+        core.do(alice, {"type": "say", "room": "nowhere", "text": "x"})
+        await core.settle()
+        assert core.registry.generation == seen, "nothing the list shows changed"
+        await core.aclose()
+
+    run(scenario())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from imserver.cluster.directory import Directory, client_row, summary
+from imserver.cluster.directory import Directory, _recent, client_row, summary
 from imserver.cluster.node import ClusterLink
 from imserver.core.registry import Connection, Registry, User
 from tests.core import Wire, wire
@@ -41,7 +41,7 @@ def node() -> tuple[ClusterLink, Directory, Registry, FakeBus]:
 
 def connect(registry: Registry, conn_id: str, user: str) -> Connection:
     conn = Connection(id=conn_id, user=User(user, user.title()), transport=Wire(), remote="10.0.0.1",
-                      reconnect=2, rooms={"b", "a"})
+                      reconnect=2, cause="network", rooms={"b", "a"})
     registry.add(conn)
     return conn
 
@@ -58,7 +58,17 @@ def test_a_row_holds_the_summary_and_reads_back_with_the_live_fields_unknown():
     assert row["rooms"] == ["a", "b"] and row["remote"] == "10.0.0.1" and row["reconnect"] == 2
     assert row["node"] == "node-b" and abs(row["connected_at"] - conn.connected_at) < 0.001
     assert row["rtt"] is None and row["idle"] is None and row["frames_in"] is None
-    assert row["health"] is None
+    assert row["health"] is None and row["cause"] == "network"
+
+
+def test_another_nodes_recent_counts_are_taken_as_hostile_input():
+    good = {"terminations": {"kicked": 2}, "reconnects": {"network": 5}}
+    assert _recent(json.dumps(good).encode()) == good
+    assert _recent(None) == {} and _recent(b"not json") == {} and _recent(b"[1]") == {}
+    assert _recent(json.dumps({"terminations": {"x" * 100: 1, "a": -1, "b": True, "c": "7",
+                                                "d": 1.5, "e": 2 ** 60, "f": 3},
+                               "reconnects": [1], "other": {"g": 1}}).encode()) == {
+        "terminations": {"x" * 40: 1, "f": 3}}
 
 
 def test_a_kick_closes_the_users_or_one_connection_here_with_4003():

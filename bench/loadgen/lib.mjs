@@ -7,6 +7,7 @@
  * side and every process on this machine share one clock.
  */
 
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 
@@ -23,9 +24,13 @@ export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The settings passed as the first argument (a JSON object). */
+/**
+ * The settings passed as the first argument (a JSON object), or in the file it
+ * names after an `@` (large settings: an argument holds at most 128 KB).
+ */
 export function settings() {
-  return JSON.parse(process.argv[2] ?? '{}');
+  const arg = process.argv[2] ?? '{}';
+  return JSON.parse(arg.startsWith('@') ? readFileSync(arg.slice(1), 'utf8') : arg);
 }
 
 /** One event to the Python driver. */

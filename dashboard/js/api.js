@@ -74,6 +74,19 @@ export class AdminApi {
     }
   }
 
+  /**
+   * A page of the cluster's clients: `query` takes the filters, sort, order,
+   * limit and cursor the server takes (text values): {clients, matched, totals, next, prev, ...}.
+   */
+  clients(query = {}) {
+    return this._request('GET', `/clients${queryString(query)}`);
+  }
+
+  /** The small tables: {top_users, rooms, nodes, terminations, reconnects, window}. */
+  summary({ top = null } = {}) {
+    return this._request('GET', `/summary${queryString({ top })}`);
+  }
+
   /** Closes one connection with 4003 and `reason`: {disconnected: [id]}. */
   disconnectClient(connId, reason) {
     return this._request('POST', `/clients/${encodeURIComponent(connId)}/disconnect`, { reason });
@@ -126,7 +139,7 @@ export class AdminApi {
 
   /** A page of `room`'s messages, newest last: {room, messages, more}; `before`: an id. */
   roomMessages(room, { before = null, limit = null } = {}) {
-    return this._request('GET', `/rooms/${encodeURIComponent(room)}/messages${query({ before, limit })}`);
+    return this._request('GET', `/rooms/${encodeURIComponent(room)}/messages${queryString({ before, limit })}`);
   }
 
   /** Deletes any message, `reason` kept in the audit log: {deleted, id, room, from}. */
@@ -136,12 +149,12 @@ export class AdminApi {
 
   /** A page of the audit log, newest first: {entries, more}; `before`: an entry id. */
   audit({ before = null, limit = null } = {}) {
-    return this._request('GET', `/audit${query({ before, limit })}`);
+    return this._request('GET', `/audit${queryString({ before, limit })}`);
   }
 }
 
 /** "?a=1&b=2" of the arguments that are set; "" when none is. */
-function query(args) {
+function queryString(args) {
   const set = Object.entries(args).filter(([, v]) => v !== null && v !== undefined);
   return set.length ? `?${new URLSearchParams(set.map(([k, v]) => [k, String(v)]))}` : '';
 }

@@ -11,16 +11,24 @@ import { ClosedTable } from './closed-view.js';
 import { ConfirmDialog } from './confirm.js';
 import { el, setAttr, setText } from './dom.js';
 import { formatCount, formatDuration, formatRate } from './format.js';
+import {
+  CAUSE_CHOICES, HEALTH_CHOICES, initialView, isDefault, rangeText, viewMessage, withCursor, withFilter,
+  withSort, withoutFilters,
+} from './listing.js';
 import { RoomMessages } from './messages-view.js';
-import { initialState, reduce, totals } from './model.js';
+import {
+  initialState, reduce, totals, withView,
+} from './model.js';
 import { mergeById } from './pages.js';
 import { PushChannel, PushState, pushUrl } from './push.js';
 import {
   BANS, DEFAULT_DURATION, DURATIONS, InForceList, MUTES,
 } from './restrictions.js';
 import { knownRooms, validRoom } from './rooms.js';
+import { SummaryTables, TABLES } from './summary-view.js';
 
 const SESSION_ENDED = 'Your session has ended. Log in again.';
+const TYPING_PAUSE = 250; // ms after the last key in a filter before the view changes
 
 const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 const byPart = (name, root = document) => root.querySelector(`[data-part="${name}"]`);
@@ -40,7 +48,9 @@ class Dashboard {
     this.state = initialState();
     this.renderQueued = false;
     this.countdown = null;
-    this.shown = { closed: null, stats: null };
+    this.idleTimer = null;
+    this.typing = new Map(); // filter name -> its pending timer
+    this.shown = { closed: null, stats: null, summary: null, nodes: '' };
 
     this.views = { login: byPart('login-view'), dashboard: byPart('dashboard-view') };
     this.loginForm = byPart('login-form');
@@ -66,6 +76,7 @@ class Dashboard {
     this.clients = new ClientsTable(byTestId('clients-table'), {
       count: byPart('clients-count'),
       empty: byPart('clients-empty'),
+      onSort: (key) => this._setView(withSort(this.state.view, key)),
       onDisconnect: (client) => this._askDisconnect(client),
       onDisconnectUser: (client) => this._askDisconnectUser(client),
       onBan: (client) => this._askBan(client),
@@ -111,8 +122,71 @@ class Dashboard {
       this._login();
     });
     this.logoutButton.addEventListener('click', () => this._logout());
-    byTestId('filter').addEventListener('input', (event) => this.clients.setQuery(event.target.value));
     byPart('retry-now').addEventListener('click', () => this.push && this.push.retryNow());
+    this._wireFilters();
+    this.summaryTables = new SummaryTables(
+      Object.fromEntries(TABLES.map((t) => [t.name, byTestId(`summary-${t.name}`)])),
+      {
+        onFilter: (name, value) => this._filterTo(name, value),
+        empties: Object.fromEntries(TABLES.map((t) => [t.name, byPart(`summary-${t.name}-empty`)])),
+        nodesCard: byPart('summary-nodes-card'),
+      },
+    );
+    this.pager = { first: byTestId('page-first'), prev: byTestId('page-prev'), next: byTestId('page-next'), range: byTestId('page-range') };
+    this.pager.first.addEventListener('click', () => this._setView(withCursor(this.state.view, null)));
+    this.pager.prev.addEventListener('click', () => this._setView(withCursor(this.state.view, this.state.page.prev)));
+    this.pager.next.addEventListener('click', () => this._setView(withCursor(this.state.view, this.state.page.next)));
+  }
+
+  /** The search box and the filters: each changes the view (text ones once typing pauses). */
+  _wireFilters() {
+    this.filterInputs = { q: byTestId('filter') };
+    for (const input of document.querySelectorAll('[data-filter]')) this.filterInputs[input.dataset.filter] = input;
+    const choices = { health: HEALTH_CHOICES, cause: CAUSE_CHOICES, node: [['', 'Any node']] };
+    for (const [name, options] of Object.entries(choices)) {
+      this.filterInputs[name].replaceChildren(...options.map(([value, label]) => el('option', { value }, label)));
+    }
+    for (const [name, input] of Object.entries(this.filterInputs)) {
+      const apply = () => {
+        clearTimeout(this.typing.get(name));
+        this.typing.delete(name);
+        this._setView(withFilter(this.state.view, name, input.value));
+      };
+      if (input.tagName === 'SELECT') {
+        input.addEventListener('change', apply);
+      } else {
+        input.addEventListener('input', () => {
+          clearTimeout(this.typing.get(name));
+          this.typing.set(name, setTimeout(apply, TYPING_PAUSE));
+        });
+        input.addEventListener('keydown', (event) => {
+          if (event.key === 'Enter') apply();
+        });
+      }
+    }
+    byTestId('filter-clear').addEventListener('click', () => {
+      for (const input of Object.values(this.filterInputs)) input.value = '';
+      this._setView(withoutFilters(this.state.view));
+    });
+  }
+
+  /** One filter set from elsewhere (a name in the small tables): the others cleared. */
+  _filterTo(name, value) {
+    for (const [key, input] of Object.entries(this.filterInputs)) {
+      if (input.tagName === 'SELECT' && key === name && ![...input.options].some((o) => o.value === value)) {
+        input.append(el('option', { value }, value));
+      }
+      input.value = key === name ? value : '';
+    }
+    this._setView(withFilter(withoutFilters(this.state.view), name, value));
+  }
+
+  /** A new view of the clients: shown at once as asked, and told to the server. */
+  _setView(view) {
+    if (view === this.state.view) return;
+    this.state = withView(this.state, view);
+    if (this.push) this.push.send(viewMessage(view));
+    this._queueRender();
   }
 
   _chart(testId) {
@@ -157,8 +231,9 @@ class Dashboard {
     setText(this.operator, this.api.operator ? `Signed in as ${this.api.operator}` : '');
     this.pushState.hidden = false;
     this.uptime.hidden = false;
-    this.state = initialState();
-    this.shown = { closed: null, stats: null };
+    this.state = initialState(initialView());
+    for (const input of Object.values(this.filterInputs)) input.value = '';
+    this.shown = { closed: null, stats: null, summary: null, nodes: '' };
     this.audit = { entries: [], more: false };
     this._render();
     this._startPush();
@@ -210,14 +285,27 @@ class Dashboard {
       const message = event.detail;
       this.state = reduce(this.state, message);
       this._queueRender();
-      // The log from the store on every (re)connect (it may have missed entries, or
-      // other nodes' operators acted); this node's new entries as they are made.
-      if (message.type === 'snapshot') this._loadAudit();
-      else if (message.type === 'audit' && message.entry) this._showAudit(mergeById(this.audit.entries, [message.entry]));
+      if (message.type === 'snapshot') {
+        // A new channel shows the default view: ask again for this one.
+        const view = this.state.view;
+        if (view.seq !== 0 || !isDefault(view)) push.send(viewMessage(view));
+        // The log from the store on every (re)connect (it may have missed entries, or
+        // other nodes' operators acted); this node's new entries as they are made.
+        this._loadAudit();
+      } else if (message.type === 'audit' && message.entry) {
+        this._showAudit(mergeById(this.audit.entries, [message.entry]));
+      }
     });
     push.addEventListener('statechange', (event) => this._pushStateChanged(event.detail));
     this.push = push;
     push.start();
+    // "Last frame … ago" of the rows in view, once a second, without the server.
+    this.idleTimer = setInterval(() => this.clients.showIdle(this._serverNow()), 1000);
+  }
+
+  /** Now on the server's clock, as the page estimates it (Unix seconds). */
+  _serverNow() {
+    return Date.now() / 1000 - this.state.offset;
   }
 
   _stopPush() {
@@ -228,6 +316,8 @@ class Dashboard {
     }
     clearInterval(this.countdown);
     this.countdown = null;
+    clearInterval(this.idleTimer);
+    this.idleTimer = null;
   }
 
   async _pushStateChanged({ state, attempt }) {
@@ -291,8 +381,26 @@ class Dashboard {
       this.charts.messages.draw(series.t, series.messages_per_second);
       setText(this.uptime, state.stats.uptime ? `up ${formatDuration(state.stats.uptime)}` : '');
     }
-    this.clients.update(state.clients);
-    this._suggestRooms(state.clients);
+    const clustered = Boolean(state.stats.node);
+    const view = state.view;
+    const filtered = Object.keys(view.filters).length > 0;
+    this.clients.show(state.page, { view, now: this._serverNow(), clustered, filtered });
+    const page = state.page;
+    setText(this.pager.range, rangeText(page));
+    this.pager.first.disabled = !page.prev && !view.cursor;
+    this.pager.prev.disabled = !page.prev;
+    this.pager.next.disabled = !page.next;
+    byTestId('filter-clear').hidden = !filtered;
+    const error = byPart('view-error');
+    setText(error, state.viewError);
+    error.hidden = !state.viewError;
+    if (state.summary !== this.shown.summary) {
+      this.shown.summary = state.summary;
+      this.summaryTables.update(state.summary, { clustered });
+      setText(byPart('glance-window'), formatDuration(state.summary.window || 300));
+      this._suggestRooms(state.summary.rooms.map((r) => r.room));
+      this._showNodes(state.summary.nodes.map((n) => n.node).filter(Boolean));
+    }
     if (state.closed !== this.shown.closed) {
       this.shown.closed = state.closed;
       this.closed.update(state.closed);
@@ -312,13 +420,19 @@ class Dashboard {
     });
   }
 
-  _askDisconnectUser(client) {
-    const count = this.state.clients.filter((c) => c.user === client.user).length;
+  async _askDisconnectUser(client) {
+    // How many: every node's, from the server (the page shows a window of them).
+    let count = 0;
+    try {
+      count = (await this.api.clients({ user: client.user, limit: '1' })).matched;
+    } catch {
+      count = 0; // unknown: the dialog says "every connection"
+    }
     this.dialog.open({
       title: `Disconnect every connection of ${client.name || client.user}?`,
-      detail: `${count === 1 ? 'Their only connection' : `All ${count} of their connections`} will be closed `
-        + '(code 4003). The user sees the reason below.',
-      confirmLabel: count === 1 ? 'Disconnect user' : `Disconnect ${count} connections`,
+      detail: `${count === 1 ? 'Their only connection' : count ? `All ${count} of their connections` : 'Every connection'}`
+        + ' will be closed (code 4003), on every node. The user sees the reason below.',
+      confirmLabel: count === 1 ? 'Disconnect user' : count ? `Disconnect ${count} connections` : 'Disconnect user',
       action: (reason) => this._act(() => this.api.disconnectUser(client.user, reason), 'The user is not connected.'),
     });
   }
@@ -365,8 +479,21 @@ class Dashboard {
     });
   }
 
-  _suggestRooms(clients) {
-    const rooms = knownRooms(clients);
+  /** The node filter's choices: the nodes the summary names (the one chosen kept). */
+  _showNodes(nodes) {
+    byPart('node-filter').hidden = nodes.length === 0;
+    const key = nodes.join(' ');
+    if (key === this.shown.nodes) return;
+    this.shown.nodes = key;
+    const select = this.filterInputs.node;
+    const chosen = select.value;
+    const names = chosen && !nodes.includes(chosen) ? [...nodes, chosen] : nodes;
+    select.replaceChildren(el('option', { value: '' }, 'Any node'), ...names.map((n) => el('option', { value: n }, n)));
+    select.value = chosen;
+  }
+
+  _suggestRooms(names) {
+    const rooms = knownRooms(names);
     const list = byPart('room-messages-choices');
     if (list.dataset.rooms !== rooms.join(' ')) {
       list.dataset.rooms = rooms.join(' ');

@@ -9,6 +9,9 @@
  * Events (CustomEvents, payload in `event.detail`):
  * - `statechange` {state, previous, attempt, retryAt}
  * - `message`     each JSON message from the server, parsed
+ *
+ * The page sends one kind of message, its view of the clients list
+ * ({type: "view", seq, query}); the server pushes the rest.
  */
 import { backoffDelay } from '../../static/shared/backoff.js';
 import { ReconnectingSocket, SocketState } from '../../static/shared/socket.js';
@@ -95,6 +98,11 @@ export class PushChannel extends EventTarget {
   /** Closes the channel and stops reconnecting. */
   stop() {
     this._socket.stop();
+  }
+
+  /** Sends a message (JSON) while open; false when it cannot (it is sent again on the next open). */
+  send(message) {
+    return this._socket.send(JSON.stringify(message));
   }
 
   /** While waiting: tries again at once. */

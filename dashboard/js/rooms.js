@@ -7,7 +7,7 @@ export function validRoom(name) {
   return typeof name === 'string' && ROOM.test(name);
 }
 
-/** The rooms the clients are in, sorted, each once (for a room field's suggestions). */
-export function knownRooms(clients) {
-  return [...new Set((clients || []).flatMap((c) => c.rooms || []))].sort();
+/** Room names sorted, each once (a room field's suggestions: the summary's rooms, a client's). */
+export function knownRooms(names) {
+  return [...new Set((names || []).filter(validRoom))].sort();
 }

@@ -6,6 +6,11 @@ Keys, under the cluster's prefix:
   name, address, connected_at, rooms, reconnect number, node). It expires with
   the node's lease and is refreshed with it, so a node that dies leaves no rows
   behind for longer than a lease; a node that leaves deletes it.
+- `conns-ver:<node>`: a token that changes whenever the node writes rows (expires
+  with the hash): a reader reads again only the hashes whose token changed, so
+  that an open dashboard costs one small round trip a second while nothing moves.
+- `recent:<node>`: the node's terminations by reason and reconnects by cause over
+  the last minutes (JSON, written with each refresh, expiring with the lease).
 - `conn-nodes`: the nodes that keep such a hash, so that a reader needs no SCAN.
 - `user-conns:<user>`: a hash per user, node -> how many of the user's
   connections it holds. A connection is counted at its upgrade, by a Lua script
@@ -30,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -100,7 +106,8 @@ def summary(conn: Connection, node: str) -> bytes:
     """One connection's row in the directory."""
     return json.dumps({"id": conn.id, "user": conn.user.id, "name": conn.user.name,
                        "remote": conn.remote, "connected_at": round(conn.connected_at, 3),
-                       "rooms": sorted(conn.rooms), "reconnect": conn.reconnect, "node": node},
+                       "rooms": sorted(conn.rooms), "reconnect": conn.reconnect, "cause": conn.cause,
+                       "node": node},
                       separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -114,7 +121,24 @@ def client_row(raw: bytes, node: str) -> dict[str, Any]:
             "remote": str(data.get("remote", "")), "user_agent": "",
             "connected_at": float(data.get("connected_at", 0.0)), "last_seen": None, "idle": None,
             "rtt": None, "frames_in": None, "frames_out": None,
-            "reconnect": int(data.get("reconnect", 0)), "health": None, "node": node}
+            "reconnect": int(data.get("reconnect", 0)), "cause": str(data.get("cause", "")),
+            "health": None, "node": node}
+
+
+def _recent(raw: bytes | None) -> dict[str, Any]:
+    """Another node's recent counts, as hostile input: {"terminations": {reason: n},
+    "reconnects": {cause: n}} with short keys and whole counts, or empty."""
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    found: dict[str, Any] = {}
+    for part in ("terminations", "reconnects"):
+        counts = data.get(part) if isinstance(data, dict) else None
+        if isinstance(counts, dict):
+            found[part] = {str(k)[:40]: v for k, v in list(counts.items())[:40]
+                           if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 53}
+    return found
 
 
 def _text(value: Any) -> str:
@@ -142,8 +166,19 @@ class Directory:
         self._full = True  # write the whole hash and counts again (at start, after a failure)
         self._nodes: set[str] = set()  # the other nodes keeping a hash, as last read
         self._others_count = 0  # their connections, as of the last refresh
-        self._parsed: dict[tuple[str, bytes], tuple[bytes, dict[str, Any]]] = {}
+        # Per other node: field -> (its raw row, the row parsed from it).
+        self._parsed: dict[str, dict[bytes, tuple[bytes, dict[str, Any]]]] = {}
         self._last: tuple[float, list[dict[str, Any]]] | None = None
+        self._last_nodes: list[str] = []
+        # Per other node, as last read: its hash's version token and its rows.
+        self._read: dict[str, tuple[bytes | None, list[dict[str, Any]]]] = {}
+        self._others_recent: dict[str, dict[str, Any]] = {}  # node -> its recent counts
+        self._version = 0  # this node's rows' writes (its version token's counter)
+        self._instance = secrets.token_hex(4)  # tokens of a restarted node never repeat
+        self._rooms_seen = -1  # the registry's generation when rooms were last compared
+        # This node's recent counts for the others (the admin view's), written with
+        # each refresh; None: none.
+        self.recent: Callable[[], dict[str, Any]] | None = None
         self._reading: asyncio.Future[list[dict[str, Any]]] | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -162,6 +197,12 @@ class Directory:
     @property
     def _nodes_key(self) -> str:
         return f"{self.prefix}:conn-nodes"
+
+    def _version_key(self, node: str) -> str:
+        return f"{self.prefix}:conns-ver:{node}"
+
+    def _recent_key(self, node: str) -> str:
+        return f"{self.prefix}:recent:{node}"
 
     def _user_key(self, user: str) -> str:
         return f"{self.prefix}:user-conns:{user}"
@@ -186,7 +227,8 @@ class Directory:
             c.user.id for c in self.registry}
         try:
             pipe = self.link.bus.redis.pipeline(transaction=False)
-            pipe.delete(self._conns_key(self.node_id))
+            pipe.delete(self._conns_key(self.node_id), self._version_key(self.node_id),
+                        self._recent_key(self.node_id))
             pipe.srem(self._nodes_key, self.node_id)
             for user in users:
                 pipe.hdel(self._user_key(user), self.node_id)
@@ -221,7 +263,11 @@ class Directory:
 
     def _rooms_changed(self) -> None:
         """Queue the rows whose rooms changed since they were queued (joins and leaves
-        reach the directory within a refresh period)."""
+        reach the directory within a refresh period). Nothing to compare while the
+        registry's generation stays the same (idle connections cost nothing here)."""
+        if self.registry.generation == self._rooms_seen:
+            return
+        self._rooms_seen = self.registry.generation
         for conn in self.registry:
             rooms = self._rooms.get(conn.id)
             if rooms is None or rooms != conn.rooms:
@@ -272,6 +318,7 @@ class Directory:
                 pipe.hset(self._user_key(user), node, count)
             self._users_written = set(counts)
             self._counted = set(rows)
+            self._new_version(pipe)
         else:
             changes, self._changes = self._changes, {}
             released, self._released = self._released, Counter()
@@ -283,6 +330,8 @@ class Directory:
                 pipe.hset(key, mapping=upserts)
             if deletes:
                 pipe.hdel(key, *deletes)
+            if changes:
+                self._new_version(pipe)
             for user, count in released.items():
                 pipe.eval(_RELEASE, 1, self._user_key(user), node, count)
                 if not self.registry.of_user(user) and user not in self._pending.values():
@@ -292,19 +341,23 @@ class Directory:
         pipe.sadd(self._nodes_key, node)
         others = sorted(self._nodes)
         if refresh:
+            pipe.pexpire(self._version_key(node), self.lease_ms)
             pipe.smembers(self._nodes_key)
             for other in others:
                 pipe.exists(self._lease_prefix + other)
                 pipe.hlen(self._conns_key(other))
+            if self.recent is not None:  # last: the indexes above stay as they are
+                pipe.set(self._recent_key(node), json.dumps(self.recent(), separators=(",", ":")),
+                         px=self.lease_ms)
         results = await pipe.execute()
         if not results[expire_at] and len(self.registry):
             self._full = True  # the hash expired meanwhile (a long stall): write it again
             self._poke()
         if refresh:
-            found = results[expire_at + 2]
+            found = results[expire_at + 3]
             total, gone = 0, []
             for i, other in enumerate(others):
-                alive, size = results[expire_at + 3 + 2 * i: expire_at + 5 + 2 * i]
+                alive, size = results[expire_at + 4 + 2 * i: expire_at + 6 + 2 * i]
                 if alive:
                     total += int(size)
                 elif not size:
@@ -313,6 +366,12 @@ class Directory:
             self._nodes = {_text(m) for m in found} - {node}
             if gone:  # no lease and no rows: out of the set (a node that starts adds itself again)
                 await self.link.bus.redis.srem(self._nodes_key, *gone)
+
+    def _new_version(self, pipe: Any) -> None:
+        """This node's rows changed: a new version token, for the readers' caches."""
+        self._version += 1
+        pipe.set(self._version_key(self.node_id), f"{self._instance}:{self._version}",
+                 px=self.lease_ms)
 
     # --- the per-user count ---
 
@@ -363,7 +422,8 @@ class Directory:
 
     async def others(self, max_age: float = 0.0) -> list[dict[str, Any]]:
         """The other nodes' rows: one pipelined read, shared by every caller while it
-        runs, and kept for `max_age` seconds."""
+        runs, and kept for `max_age` seconds. While no node's rows changed, the same
+        list as before (callers may keep what they built from it)."""
         last = self._last
         if last is not None and self.clock() - last[0] <= max_age:
             return last[1]
@@ -376,7 +436,14 @@ class Directory:
             reading.add_done_callback(done)
         return await asyncio.shield(self._reading)
 
+    def others_recent(self) -> dict[str, dict[str, Any]]:
+        """The other nodes' recent counts (node -> what its admin view wrote), as of
+        the last read of their rows."""
+        return self._others_recent
+
     async def _read_others(self) -> list[dict[str, Any]]:
+        """The nodes, their leases, versions and recent counts in one round trip; then
+        the hashes whose version changed (or is unknown) in a second."""
         redis = self.link.bus.redis
         for _ in range(2):  # a second time only when other nodes appeared in the set
             nodes = sorted(self._nodes)
@@ -384,35 +451,64 @@ class Directory:
             pipe.smembers(self._nodes_key)
             for node in nodes:
                 pipe.exists(self._lease_prefix + node)
-                pipe.hgetall(self._conns_key(node))
+                pipe.get(self._version_key(node))
+                pipe.get(self._recent_key(node))
             results = await pipe.execute()
             found = {_text(m) for m in results[0]} - {self.node_id}
             self._nodes = found
             if found <= set(nodes):
                 break
-        rows: list[dict[str, Any]] = []
-        parsed: dict[tuple[str, bytes], tuple[bytes, dict[str, Any]]] = {}
-        count = 0
+        alive: list[str] = []
+        stale: list[str] = []
+        recent: dict[str, dict[str, Any]] = {}
         for i, node in enumerate(nodes):
-            alive, conns = results[1 + 2 * i], results[2 + 2 * i]
-            if not alive or node not in found:
+            live, version, counts = results[1 + 3 * i: 4 + 3 * i]
+            if not live or node not in found:
                 continue  # gone: its rows expire with its lease
-            count += len(conns)
-            for field, raw in conns.items():
-                # Rows that did not change since the last read are not parsed again.
-                cached = self._parsed.get((node, field))
-                if cached is not None and cached[0] == raw:
-                    row = cached[1]
-                else:
-                    try:
-                        row = client_row(raw, node)
-                    except (ValueError, TypeError, KeyError, AttributeError):
-                        continue
-                parsed[(node, field)] = (raw, row)
-                rows.append(row)
-        self._parsed = parsed
-        self._others_count = count
+            alive.append(node)
+            if version is None or node not in self._read or self._read[node][0] != version:
+                stale.append(node)
+            recent[node] = _recent(counts)
+        if stale:
+            pipe = redis.pipeline(transaction=False)
+            for node in stale:
+                pipe.get(self._version_key(node))  # before the hash: a write after it shows next time
+                pipe.hgetall(self._conns_key(node))
+            hashes = await pipe.execute()
+            for i, node in enumerate(stale):
+                self._read[node] = (hashes[2 * i], self._parse(node, hashes[2 * i + 1]))
+        for node in set(self._read) - set(alive):
+            del self._read[node]
+            self._parsed.pop(node, None)
+        self._others_recent = recent
+        self._others_count = sum(len(self._read[node][1]) for node in alive)
+        last = self._last
+        if not stale and last is not None and self._last_nodes == alive:
+            rows = last[1]  # nothing changed: the same list
+        else:
+            rows = [row for node in alive for row in self._read[node][1]]
+        self._last_nodes = alive
         self._last = (self.clock(), rows)
+        return rows
+
+    def _parse(self, node: str, conns: dict[bytes, bytes]) -> list[dict[str, Any]]:
+        """A node's rows; those that did not change since its last read are not parsed
+        again."""
+        rows: list[dict[str, Any]] = []
+        parsed: dict[bytes, tuple[bytes, dict[str, Any]]] = {}
+        before = self._parsed.get(node, {})
+        for field, raw in conns.items():
+            cached = before.get(field)
+            if cached is not None and cached[0] == raw:
+                row = cached[1]
+            else:
+                try:
+                    row = client_row(raw, node)
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    continue
+            parsed[field] = (raw, row)
+            rows.append(row)
+        self._parsed[node] = parsed
         return rows
 
     async def locate_user(self, user_id: str) -> dict[str, int]:

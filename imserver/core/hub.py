@@ -211,6 +211,7 @@ class Hub:
         if cmd.room in conn.rooms:
             room.suspend(conn)
         conn.rooms.add(cmd.room)
+        self.registry.rooms_changed()
         room.joining += 1
         self._read_backlog(conn, room, cmd.since, None if allowed is True else allowed)
 
@@ -235,6 +236,7 @@ class Hub:
         """The join was refused (a private room, the application) or could not be read
         (the store is away): it never happened."""
         conn.rooms.discard(name)
+        self.registry.rooms_changed()
         self._remove_from_room(conn, name)
 
     def _admit(self, conn: Connection, name: str, read: int) -> None:
@@ -294,6 +296,7 @@ class Hub:
             self.error(conn, "not_in_room", f"not in room {cmd.room}", room=cmd.room)
             return
         conn.rooms.discard(cmd.room)
+        self.registry.rooms_changed()
         self._remove_from_room(conn, cmd.room)
         self.send(conn, p.left_frame(cmd.room))
         _quietly(self.store.leave_room(conn.user.id, cmd.room), "leaving")
@@ -620,6 +623,7 @@ class Hub:
             for conn in self.registry.of_user(user):
                 if room in conn.rooms:
                     conn.rooms.discard(room)
+                    self.registry.rooms_changed()
                     self._remove_from_room(conn, room)
                     self.send(conn, p.left_frame(room, "removed"))
         elif kind == "typing":  # to this user, from another node's user

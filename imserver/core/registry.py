@@ -60,6 +60,7 @@ class Connection:
     remote: str = ""
     user_agent: str = ""
     reconnect: int = 0
+    cause: str = ""  # why the client reconnected (protocol.reconnect_cause); "" for a first connection
     connected_at: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.monotonic)
     rtt: float | None = None
@@ -115,12 +116,21 @@ class Registry:
         self._by_remote: Counter[str] = Counter()
         self.on_open: list[Listener] = []
         self.on_close: list[Listener] = []
+        # Grows with every change the admin side shows: a connection added or removed,
+        # a room joined or left (the hub calls rooms_changed). Readers that keep
+        # something built from the connections keep it while this stays the same.
+        self.generation = 0
 
     @staticmethod
     def new_id() -> str:
         return secrets.token_urlsafe(9)
 
+    def rooms_changed(self) -> None:
+        """A connection joined or left a room."""
+        self.generation += 1
+
     def add(self, conn: Connection) -> None:
+        self.generation += 1
         self._by_id[conn.id] = conn
         self._by_user.setdefault(conn.user.id, set()).add(conn)
         self._by_remote[conn.remote] += 1
@@ -130,6 +140,7 @@ class Registry:
     def remove(self, conn: Connection) -> None:
         if self._by_id.pop(conn.id, None) is None:
             return
+        self.generation += 1
         self._by_remote[conn.remote] -= 1
         if self._by_remote[conn.remote] <= 0:
             del self._by_remote[conn.remote]

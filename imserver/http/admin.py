@@ -18,23 +18,23 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import tornado.web
-from tornado.iostream import StreamBufferFullError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketHandler
 
 from ..config import ADMIN_OPERATOR
 from ..core.errors import StoreError
 from ..core.protocol import CLOSE_KICKED
 from ..core.ratelimit import KeyedLimiter
-from ..core.registry import Connection, Registry
+from ..core.registry import Registry
 from ..core.store import Appended
 from ..ops.metrics import Metrics
-from ..ops.stats import ClosedLog, Samples
-from ..storage.base import AuditEntry, Backend
-from .audit import BAN, DISCONNECT, DISCONNECT_USER, UNBAN, Audit, audit_json
+from ..storage.base import Backend
+from .adminview import MAX_VIEW_BYTES, AdminView, Subscriber
+from .audit import BAN, DISCONNECT, DISCONNECT_USER, UNBAN, Audit
 from .bans import MAX_ID, MAX_SECONDS, MIN_SECONDS, Bans, ban_json, cut_reason
+from .clientlist import MAX_TOP, TOP, BadQuery, parse_query, query_arguments
 from .security import origin_allowed
 from .untrusted import same_secret
 from .web import JsonHandler, RevalidatedStaticHandler, failed_attempt, throttled
@@ -99,190 +99,6 @@ class AdminAuth:
 
     def csrf_token(self, session: str) -> str:
         return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
-
-
-def client_json(conn: Connection, *, mono_now: float, wall_now: float, ping_timeout: float) -> dict[str, Any]:
-    """One live connection as the admin API shows it."""
-    idle = max(0.0, mono_now - conn.last_seen)
-    return {
-        "id": conn.id, "user": conn.user.id, "name": conn.user.name, "rooms": sorted(conn.rooms),
-        "remote": conn.remote, "user_agent": conn.user_agent,
-        "connected_at": round(conn.connected_at, 3), "last_seen": round(wall_now - idle, 3),
-        "idle": round(idle, 3), "rtt": None if conn.rtt is None else round(conn.rtt, 6),
-        "frames_in": conn.frames_in, "frames_out": conn.frames_out, "reconnect": conn.reconnect,
-        "health": "amber" if idle > ping_timeout / 2 else "green",
-    }
-
-
-class ClusterDirectory(Protocol):
-    """The other nodes' connections, when this node is one of a cluster
-    (cluster/directory.py's Directory)."""
-
-    node_id: str
-
-    async def others(self, max_age: float = 0.0) -> list[dict[str, Any]]:
-        """The other nodes' rows (client_json's fields, the live ones None, and `node`)."""
-
-    async def locate_user(self, user_id: str) -> dict[str, int]:
-        """The other nodes holding connections of the user, with how many."""
-
-    async def locate_conn(self, conn_id: str) -> str | None:
-        """The other node holding the connection, if any."""
-
-    def kick(self, reason: str, *, user: str | None = None, conn: str | None = None) -> None:
-        """Tell the other nodes to close the user's connections, or one connection."""
-
-
-# The API and every open dashboard share one read of the other nodes' rows this young.
-SHARED_READ_SECONDS = 0.9
-
-
-class AdminView:
-    """Builds what the API and the push channel send, and pushes changes: it follows
-    the registry's opened and closed connections (and keeps the log of closed ones)
-    and the samples taken once a second. With `cluster`, the clients and the totals
-    are the whole cluster's: this node's rows live, the others' from the directory."""
-
-    def __init__(self, registry: Registry, samples: Samples, *, ping_timeout: float,
-                 rooms: Callable[[], int], started_at: float,
-                 cluster: ClusterDirectory | None = None, closed_log: ClosedLog | None = None) -> None:
-        self.registry = registry
-        self.samples = samples
-        self.ping_timeout = ping_timeout
-        self.rooms = rooms  # how many rooms have members now
-        self.started_at = started_at
-        self.cluster = cluster
-        self.closed_log = closed_log or ClosedLog()
-        self.sockets: set[AdminSocket] = set()
-        self._ticking: asyncio.Future[None] | None = None
-        self._read_failed = False
-        registry.on_open.append(self.opened)
-        registry.on_close.append(self.closed_one)
-        samples.on_add.append(self.tick)
-
-    def clients(self) -> list[dict[str, Any]]:
-        """This node's clients (each with its `node` when in a cluster)."""
-        mono, wall = time.monotonic(), time.time()
-        timeout = self.ping_timeout
-        rows = [client_json(c, mono_now=mono, wall_now=wall, ping_timeout=timeout)
-                for c in self.registry]
-        if self.cluster is not None:
-            node = self.cluster.node_id
-            for row in rows:
-                row["node"] = node
-        return rows
-
-    async def all_clients(self) -> list[dict[str, Any]]:
-        """The clients of the whole cluster (this node's alone when it is not in one, or
-        when the directory cannot be read: logged once until it can)."""
-        rows = self.clients()
-        if self.cluster is None:
-            return rows
-        try:
-            others = await self.cluster.others(SHARED_READ_SECONDS)
-        except Exception as exc:
-            if not self._read_failed:
-                self._read_failed = True
-                log.warning("admin: the other nodes' connections cannot be read (%r); "
-                            "showing this node's (logged once)", exc)
-            return rows
-        self._read_failed = False
-        here = {row["id"] for row in rows}
-        return rows + [row for row in others if row["id"] not in here]
-
-    def closed(self) -> list[dict[str, Any]]:
-        return [entry.to_json() for entry in self.closed_log.entries()]
-
-    def stats(self, *, series: bool = True,
-              clients: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The totals; given the cluster's `clients`, its connections, users and rooms."""
-        samples = self.samples
-        if clients is None:
-            connections, users, rooms = len(self.registry), self.registry.users_online(), self.rooms()
-        else:
-            connections, users = len(clients), len({c["user"] for c in clients})
-            rooms = len({room for c in clients for room in c["rooms"]})
-        totals: dict[str, Any] = {
-            "connections": connections, "users": users, "rooms": rooms,
-            "terminations_5m": samples.since(300, "terminations"),
-            "reconnects_5m": samples.since(300, "reconnects"),
-            "messages_per_second": round(samples.rate("messages"), 2),
-            "uptime": round(time.time() - self.started_at, 1),
-        }
-        if series:
-            totals["series"] = samples.series()
-        if self.cluster is not None:
-            totals["node"] = self.cluster.node_id
-            totals["nodes"] = len({c.get("node") for c in clients or ()} | {self.cluster.node_id})
-        return totals
-
-    async def cluster_stats(self, *, series: bool = True) -> dict[str, Any]:
-        """The totals of the whole cluster (this node's when it is not in one)."""
-        if self.cluster is None:
-            return self.stats(series=series)
-        return self.stats(series=series, clients=await self.all_clients())
-
-    async def snapshot(self) -> dict[str, Any]:
-        """What a dashboard gets first."""
-        clients = await self.all_clients() if self.cluster is not None else self.clients()
-        return {"type": "snapshot", "clients": clients, "closed": self.closed(),
-                "stats": self.stats(clients=clients if self.cluster is not None else None)}
-
-    # --- push ---
-
-    def push(self, event: dict[str, Any]) -> None:
-        if not self.sockets:
-            return
-        text = json.dumps(event, separators=(",", ":"))
-        for sock in list(self.sockets):
-            try:
-                sock.write_message(text)
-            except (WebSocketClosedError, StreamBufferFullError):
-                # closed, or a dashboard that stopped reading: drop it, it reconnects
-                self.sockets.discard(sock)
-                sock.close()
-
-    def opened(self, conn: Connection) -> None:
-        if self.sockets:
-            mono, wall = time.monotonic(), time.time()
-            client = client_json(conn, mono_now=mono, wall_now=wall, ping_timeout=self.ping_timeout)
-            if self.cluster is not None:
-                client["node"] = self.cluster.node_id
-            self.push({"type": "opened", "client": client})
-
-    def audited(self, entry: AuditEntry) -> None:
-        """An operator action kept in the audit log (by this node)."""
-        self.push({"type": "audit", "entry": audit_json(entry)})
-
-    def closed_one(self, conn: Connection) -> None:
-        entry = self.closed_log.add(conn)
-        self.push({"type": "closed", "closed": entry.to_json()})
-
-    def tick(self) -> None:
-        """Once a second: totals, the clients, and the charts' newest point (the
-        full series went with the snapshot)."""
-        if not self.sockets:
-            return
-        if self.cluster is None:
-            self.push({"type": "tick", "stats": self.stats(series=False),
-                       "point": self.samples.newest_point(), "clients": self.clients()})
-        elif self._ticking is None:  # one read at a time, whatever the number of dashboards
-            self._ticking = asyncio.ensure_future(self._cluster_tick())
-
-    async def _cluster_tick(self) -> None:
-        try:
-            point = self.samples.newest_point()
-            clients = await self.all_clients()
-            self.push({"type": "tick", "stats": self.stats(series=False, clients=clients),
-                       "point": point, "clients": clients})
-        finally:
-            self._ticking = None
-
-    def end_session(self, session: str) -> None:
-        """Close the push channels opened with a session that logged out."""
-        for sock in list(self.sockets):
-            if sock.session == session:
-                sock.close(4001, "logged out")
 
 
 @dataclass(eq=False)
@@ -403,10 +219,47 @@ class AdminLogoutHandler(AdminHandler):
         self.finish()
 
 
+def arguments(handler: AdminHandler) -> dict[str, str] | None:
+    """The request's query arguments, each given once (None after answering 400)."""
+    try:
+        return query_arguments(handler.request.query_arguments)
+    except BadQuery as exc:
+        handler.fail(400, "bad_request", str(exc))
+        return None
+
+
 class ClientsHandler(AdminHandler):
+    """A page of the cluster's live connections, filtered and sorted, with the totals
+    (clientlist.py has the arguments)."""
+
     async def get(self) -> None:
+        args = arguments(self)
+        if args is None:
+            return
+        try:
+            query = parse_query(args)
+        except BadQuery as exc:
+            self.fail(400, "bad_request", str(exc))
+            return
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(await self.view.all_clients()))
+        self.finish(json.dumps((await self.view.page(query)).to_json()))
+
+
+class SummaryHandler(AdminHandler):
+    """The small tables of an incident: `?top=<n>` rows each (1 to 100, default 10)."""
+
+    async def get(self) -> None:
+        args = arguments(self)
+        if args is None:
+            return
+        if set(args) - {"top"}:
+            self.fail(400, "bad_request", "the summary takes only top")
+            return
+        raw = args.get("top", str(TOP))
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 3 or not 1 <= int(raw) <= MAX_TOP:
+            self.fail(400, "bad_request", f"top must be a whole number from 1 to {MAX_TOP}")
+            return
+        self.finish(await self.view.cluster_summary(top=int(raw)))
 
 
 class ClosedHandler(AdminHandler):
@@ -646,11 +499,17 @@ class BansHandler(AdminHandler):
 
 
 class AdminSocket(WebSocketHandler):
-    """The dashboard's push channel: a snapshot, then opened/closed/tick events."""
+    """The dashboard's push channel (adminview.py has what it says): a snapshot, then
+    the page of the dashboard's view and the ticks."""
 
     def initialize(self, admin: AdminDeps) -> None:
         self.admin = admin
         self.session: str | None = None
+        self.subscriber = Subscriber()
+
+    @property
+    def max_message_size(self) -> int:
+        return MAX_VIEW_BYTES  # the dashboard sends only its view
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Tornado's own check passes any origin whose host:port is the request's Host.
@@ -681,18 +540,15 @@ class AdminSocket(WebSocketHandler):
         ws = self.ws_connection
         if ws is not None and ws.stream is not None:
             ws.stream.max_write_buffer_size = ADMIN_PUSH_BUFFER
-        view = self.admin.view
-        snapshot = await view.snapshot()
+        await self.admin.view.open(self)
         if self.ws_connection is None or self.ws_connection.is_closing():
-            return  # gone while the other nodes' rows were read
-        view.sockets.add(self)
-        self.write_message(json.dumps(snapshot))
+            self.admin.view.gone(self)  # gone while the other nodes' rows were read
 
     def on_message(self, message: str | bytes) -> None:
-        pass  # the channel only pushes
+        self.admin.view.viewed(self, message)
 
     def on_close(self) -> None:
-        self.admin.view.sockets.discard(self)
+        self.admin.view.gone(self)
 
 
 def admin_routes(admin: AdminDeps, dashboard_dir: str) -> list[Any]:
@@ -710,6 +566,7 @@ def admin_routes(admin: AdminDeps, dashboard_dir: str) -> list[Any]:
         (r"/admin/api/clients", ClientsHandler, deps),
         (r"/admin/api/closed", ClosedHandler, deps),
         (r"/admin/api/stats", StatsHandler, deps),
+        (r"/admin/api/summary", SummaryHandler, deps),
         (r"/admin/api/clients/([^/]+)/disconnect", DisconnectClientHandler, deps),
         (r"/admin/api/users/([^/]+)/disconnect", DisconnectUserHandler, deps),
         (r"/admin/api/users/([^/]+)/ban", BanHandler, deps),

@@ -213,9 +213,11 @@ class ChatSocket(WebSocketHandler):
             reconnect = max(0, int(self.get_query_argument("reconnect", "0")))
         except ValueError:
             reconnect = 0
+        cause = p.reconnect_cause(self.get_query_argument("cause", None)) if reconnect else ""
         conn = Connection(
             id=self.conn_id or rt.registry.new_id(), user=self.user, transport=output,
-            remote=self.request.remote_ip or "", reconnect=reconnect, expires_at=self.token_expires,
+            remote=self.request.remote_ip or "", reconnect=reconnect, cause=cause,
+            expires_at=self.token_expires,
             token_id=self.token_id, rooms_allowed=self.rooms_allowed,
             user_agent=self.request.headers.get("User-Agent", "")[:256])
         self.conn = conn
@@ -232,7 +234,7 @@ class ChatSocket(WebSocketHandler):
             return
         rt.store.touch_user(self.user.id, self.user.name)
         if reconnect:
-            rt.metrics.reconnects.labels(p.reconnect_cause(self.get_query_argument("cause", None))).inc()
+            rt.metrics.reconnects.labels(cause).inc()
         log.info("connection %s opened: user=%s remote=%s reconnect=%d",
                  conn.id, conn.user.id, conn.remote, reconnect)
         self._forget_request()

@@ -3,14 +3,15 @@
 `Samples` takes one sample a second of a few totals, keeps 15 minutes of them,
 and answers "how many in the last 5 minutes" and "per second now" from them.
 `ClosedLog` keeps the last few hundred closed connections, with what an operator
-said when it closed one (the close frame's reason).
+said when it closed one (the close frame's reason). `RecentCounts` counts events
+by kind (terminations by reason, reconnects by cause) over the last minutes.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -134,3 +135,34 @@ class Samples:
 
 def _per_second(a: Sample, b: Sample) -> float:
     return max(0.0, (b.messages - a.messages) / max(b.t - a.t, 1e-9))
+
+
+class RecentCounts:
+    """How many events of each kind happened over the last `window` seconds, in
+    one-second buckets: adding is O(1), and so is reading, whatever the rate (a
+    reconnect storm adds thousands a second)."""
+
+    def __init__(self, window: float = 300.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._buckets: deque[tuple[int, Counter[str]]] = deque()  # (second, counts), oldest first
+        self._totals: Counter[str] = Counter()
+
+    def add(self, kind: str, n: int = 1) -> None:
+        second = int(self.clock())
+        self._expire(second)
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append((second, Counter()))
+        self._buckets[-1][1][kind] += n
+        self._totals[kind] += n
+
+    def counts(self) -> dict[str, int]:
+        """Each kind seen within the window, with its count (most first)."""
+        self._expire(int(self.clock()))
+        return {kind: n for kind, n in self._totals.most_common() if n > 0}
+
+    def _expire(self, second: int) -> None:
+        oldest = second - int(self.window)
+        while self._buckets and self._buckets[0][0] <= oldest:
+            _, gone = self._buckets.popleft()
+            self._totals.subtract(gone)

@@ -54,3 +54,15 @@ test('logout posts with the token, then forgets it even when the request fails',
   await assert.rejects(api.logout(), { status: 500 });
   assert.equal(api.csrf, null);
 });
+
+test('clients: the query in the URL (filters, sort, cursor), set values only; the summary with its top', async () => {
+  const page = { clients: [], matched: 0, totals: { connections: 0 }, next: null, prev: null };
+  const { fetch, calls } = fakeFetch([[200, page], [200, page], [200, { top_users: [] }]]);
+  const api = new AdminApi({ fetch });
+  assert.deepEqual(await api.clients({ user: 'g:ann', limit: '1' }), page);
+  await api.clients();
+  await api.summary({ top: 5 });
+  assert.deepEqual(calls.map((c) => [c.method, c.url]), [
+    ['GET', '/admin/api/clients?user=g%3Aann&limit=1'], ['GET', '/admin/api/clients'], ['GET', '/admin/api/summary?top=5'],
+  ]);
+});

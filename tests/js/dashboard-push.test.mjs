@@ -122,3 +122,13 @@ test('retryNow skips the wait', () => {
   assert.equal(WebSocket.instances.length, 2);
   assert.equal(push.state, PushState.CONNECTING);
 });
+
+test('send: JSON while open, false (nothing sent) otherwise', () => {
+  const { WebSocket, push } = setup();
+  assert.equal(push.send({ type: 'view', seq: 1 }), false);
+  push.start();
+  const ws = WebSocket.instances[0];
+  ws.serverOpen();
+  assert.equal(push.send({ type: 'view', seq: 1, query: { q: 'ann' } }), true);
+  assert.deepEqual(ws.frames, [{ type: 'view', seq: 1, query: { q: 'ann' } }]);
+});
