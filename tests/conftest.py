@@ -41,9 +41,11 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test module with CLUSTER_TOO = True runs its chat tests twice: against one
-    server, and against two nodes of a cluster with the clients spread over both."""
+    server, and against two nodes of a cluster with the clients spread over both
+    (only the latter for a test marked `cluster_only`)."""
     if getattr(metafunc.module, "CLUSTER_TOO", False) and "chat" in metafunc.fixturenames:
-        metafunc.parametrize("topology", ["one", "two"], indirect=True)
+        only_two = metafunc.definition.get_closest_marker("cluster_only") is not None
+        metafunc.parametrize("topology", ["two"] if only_two else ["one", "two"], indirect=True)
 
 
 @pytest.fixture
