@@ -128,7 +128,7 @@ def test_the_command_table_drives_parsing_dispatch_and_metric_labels():
 
 def test_server_frames_are_built_only_in_the_protocol_module():
     """A dict literal with a "type" key is a frame: the chat's are built in protocol.py
-    (the admin dashboard's channel has its own, in http/admin.py; the API's OpenAPI
+    (the admin dashboard's channel has its own, in http/adminview.py; the API's OpenAPI
     document has JSON Schema types, not frames; the Python client, in client/, builds
     the frames of the other direction)."""
     package = Path(__file__).resolve().parent.parent / "imserver"
@@ -136,7 +136,7 @@ def test_server_frames_are_built_only_in_the_protocol_module():
     for path in package.rglob("*.py"):
         where = path.relative_to(package)
         if path.name == "protocol.py" or where.parts[0] == "client" or where.as_posix() in (
-                "http/admin.py", "http/openapi.py"):
+                "http/adminview.py", "http/openapi.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Dict) and any(
