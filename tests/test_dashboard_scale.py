@@ -7,8 +7,9 @@ connected to node B from this test. With the dashboard of node A open:
 - the first rows show within 1 s of the login;
 - the page's main thread stays responsive while the load generator replaces
   CHURN connections a second (a small reconnect storm): a trivial script call
-  from the test is answered within 100 ms at p99, sampled every 0.1 s over 10 s
-  (the issue measured 0.8 s median, 1.4 s worst, at 5,000 connections, before);
+  from the test is answered within 100 ms at p99, sampled every 0.05 s over 10 s
+  (the issue measured 0.8 s median, 1.4 s worst, sampled every 0.5 s, at 5,000
+  connections, before);
 - the search finds the needle among all, on the other node;
 - a disconnect from the filtered view reaches the needle (4003 and the reason).
 
@@ -41,7 +42,7 @@ TOKEN = "dashboard-scale-admin-token"
 CONNECTIONS = 5000  # the issue's figures are at 5,000
 PER_USER = 20
 CHURN = 100  # connections replaced each second while the main thread is sampled
-SAMPLE_EVERY = 0.1  # s
+SAMPLE_EVERY = 0.05  # s: 200 calls, so that p99 is not the one worst (a busy CI machine stalls now and then)
 SAMPLE_FOR = 10.0  # s
 FIRST_ROWS = 1.0  # s, from the login
 RESPONSIVE_P99 = 0.100  # s
