@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tornado import httputil
 from tornado.websocket import (
@@ -41,7 +41,8 @@ log = logging.getLogger("imserver.ws")
 
 PONG = Outbound(p.PONG)
 PER_USER = (429, "too_many_connections", "too many connections for this user")
-KNOWN_WAIT = 5.0  # seconds an upgrade waits, on a shared store, for its user to be recorded
+KNOWN_WAIT = 5.0  # seconds an upgrade waits for what its welcome needs from the store
+T = TypeVar("T")
 
 
 class UserSlots(Protocol):
@@ -73,6 +74,15 @@ class ChatDeps:
     prebuilt: bool = True  # False: Tornado's write_message, the benchmarks' baseline
     user_slots: UserSlots | None = None  # in a cluster: connections per user on every node
     bans: Bans | None = None  # the users kept out, checked in memory
+
+
+async def _within(answer: asyncio.Future[T], failure: str) -> T | None:
+    """A store's answer within KNOWN_WAIT, or None (logged as `failure`)."""
+    try:
+        return await asyncio.wait_for(answer, KNOWN_WAIT)
+    except (StoreError, TimeoutError) as exc:
+        log.warning("%s: %r", failure, exc)
+        return None
 
 
 class ChatSocket(WebSocketHandler):
@@ -142,9 +152,7 @@ class ChatSocket(WebSocketHandler):
                         self.request.remote_ip, self.user.id, message)
             self._refuse(status, reason, message)
             return
-        if self.deps.store.shared:
-            await self._known_everywhere(self.user)
-        self.unread = await self._unread(self.user)
+        await self._before_welcome(self.user)
         if slots is None:
             await super().get(*args, **kwargs)
             return
@@ -154,25 +162,22 @@ class ChatSocket(WebSocketHandler):
             if self.conn is None:
                 slots.release_unopened(self.conn_id)
 
-    async def _known_everywhere(self, user: User) -> None:
-        """On a store that other nodes share, make the user known (direct messages go
-        only to known users) before its welcome: once a client has its welcome, a
-        direct message to it from any node must find it. On one node the store's queue
-        order gives the same. A store that cannot answer now is no reason to refuse: the
-        connection's own write (in open) tries again."""
-        try:
-            await asyncio.wait_for(self.deps.store.touch_user(user.id, user.name), KNOWN_WAIT)
-        except (StoreError, TimeoutError) as exc:
-            log.warning("could not record user %s before its welcome: %r", user.id, exc)
-
-    async def _unread(self, user: User) -> Unread | None:
-        """The user's unread counts, for its welcome; None (the welcome goes without
-        them) when the store cannot answer now."""
-        try:
-            return await asyncio.wait_for(self.deps.store.unread(user.id), KNOWN_WAIT)
-        except (StoreError, TimeoutError) as exc:
-            log.warning("could not read the unread counts of user %s: %r", user.id, exc)
-            return None
+    async def _before_welcome(self, user: User) -> None:
+        """What the welcome needs from the store, both queued at once (a shared store
+        answers them in one batch):
+        - on a store that other nodes share, the user made known (direct messages go
+          only to known users): once a client has its welcome, a direct message to it
+          from any node must find it (on one node the store's queue order gives the
+          same);
+        - the user's unread counts.
+        A store that cannot answer now is no reason to refuse: the welcome goes without
+        the counts, and the connection's own write (in open) records the user again."""
+        store = self.deps.store
+        known = store.touch_user(user.id, user.name) if store.shared else None
+        unread = store.unread(user.id)
+        if known is not None:
+            await _within(known, f"could not record user {user.id} before its welcome")
+        self.unread = await _within(unread, f"could not read the unread counts of user {user.id}")
 
     def _over_limit(self, user: User) -> tuple[int, str, str] | None:
         limits, registry = self.deps.config.limits, self.deps.registry
