@@ -26,7 +26,7 @@ from ..core.errors import Refused, StoreError, UnknownUser
 from ..core.hub import Hub
 from ..core.ratelimit import KeyedLimiter
 from ..core.store import Appended, Store
-from .admin import AdminDeps, BanHandler, DisconnectUserHandler
+from .admin import AdminDeps, AdminHandler, BanHandler, DisconnectUserHandler
 from .openapi import IDEMPOTENCY_KEY_PATTERN, openapi
 from .untrusted import same_secret
 from .web import JsonHandler, failed_attempt, throttled
@@ -220,9 +220,9 @@ def _bounded(value: str | None) -> int | None:
     return int(value)
 
 
-class AppDisconnectHandler(DisconnectUserHandler):
-    """The admin API's disconnect of a user, for the application: its API key is the
-    credential, and "app" the operator."""
+class AppActs(AdminHandler):
+    """An admin handler answering the server API: the API key is its credential, and
+    "app" the operator the audit log names."""
 
     def prepare(self) -> None:
         if not key_given(self, self.admin.api_key, self.admin.failures):
@@ -237,11 +237,12 @@ class AppDisconnectHandler(DisconnectUserHandler):
         super().write_error(status_code, **kwargs)
 
 
-class AppBanHandler(BanHandler):
-    """The admin API's ban and lift, for the application (as AppDisconnectHandler)."""
+class AppDisconnectHandler(AppActs, DisconnectUserHandler):
+    """The admin API's disconnect of a user, for the application."""
 
-    prepare = AppDisconnectHandler.prepare
-    write_error = AppDisconnectHandler.write_error
+
+class AppBanHandler(AppActs, BanHandler):
+    """The admin API's ban and lift, for the application."""
 
 
 def api_routes(api: ApiDeps, admin: AdminDeps) -> list[Any]:
