@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from .errors import ProtocolError
 from .store import Message, ReadMark, RoomInfo, Unread
@@ -157,25 +157,24 @@ class Create:
 
 
 @dataclass(frozen=True, slots=True)
-class Invite:
-    kind: ClassVar[str] = "invite"
+class _RoomAndUser:
+    """An owner's command about a user of a private room."""
     room: str
     user: str
 
     @classmethod
-    def parse(cls, f: _Fields, max_text_chars: int) -> Invite:
+    def parse(cls, f: _Fields, max_text_chars: int) -> Self:
         return cls(f.room(), f.user("user"))
 
 
 @dataclass(frozen=True, slots=True)
-class Remove:
-    kind: ClassVar[str] = "remove"
-    room: str
-    user: str
+class Invite(_RoomAndUser):
+    kind: ClassVar[str] = "invite"
 
-    @classmethod
-    def parse(cls, f: _Fields, max_text_chars: int) -> Remove:
-        return cls(f.room(), f.user("user"))
+
+@dataclass(frozen=True, slots=True)
+class Remove(_RoomAndUser):
+    kind: ClassVar[str] = "remove"
 
 
 @dataclass(frozen=True, slots=True)
