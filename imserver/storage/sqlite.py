@@ -186,8 +186,15 @@ def _row(r: tuple[Any, ...]) -> Message:
 _UNREAD_IN_ROOM = (
     "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = ? AND id > ? AND kind IS NULL"
     f" AND deleted = 0 AND sender != ? LIMIT {UNREAD_MAX})")
+# A user's read marks in the rooms it joined last, each with its count: one statement.
+_UNREAD_ROOMS = (
+    "SELECT j.room, j.read_id, (SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = j.room"
+    " AND id > j.read_id AND kind IS NULL AND deleted = 0 AND sender != j.user_id"
+    f" LIMIT {UNREAD_MAX})) FROM room_members j WHERE j.user_id = ?"
+    f" ORDER BY j.joined_at DESC, j.room LIMIT {UNREAD_ROOMS}")
 _UNREAD_DIRECT = (
-    "SELECT m.sender, coalesce(r.read_id, 0), count(*) FROM messages m"
+    "SELECT m.sender, coalesce(u.name, m.sender), coalesce(r.read_id, 0), count(*) FROM messages m"
+    " LEFT JOIN users u ON u.id = m.sender"
     " LEFT JOIN dm_reads r ON r.user_id = m.recipient AND r.other = m.sender"
     " WHERE m.dm_key IS NOT NULL AND m.recipient = ? AND m.sender != m.recipient"
     " AND m.kind IS NULL AND m.deleted = 0 AND m.id > coalesce(r.read_id, 0) GROUP BY m.sender")
@@ -493,16 +500,10 @@ class _Database:
         return ReadMark(read, unread)
 
     def unread(self, user: str) -> Unread:
-        rooms = {}
-        for room, read in self.db.execute(
-                "SELECT room, read_id FROM room_members WHERE user_id = ?"
-                f" ORDER BY joined_at DESC, room LIMIT {UNREAD_ROOMS}", (user,)).fetchall():
-            (count,) = self.db.execute(_UNREAD_IN_ROOM, (room, read, user)).fetchone()
-            rooms[room] = ReadMark(read, count)
-        direct = {}
-        for other, read, count in self.db.execute(_UNREAD_DIRECT, (user,)).fetchall():
-            known = self.db.execute("SELECT name FROM users WHERE id = ?", (other,)).fetchone()
-            direct[other] = (known[0] if known else other, ReadMark(read, min(count, UNREAD_MAX)))
+        rooms = {room: ReadMark(read, count)
+                 for room, read, count in self.db.execute(_UNREAD_ROOMS, (user,)).fetchall()}
+        direct = {other: (name, ReadMark(read, min(count, UNREAD_MAX)))
+                  for other, name, read, count in self.db.execute(_UNREAD_DIRECT, (user,)).fetchall()}
         return Unread(rooms, direct)
 
     def append_event(self, actor: str, kind: str, target: int, text: str, cid: str | None,
