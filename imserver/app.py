@@ -100,9 +100,12 @@ class Runtime:
             if self.cluster is not None else None
         self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
-        self.heartbeat = Heartbeat(self.registry, interval=hb.ping_interval, timeout=hb.ping_timeout,
+        self.heartbeat = Heartbeat(interval=hb.ping_interval, timeout=hb.ping_timeout,
                                    client_interval=hb.client_interval,
-                                   send_ping=lambda conn, payload: conn.transport.send_ping(payload))
+                                   send_ping=lambda conn, payload: conn.transport.send_ping(payload),
+                                   observe_sweep=self.metrics.heartbeat_sweep.observe)
+        self.registry.on_open.append(self.heartbeat.watch)
+        self.registry.on_close.append(self.heartbeat.forget)
         self._retention = PeriodicCallback(self.apply_retention,
                                            config.storage.retention_interval_seconds * 1000)
         per_minute = config.limits.login_attempts_per_minute

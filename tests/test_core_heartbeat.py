@@ -32,8 +32,11 @@ def conn(name: str = "c", **fields: object) -> Connection:
 
 def heartbeat(conns: list[Connection], clock: Clock, *, interval: float = 10.0, timeout: float = 20.0,
               client_interval: float = 10.0) -> Heartbeat:
-    return Heartbeat(conns, interval=interval, timeout=timeout, client_interval=client_interval,
-                     send_ping=lambda c, payload: c.transport.send_ping(payload), clock=clock)
+    hb = Heartbeat(interval=interval, timeout=timeout, client_interval=client_interval,
+                   send_ping=lambda c, payload: c.transport.send_ping(payload), clock=clock)
+    for c in conns:
+        hb.watch(c)
+    return hb
 
 
 def test_a_late_pong_to_an_old_ping_is_not_the_answer_to_the_current_one():
@@ -75,7 +78,7 @@ def test_ping_payloads_are_distinct_four_byte_counters():
     conns = [conn(f"c{i}", last_seen=0.0) for i in range(3)]
     heartbeat(conns, clock).sweep()
     payloads = [wire(c).pings[0] for c in conns]
-    assert [struct.unpack("!I", p)[0] for p in payloads] == [1, 2, 3]
+    assert sorted(struct.unpack("!I", p)[0] for p in payloads) == [1, 2, 3]
 
 
 def test_a_ping_is_due_at_exactly_nine_tenths_of_the_interval():
@@ -183,7 +186,8 @@ def test_the_sweep_period_is_half_the_shorter_of_interval_and_timeout():
 def test_start_is_idempotent_and_stop_stops():
     async def scenario() -> None:
         hb = heartbeat([], Clock(0.0), interval=10.0, timeout=20.0)
-        assert hb._timer.callback_time == 5000.0
+        assert hb.slots * hb.tick_seconds == 5.0  # every connection once per half interval
+        assert hb._timer.callback_time == pytest.approx(1000 * hb.tick_seconds)
         hb.start()
         hb.start()
         assert hb._timer.is_running()
@@ -191,3 +195,56 @@ def test_start_is_idempotent_and_stop_stops():
         assert not hb._timer.is_running()
 
     run(scenario())
+
+
+def test_a_tick_visits_only_its_share_of_the_connections():
+    """A sweep of every connection at once held the event loop for as long as 19,000
+    pings take; each tick now visits a slice, every connection once per sweep period."""
+    clock = Clock(1000.0)
+    conns = [conn(f"c{i}", last_seen=1000.0) for i in range(2000)]
+    hb = heartbeat(conns, clock)
+    hb.start_clock()
+    pinged_per_tick = []
+    for _ in range(hb.slots):
+        clock.now += hb.tick_seconds
+        before = sum(len(wire(c).pings) for c in conns)
+        hb.tick()
+        pinged_per_tick.append(sum(len(wire(c).pings) for c in conns) - before)
+    assert hb.slots >= 10
+    assert sum(pinged_per_tick) == len(conns)  # everyone once in one period
+    assert max(pinged_per_tick) <= 3 * len(conns) / hb.slots  # spread, not all in one tick
+    assert all(len(wire(c).pings) == 1 for c in conns)
+
+
+def test_ticks_that_come_late_catch_up_so_no_connection_waits_longer_than_a_period():
+    clock = Clock(1000.0)
+    conns = [conn(f"c{i}", last_seen=1000.0, ping_sent_at=999.0) for i in range(500)]
+    hb = heartbeat(conns, clock)
+    hb.start_clock()
+    clock.now += 3 * hb.tick_seconds
+    hb.tick()
+    clock.now = 1000.0 + 25.0  # the loop stalled for longer than a whole period
+    hb.tick()
+    assert all(wire(c).aborted for c in conns)  # silent for 25 s > the 20 s timeout
+
+
+def test_a_connection_forgotten_is_no_longer_visited():
+    clock = Clock(1000.0)
+    gone, kept = conn("gone", last_seen=1000.0), conn("kept", last_seen=1000.0)
+    hb = heartbeat([gone, kept], clock)
+    hb.forget(gone)
+    hb.sweep()
+    assert wire(gone).pings == [] and len(wire(kept).pings) == 1
+
+
+def test_each_tick_reports_how_long_it_took():
+    durations: list[float] = []
+    clock = Clock(1000.0)
+    hb = Heartbeat(interval=10.0, timeout=20.0, client_interval=10.0,
+                   send_ping=lambda c, payload: c.transport.send_ping(payload), clock=clock,
+                   observe_sweep=durations.append)
+    hb.start_clock()
+    clock.now += hb.tick_seconds
+    hb.tick()
+    hb.tick()  # nothing due since the last: not a sweep
+    assert len(durations) == 1 and 0 <= durations[0] < 1

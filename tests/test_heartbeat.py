@@ -58,8 +58,11 @@ class RecordingTransport:
 
 
 def heartbeat_of(conns, now, *, interval=10.0, timeout=20.0, client_interval=10.0):
-    return Heartbeat(conns, interval=interval, timeout=timeout, client_interval=client_interval,
-                     send_ping=lambda conn, payload: conn.transport.send_ping(payload), clock=lambda: now)
+    hb = Heartbeat(interval=interval, timeout=timeout, client_interval=client_interval,
+                   send_ping=lambda conn, payload: conn.transport.send_ping(payload), clock=lambda: now)
+    for conn in conns:
+        hb.watch(conn)
+    return hb
 
 
 def connection(**fields) -> Connection:

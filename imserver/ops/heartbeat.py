@@ -1,11 +1,16 @@
 """The protocol-level heartbeat: one timer sweeps every connection.
 
-Each sweep sends a WebSocket ping frame to every connection whose last ping is
-`ping_interval` old, and aborts every connection from which nothing at all has
-arrived for `ping_timeout`. Sweeping every half interval bounds detection of a
-dead peer by `ping_timeout + ping_interval / 2`, inside the promised
-`ping_timeout + ping_interval`, with one timer however many connections there are.
-The same sweep closes (4001) the connections whose token has expired.
+Each connection is visited once every half interval: it is sent a WebSocket ping
+frame if its last ping is `ping_interval` old, and aborted if nothing at all has
+arrived from it for `ping_timeout`. That bounds detection of a dead peer by
+`ping_timeout + ping_interval / 2`, inside the promised `ping_timeout +
+ping_interval`, with one timer however many connections there are. The same visit
+closes (4001) a connection whose token has expired.
+
+The visits are spread over the half interval: the connections are dealt into
+`slots` sets (a timing wheel), and each tick of the timer visits one of them. Visiting
+all of them at once held the event loop for as long as thousands of pings take,
+and every message delivered meanwhile waited for it.
 
 A ping that would fall due before the client's next text `ping` goes out with
 the `pong` to this one instead (`ride_along`), in the same packet: an idle
@@ -43,6 +48,9 @@ def sweep_period(ping_interval: float, ping_timeout: float) -> float:
 # a little slack, so that a sweep arriving a hair early still pings.
 DUE = 0.9
 
+# Seconds between the timer's ticks, each visiting one slot of the wheel.
+TICK = 0.1
+
 
 def decide(*, now: float, last_seen: float, ping_sent_at: float | None,
            interval: float, timeout: float) -> Action:
@@ -62,33 +70,80 @@ def ride_along_after(interval: float, client_interval: float) -> float:
 
 
 class Heartbeat:
-    """The sweep; `send_ping(conn, payload)` writes the ping frame."""
+    """The sweep; `send_ping(conn, payload)` writes the ping frame. The connections it
+    visits are those given to watch() and not yet to forget()."""
 
-    def __init__(self, connections: Iterable[Connection], *, interval: float, timeout: float,
-                 client_interval: float, send_ping: Callable[[Connection, bytes], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.connections = connections
+    def __init__(self, *, interval: float, timeout: float, client_interval: float,
+                 send_ping: Callable[[Connection, bytes], None],
+                 clock: Callable[[], float] = time.monotonic, tick: float = TICK,
+                 observe_sweep: Callable[[float], None] | None = None) -> None:
+        """`observe_sweep` is told how long each tick's visits took (seconds)."""
         self.interval = interval
         self.timeout = timeout
         self.ride_along_after = ride_along_after(interval, client_interval)
         self.send_ping = send_ping
         self.clock = clock
+        self.observe_sweep = observe_sweep
+        period = sweep_period(interval, timeout)
+        self.slots = max(1, round(period / tick))
+        self.tick_seconds = period / self.slots
+        self._wheel: list[set[Connection]] = [set() for _ in range(self.slots)]
+        self._started_at = 0.0
+        self._visited = -1  # the last tick whose slot was visited, counted from _started_at
         self._counter = 0
-        self._timer = PeriodicCallback(self.sweep, sweep_period(interval, timeout) * 1000)
+        self._timer = PeriodicCallback(self.tick, self.tick_seconds * 1000)
+
+    def _slot(self, conn: Connection) -> set[Connection]:
+        # Fibonacci hashing of the identity hash: objects of one size lie at a fixed
+        # stride in memory, which a plain modulo would deal into a few slots only.
+        mixed = (hash(conn) * 0x9E3779B1) & 0xFFFFFFFF
+        return self._wheel[(mixed * self.slots) >> 32]
+
+    def watch(self, conn: Connection) -> None:
+        self._slot(conn).add(conn)
+
+    def forget(self, conn: Connection) -> None:
+        self._slot(conn).discard(conn)
 
     def start(self) -> None:
         if not self._timer.is_running():
+            self.start_clock()
             self._timer.start()
+
+    def start_clock(self) -> None:
+        """Count ticks from now (start() does it; tests drive tick() themselves)."""
+        self._started_at = self.clock()
+        self._visited = -1
 
     def stop(self) -> None:
         self._timer.stop()
 
+    def tick(self) -> None:
+        """Visit the slots whose turn has come since the last tick: one, unless the
+        loop was held up, and then at most every slot once, so that no connection
+        waits longer than a period for its visit however late the tick."""
+        due = int((self.clock() - self._started_at) / self.tick_seconds)
+        first = max(self._visited + 1, due - self.slots + 1)
+        if first > due:
+            return
+        began = time.perf_counter()
+        for turn in range(first, due + 1):
+            self._visit(self._wheel[turn % self.slots])
+        self._visited = due
+        if self.observe_sweep is not None:
+            self.observe_sweep(time.perf_counter() - began)
+
     def sweep(self) -> None:
+        """Visit every connection now."""
+        for slot in self._wheel:
+            self._visit(slot)
+
+    def _visit(self, conns: Iterable[Connection]) -> None:
         now = self.clock()
         wall = time.time()
         # Most connections need nothing: that case is tested inline, without a call.
         silent_since, pinged_since = now - self.timeout, now - self.interval * DUE
-        for conn in self.connections:
+        for conn in tuple(conns):  # a copy: ending a connection may forget it
             sent_at = conn.ping_sent_at
             if (conn.last_seen > silent_since and sent_at is not None and sent_at > pinged_since
                     and conn.expires_at > wall):

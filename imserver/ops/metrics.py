@@ -32,6 +32,7 @@ MESSAGE_TYPES = ("ping", *(command.kind for command in COMMANDS), "invalid")
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SWEEP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 # The `connection` label of the broker's reconnects (cluster.redisbus: PUBLISH, SUBSCRIBE).
 BROKER_CONNECTIONS = ("publish", "subscribe")
 
@@ -64,6 +65,11 @@ class Metrics:
             ["cause"], registry=r)
         self.frames = FrameStats()
         r.register(self.frames)
+        self.heartbeat_sweep = Histogram(
+            "imserver_heartbeat_sweep_seconds",
+            "Each tick of the heartbeat sweep: the time it held the event loop to visit its share "
+            "of the connections (all of them once per half ping interval).",
+            buckets=SWEEP_BUCKETS, registry=r)
         self.store_seconds = Histogram(
             "imserver_message_store_seconds", "From receipt of a message to its durable ack.",
             buckets=STORE_BUCKETS, registry=r)
