@@ -4,6 +4,8 @@ connection."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import struct
 import time
 
@@ -248,3 +250,67 @@ def test_each_tick_reports_how_long_it_took():
     hb.tick()
     hb.tick()  # nothing due since the last: not a sweep
     assert len(durations) == 1 and 0 <= durations[0] < 1
+
+
+def pings_over(seconds: float, *, text_ping_phase: float | None, text_pings_until: float = math.inf,
+               client_interval: float = 10.0) -> tuple[list[float], list[float]]:
+    """Drive one connection's heartbeat tick by tick for `seconds`, the client answering
+    every ping at once and sending a text ping every client_interval (from the phase
+    given, until `text_pings_until`; None: never). Returns when the server pinged, and
+    which of those pings rode along with the pong to a text ping."""
+    clock = Clock(0.0)
+    c = conn(last_seen=0.0)
+    hb = heartbeat([c], clock, client_interval=client_interval)
+    hb.start_clock()
+    sent: list[float] = []
+    riding: list[float] = []
+    next_text_ping = text_ping_phase if text_ping_phase is not None else math.inf
+    while clock.now < seconds:
+        clock.now = round(clock.now + 0.05, 2)
+        if clock.now >= next_text_ping and clock.now < text_pings_until:
+            before = len(wire(c).pings)
+            c.last_seen = clock.now
+            hb.ride_along(c, clock.now)
+            if len(wire(c).pings) > before:
+                riding.append(clock.now)
+            next_text_ping += client_interval
+        before = len(wire(c).pings)
+        hb.tick()
+        if len(wire(c).pings) > before:
+            c.last_seen = clock.now  # the pong
+        sent += [clock.now] * (len(wire(c).pings) - before)
+    return sorted(sent + riding), riding
+
+
+def test_a_client_that_text_pings_gets_every_ping_with_a_pong_after_the_first():
+    """One send per interval for an idle browser, whatever its phase against the sweep's
+    visits: a visit that finds a ping due leaves it to the text ping about to come."""
+    for phase in [0.05 + 0.35 * k for k in range(29)]:
+        pings, riding = pings_over(100.0, text_ping_phase=round(phase, 2))
+        after_first_text_ping = [t for t in pings if t >= phase]
+        assert after_first_text_ping and after_first_text_ping == riding, phase
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert max(gaps) <= 10.0 * 1.1, phase
+
+
+def test_a_client_that_stops_text_pinging_is_pinged_by_the_sweep_again():
+    pings, _ = pings_over(120.0, text_ping_phase=2.0, text_pings_until=42.5)
+    late = [t for t in pings if t > 42.5]
+    assert len(late) >= 7  # about one every interval from there on
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
+    assert max(gaps) <= 10.0 * 1.1 + 5.0  # at worst one visit late
+
+
+def test_a_client_that_never_text_pings_is_pinged_every_interval():
+    pings, riding = pings_over(60.0, text_ping_phase=None)
+    assert riding == [] and len(pings) >= 6
+    assert all(9.0 <= b - a <= 10.0 + 5.0 for a, b in itertools.pairwise(pings))
+
+
+def test_a_due_ping_waits_only_for_a_text_ping_expected_before_it_is_a_tenth_late():
+    edges = dict(now=100.0, last_seen=100.0, ping_sent_at=90.0, interval=10.0, timeout=20.0)
+    assert decide(**edges, next_text_ping=101.0) is Action.NONE  # due at 100; 101 is 11 s after 90
+    assert decide(**edges, next_text_ping=101.01) is Action.PING  # later than a tenth late
+    assert decide(**edges, next_text_ping=100.0) is Action.PING  # expected by now and not come
+    assert decide(**edges, next_text_ping=None) is Action.PING
+    assert decide(**{**edges, "last_seen": 80.0}, next_text_ping=100.5) is Action.TERMINATE

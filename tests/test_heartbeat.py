@@ -73,18 +73,21 @@ def connection(**fields) -> Connection:
 seconds = st.floats(0, 60) | st.sampled_from([39.5, 40.0, 40.5, 50.5, 51.0, 51.5])
 
 
-@given(last_seen=seconds, ping_sent_at=st.none() | seconds,
+@given(last_seen=seconds, ping_sent_at=st.none() | seconds, text_ping_at=st.none() | seconds,
        expires_in=st.floats(-5, -0.5) | st.floats(0.5, 5))
-def test_the_sweep_does_what_decide_says_for_every_connection(last_seen, ping_sent_at, expires_in):
+def test_the_sweep_does_what_decide_says_for_every_connection(last_seen, ping_sent_at, text_ping_at,
+                                                              expires_in):
     """The sweep skips the common case inline; it must agree with decide() everywhere."""
     now = 60.0
-    conn = connection(last_seen=last_seen, ping_sent_at=ping_sent_at, expires_at=time.time() + expires_in)
+    conn = connection(last_seen=last_seen, ping_sent_at=ping_sent_at, text_ping_at=text_ping_at,
+                      expires_at=time.time() + expires_in)
     heartbeat_of([conn], now).sweep()
     transport = conn.transport
     if expires_in <= 0:
         assert transport.ended == [(4001, "token expired")] and not transport.pings
         return
-    action = decide(now=now, last_seen=last_seen, ping_sent_at=ping_sent_at, interval=10.0, timeout=20.0)
+    action = decide(now=now, last_seen=last_seen, ping_sent_at=ping_sent_at, interval=10.0, timeout=20.0,
+                    next_text_ping=None if text_ping_at is None else text_ping_at + 10.0)
     assert transport.aborted == (action is Action.TERMINATE)
     assert len(transport.pings) == (action is Action.PING)
     # A ping sets ping_sent_at to now; otherwise it is left as it was (which may be now too).

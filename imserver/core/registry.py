@@ -69,6 +69,7 @@ class Connection:
     rooms: set[str] = field(default_factory=set)
     ping_payload: bytes | None = None
     ping_sent_at: float | None = None
+    text_ping_at: float | None = None  # when its client last sent the text `ping`
     close_reason: str | None = None
     close_code: int | None = None
     close_message: str = ""  # the close frame's reason, from end(): an operator's words

@@ -15,7 +15,9 @@ and every message delivered meanwhile waited for it.
 A ping that would fall due before the client's next text `ping` goes out with
 the `pong` to this one instead (`ride_along`), in the same packet: an idle
 browser then costs the server one send per interval instead of two, and wakes
-the client's radio once instead of twice.
+the client's radio once instead of twice. For the same reason a visit that finds
+a ping due leaves it to a text ping expected before the ping is a tenth of an
+interval late (`LATE`); if that text ping does not come, the next visit sends it.
 """
 
 from __future__ import annotations
@@ -48,16 +50,25 @@ def sweep_period(ping_interval: float, ping_timeout: float) -> float:
 # a little slack, so that a sweep arriving a hair early still pings.
 DUE = 0.9
 
+# A due ping may wait for the client's next text ping (to ride along with its pong)
+# if that is expected before the ping is this share of the interval old.
+LATE = 1.1
+
 # Seconds between the timer's ticks, each visiting one slot of the wheel.
 TICK = 0.1
 
 
 def decide(*, now: float, last_seen: float, ping_sent_at: float | None,
-           interval: float, timeout: float) -> Action:
-    """What the sweep does to one connection at time `now` (monotonic seconds)."""
+           interval: float, timeout: float, next_text_ping: float | None = None) -> Action:
+    """What the sweep does to one connection at time `now` (monotonic seconds), given
+    when its client's next text ping is expected (None: it sends none)."""
     if now - last_seen >= timeout:
         return Action.TERMINATE
-    if ping_sent_at is None or now - ping_sent_at >= interval * DUE:
+    if ping_sent_at is None:
+        return Action.PING
+    if now - ping_sent_at >= interval * DUE:
+        if next_text_ping is not None and now < next_text_ping <= ping_sent_at + interval * LATE:
+            return Action.NONE  # it will ride along with the pong to that text ping
         return Action.PING
     return Action.NONE
 
@@ -80,6 +91,7 @@ class Heartbeat:
         """`observe_sweep` is told how long each tick's visits took (seconds)."""
         self.interval = interval
         self.timeout = timeout
+        self.client_interval = client_interval
         self.ride_along_after = ride_along_after(interval, client_interval)
         self.send_ping = send_ping
         self.clock = clock
@@ -159,8 +171,10 @@ class Heartbeat:
                 conn.terminate("error")
 
     def _sweep_one(self, conn: Connection, now: float) -> None:
+        text_ping_at = conn.text_ping_at
         action = decide(now=now, last_seen=conn.last_seen, ping_sent_at=conn.ping_sent_at,
-                        interval=self.interval, timeout=self.timeout)
+                        interval=self.interval, timeout=self.timeout,
+                        next_text_ping=None if text_ping_at is None else text_ping_at + self.client_interval)
         if action is Action.TERMINATE:
             log.info("connection %s (%s): no frame for %.1f s, terminating",
                      conn.id, conn.user.id, now - conn.last_seen)
@@ -177,6 +191,7 @@ class Heartbeat:
     def ride_along(self, conn: Connection, now: float) -> None:
         """Called as the pong to a text ping is queued: a ping that would fall due
         before the next text ping goes out now, in the same send."""
+        conn.text_ping_at = now
         sent_at = conn.ping_sent_at
         if sent_at is None or now - sent_at >= self.ride_along_after:
             self._ping(conn, now)
