@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,18 @@ def server_process(workdir: Path, settings: dict[str, Any], fanout: str = "prebu
 def server_pid(server: ServerProcess) -> int:
     assert server.proc is not None
     return server.proc.pid
+
+
+def scrape(host: str, *names: str) -> dict[str, float]:
+    """The samples of some of a server's metrics (GET /metrics), by name with labels."""
+    with urllib.request.urlopen(f"http://{host}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(names):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 class CpuWindow:
