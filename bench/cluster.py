@@ -33,7 +33,6 @@ import os
 import secrets
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from imserver.testing import ServerProcess
 from .node import NodeLoadgen
 from .reconnect import peak_rate
 from .report import listen_drops, median, percentile, print_table, ratio
-from .servers import CpuWindow, bench_settings, server_pid, server_process
+from .servers import CpuWindow, bench_settings, scrape, server_pid, server_process
 
 CLUSTER, ONE_PG, ONE_SQLITE = "cluster", "postgres", "sqlite"
 LABELS = {CLUSTER: "cluster (A + B, Redis)", ONE_PG: "one node, PostgreSQL", ONE_SQLITE: "one node, SQLite"}
@@ -137,18 +136,6 @@ def postgres_backends(dsn: str, node_pids: list[int]) -> list[int]:
             await conn.close()
 
     return asyncio.run(query()) if ports else []
-
-
-def scrape(host: str, *names: str) -> dict[str, float]:
-    """The samples of some of a server's metrics (GET /metrics), by name with labels."""
-    with urllib.request.urlopen(f"http://{host}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith(names):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 LAG = "imserver_broker_lag_seconds"

@@ -28,13 +28,15 @@ from .servers import start_server
 
 
 def dead_peer(server: ServerProcess, token: str, delay: float, wait: float, out: list[float]) -> None:
-    """Connect after `delay`, never answer; append the seconds until the server dropped us."""
+    """Connect after `delay`, never answer; append the seconds until the server dropped us
+    (infinity when it had not after `wait`)."""
     time.sleep(delay)
     client = SyncClient(server.host, f"/ws?token={token}", timeout=wait, answer_pings=False)
     connected = time.monotonic()
     try:
-        while client.recv() is not None:
-            pass  # the welcome; pings are read and not answered
+        while client.recv() is not None:  # the welcome; pings are read and not answered
+            if time.monotonic() - connected > wait:
+                raise TimeoutError
     except ConnectionError:
         pass  # aborted by the server: the expected end
     except TimeoutError:

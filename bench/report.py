@@ -57,6 +57,11 @@ def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}x"
 
 
+def target(goal: str, value: float, bound: float, shown: str) -> None:
+    """A `target:` line: `goal` met when `value` <= `bound` (never when it is NaN)."""
+    print(f"target: {goal}: {shown}, {'met' if value <= bound else 'NOT met'}")
+
+
 def bound_by(server_cpu: float, loadgen_cpu: float, *, saturated: float = 0.9) -> str:
     """Which side limited a throughput figure, from the fractions of a core each used."""
     sides = [name for name, cpu in (("server", server_cpu), ("loadgen", loadgen_cpu)) if cpu >= saturated]

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from imserver.testing import ServerProcess
 
+from .node import LOADGEN_DIR, ensure_installed
 from .report import machine_busy_seconds, own_cpu_seconds, process_cpu_seconds
 
-# The fast path, and the naive baseline: Tornado's write_message per connection
-# (bench/baseline.py: not a setting of the product).
-FANOUT_MODES = ("prebuilt", "write_message")
+# The fast path; the naive baseline: Tornado's write_message per connection
+# (bench/baseline.py: not a setting of the product); and a broadcast server on
+# Node's `ws` (bench/loadgen/wsserver.mjs), the design imserver is measured against.
+NODE_WS = "node-ws"
+FANOUT_MODES = ("prebuilt", "write_message", NODE_WS)
 REPO = Path(__file__).resolve().parent.parent
 
 # A reconnect storm from one address holds thousands of upgrade requests at once.
@@ -48,15 +53,35 @@ def bench_settings(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def start_server(workdir: Path, fanout: str = "prebuilt", **sections: dict[str, Any]) -> ServerProcess:
-    """A bench server in its own directory under `workdir`, started."""
+    """A bench server in its own directory under `workdir`, started (`sections`
+    are imserver settings: node-ws has none)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return server_process(workdir, bench_settings(**sections), fanout).start()
 
 
+class NodeWsServer(ServerProcess):
+    """bench/loadgen/wsserver.mjs run as ServerProcess runs imserver: an OS-chosen
+    port read from its `listening on` line, its output in server.log."""
+
+    def command(self, port: int | None) -> list[str]:
+        return ["node", str(LOADGEN_DIR / "wsserver.mjs"), str(port or 0)]
+
+    def start(self, *, port: int | None = None, timeout: float = 20.0) -> NodeWsServer:
+        ensure_installed()
+        super().start(port=port, timeout=timeout)
+        # Node keeps the soft open file limit it was given; imserver raises its own to the hard one.
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(server_pid(self), resource.RLIMIT_NOFILE, (hard, hard))
+        return self
+
+
 def server_process(workdir: Path, settings: dict[str, Any], fanout: str = "prebuilt") -> ServerProcess:
-    """The server under test (`prebuilt`), or the naive baseline (`write_message`)."""
+    """The server under test (`prebuilt`), the naive baseline (`write_message`), or
+    the Node `ws` server (`node-ws`, which takes no settings)."""
     if fanout == "prebuilt":
         return ServerProcess(workdir, settings)
+    if fanout == NODE_WS:
+        return NodeWsServer(workdir)
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     return ServerProcess(workdir, settings, module="bench.baseline", env={**os.environ, "PYTHONPATH": path})
 
@@ -64,6 +89,18 @@ def server_process(workdir: Path, settings: dict[str, Any], fanout: str = "prebu
 def server_pid(server: ServerProcess) -> int:
     assert server.proc is not None
     return server.proc.pid
+
+
+def scrape(host: str, *names: str) -> dict[str, float]:
+    """The samples of some of a server's metrics (GET /metrics), by name with labels."""
+    with urllib.request.urlopen(f"http://{host}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(names):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 class CpuWindow:

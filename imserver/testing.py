@@ -51,11 +51,14 @@ class ServerProcess:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def command(self, port: int | None) -> list[str]:
+        """The command line that starts the server; `port` None: the config's."""
+        args = [self.python, "-m", self.module, "--config", str(self.config_path), *self.args]
+        return args if port is None else [*args, "--port", str(port)]
+
     def start(self, *, port: int | None = None, timeout: float = 20.0) -> ServerProcess:
         """Start (again) and wait until it listens; reuses the last port on a restart."""
-        args = [self.python, "-m", self.module, "--config", str(self.config_path), *self.args]
-        if port is not None or self.port:
-            args += ["--port", str(port if port is not None else self.port)]
+        args = self.command(port if port is not None else self.port or None)
         self._join_pump()
         lines: list[str] = []
         self.lines = lines
@@ -83,7 +86,7 @@ class ServerProcess:
         while not listening.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"imserver did not start:\n{''.join(self.lines)}")
+                raise RuntimeError(f"{' '.join(args)} did not start:\n{''.join(self.lines)}")
         return self
 
     def signal(self, sig: int) -> None:

@@ -32,12 +32,12 @@ def find_binary(name: str) -> str | None:
     return None
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, hint: str = "`make system-deps` installs it") -> str:
     """The path of `name`; when missing, fail on CI and skip elsewhere."""
     path = find_binary(name)
     if path is not None:
         return path
-    message = f"{name} is not installed: `make system-deps` installs it"
+    message = f"{name} is not installed: {hint}"
     if on_ci():
         pytest.fail(f"{message} (CI=true: tests that need it may not be skipped)", pytrace=False)
     pytest.skip(message)
