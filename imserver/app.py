@@ -48,7 +48,8 @@ from .ops.metrics import Metrics
 from .ops.stats import ClosedLog, Sample, Samples
 from .storage import open_store
 from .storage.private import secure_data_files
-from .transport.sendpool import SendPool, fan_out, spare_cores
+from .transport.fanout import fan_out
+from .transport.sendpool import SendPool, spare_cores
 from .transport.writer import CoalescingWriter
 
 log = logging.getLogger("imserver")

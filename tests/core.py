@@ -19,7 +19,8 @@ from imserver.core.protocol import Command, parse_frame
 from imserver.core.registry import Connection, Registry, User
 from imserver.ops.metrics import Metrics
 from imserver.storage.sqlite import MessageStore
-from imserver.transport.sendpool import SendPool, fan_out
+from imserver.transport.fanout import fan_out
+from imserver.transport.sendpool import SendPool
 from tests.store_reads import count
 
 

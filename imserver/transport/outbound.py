@@ -4,12 +4,14 @@ leaves through one of these objects, the `Transport` of its Connection.
 `PrebuiltOutput` writes frames built once for every
 receiver (`core.frames.Outbound.wire`) straight to the socket:
 
-1. `send()` is the fan-out's path, once per receiver. The first frame a connection
-   gets in a loop pass goes straight to its socket, so that a fan-out reaches its
-   first receivers at once instead of after the whole room is queued; frames after
-   it in the same pass queue up, and the writer (writer.py) flushes them in one
-   send at the end of the pass. Replies to the client's own frames (a pong, an
-   error) wait for the end of their read (`hold_replies`/`release_replies`).
+1. `claim()` is the fan-out's path (fanout.py), once per receiver. The first frame
+   a connection gets in a loop pass goes straight to its socket: claim() hands the
+   socket to the fan-out, which sends to all of them in one tight loop, so that a
+   fan-out reaches its receivers at once instead of after the whole room is queued;
+   frames after it in the same pass queue up, and the writer (writer.py) flushes
+   them in one send at the end of the pass. `send()` does the same for one frame.
+   Replies to the client's own frames (a pong, an error) wait for the end of their
+   read (`hold_replies`/`release_replies`).
 2. `flush_queued()` sends the queue straight to the socket while Tornado's stream
    has nothing buffered (no Future, no copy). Within a large fan-out the send pool
    (sendpool.py) sends it, maybe on its helper thread, and hands back what the
@@ -27,6 +29,7 @@ compare with: Tornado's own `write_message` per frame and receiver.
 from __future__ import annotations
 
 import contextlib
+from socket import socket as TcpSocket
 from typing import Protocol
 
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -60,7 +63,7 @@ def bound_output(stream: IOStream, max_bytes: int) -> None:
 class PrebuiltOutput:
     """Prebuilt frames written to a plain TCP socket (see the module's docstring)."""
 
-    __slots__ = ("_direct_pass", "_queued", "_replying", "_stream", "_writer", "socket")
+    __slots__ = ("_direct_pass", "_queued", "_replying", "_stream", "_stream_used", "_writer", "socket")
 
     prebuilt = True
 
@@ -72,6 +75,7 @@ class PrebuiltOutput:
         self._queued: list[bytes] = []
         self._replying = False
         self._direct_pass = -1  # the writer's pass in which this socket last sent directly
+        self._stream_used = False  # bytes were handed to the stream: it may still be writing
 
     # --- Transport (core.registry) ---
 
@@ -93,6 +97,26 @@ class PrebuiltOutput:
 
     def abort(self) -> None:
         self.socket.abort()
+
+    def claim(self, wire: bytes) -> TcpSocket | bool:
+        """A fan-out's frame: the socket, when `wire` may go straight to it now (the
+        caller sends it, and hands what the socket did not take to send_unfinished());
+        else True once it is queued or with the stream, False when closing."""
+        out = self._stream
+        if out is None or out.closed():
+            return False
+        queued = self._queued
+        writer = self._writer
+        if queued or self._replying or self._direct_pass == writer.pass_number:
+            if not queued and not self._replying:
+                writer.mark(self)
+            queued.append(wire)
+            return True
+        self._direct_pass = writer.direct_sent()
+        if self._writing(out):
+            self._write_stream(out, wire)
+            return True
+        return out.socket
 
     # --- what the socket's handler sends ---
 
@@ -158,7 +182,7 @@ class PrebuiltOutput:
         out = self._stream
         if out is None or out.closed():
             return
-        if not out.writing():
+        if not self._writing(out):
             pool = self._writer.pool
             if pool.active and pooled:  # a large fan-out: the pool sends it, maybe on another thread
                 pool.send(self, out.socket, data)
@@ -185,8 +209,18 @@ class PrebuiltOutput:
         else:
             self._write_stream(out, memoryview(data)[sent:])
 
+    def _writing(self, out: IOStream) -> bool:
+        """Has the stream bytes not yet sent? Asked of the stream only after it was given some."""
+        if not self._stream_used:
+            return False
+        if out.writing():
+            return True
+        self._stream_used = False
+        return False
+
     def _write_stream(self, out: IOStream, data: bytes | memoryview) -> None:
         """Through Tornado's stream, which keeps the order and applies the slow-consumer bound."""
+        self._stream_used = True
         try:
             out.write(data)
         except StreamBufferFullError:

@@ -21,12 +21,8 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
-
-from ..core.frames import Outbound
-from ..core.registry import Connection
 
 log = logging.getLogger("imserver.sendpool")
 
@@ -39,11 +35,11 @@ class SendOwner(Protocol):
         """`data[sent:]` was not sent (error: why, when the socket failed)."""
 
 
-_Send = tuple[SendOwner, socket.socket, Data]
+Send = tuple[SendOwner, socket.socket, Data]
 _Unfinished = tuple[SendOwner, Data, int, "OSError | None"]
 
 
-def _send_all(chunk: list[_Send]) -> list[_Unfinished]:
+def _send_all(chunk: list[Send]) -> list[_Unfinished]:
     unfinished: list[_Unfinished] = []
     for owner, sock, data in chunk:
         try:
@@ -91,11 +87,11 @@ class SendPool:
         self.min_receivers = min_receivers
         self.active = False  # a fan-out is open: send() queues instead of the caller sending
         self._chunk = chunk
-        self._pending: list[_Send] = []
+        self._pending: list[Send] = []
         self._turn = 0
         self._outstanding = 0
         self._unfinished: list[_Unfinished] = []
-        self._jobs: queue.SimpleQueue[list[_Send] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[Send] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[list[_Unfinished]] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self.fanouts = 0  # fan-outs shared so far
@@ -130,15 +126,34 @@ class SendPool:
         pending = self._pending
         pending.append((owner, sock, data))
         if len(pending) >= self._chunk:
-            self._pending = []
-            turn = self._turn
-            self._turn = turn + 1
-            if turn % (self.threads + 1):
-                self._outstanding += 1
-                self.helper_chunks += 1
-                self._jobs.put(pending)
-            else:
-                self._unfinished += _send_all(pending)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """The pending chunk to a helper, or sent here: every (threads + 1)-th, from the first."""
+        pending, self._pending = self._pending, []
+        turn = self._turn
+        self._turn = turn + 1
+        if turn % (self.threads + 1):
+            self._outstanding += 1
+            self.helper_chunks += 1
+            self._jobs.put(pending)
+        else:
+            self._unfinished += _send_all(pending)
+
+    def send_all(self, sends: list[Send]) -> None:
+        """Send each `(owner, socket, data)` of a fan-out (one per socket), shared with the
+        helpers when there are enough, and hand back what the sockets did not take."""
+        if self.active:  # within an open fan-out: it takes them
+            for owner, sock, data in sends:
+                self.send(owner, sock, data)
+        elif len(sends) >= self.min_receivers and self.begin(len(sends)):
+            chunk = self._chunk
+            for start in range(0, len(sends), chunk):
+                self._pending = sends[start:start + chunk]
+                self._dispatch()
+            self.end()
+        else:
+            self._hand_back(_send_all(sends))
 
     def end(self) -> None:
         """Send what is left, wait for the helpers, and hand back what they could not send."""
@@ -151,6 +166,9 @@ class SendPool:
         self.active = False
         self._turn = 0
         unfinished, self._unfinished = self._unfinished, []
+        self._hand_back(unfinished)
+
+    def _hand_back(self, unfinished: list[_Unfinished]) -> None:
         self.handed_back += len(unfinished)
         for owner, data, sent, error in unfinished:
             try:
@@ -177,17 +195,3 @@ class SendPool:
                 error = OSError(f"send thread failed: {exc!r}")
                 unfinished = [(owner, data, 0, error) for owner, _, data in chunk]
             self._done.put(unfinished)
-
-
-def fan_out(pool: SendPool, conns: Sequence[Connection], frame: Outbound) -> int:
-    """Send one frame to every connection of `conns`, the sends shared with the pool's
-    helper threads when there are enough; returns how many connections took it."""
-    sent = 0
-    with pool.fanout(len(conns)):
-        for conn in conns:
-            try:
-                sent += conn.send(frame)
-            except Exception:  # a broken connection must not stop the fan-out
-                log.exception("connection %s: send failed", conn.id)
-                conn.terminate("error")
-    return sent
