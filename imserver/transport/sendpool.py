@@ -140,21 +140,6 @@ class SendPool:
         else:
             self._unfinished += _send_all(pending)
 
-    def send_all(self, sends: list[Send]) -> None:
-        """Send each `(owner, socket, data)` of a fan-out (one per socket), shared with the
-        helpers when there are enough, and hand back what the sockets did not take."""
-        if self.active:  # within an open fan-out: it takes them
-            for owner, sock, data in sends:
-                self.send(owner, sock, data)
-        elif len(sends) >= self.min_receivers and self.begin(len(sends)):
-            chunk = self._chunk
-            for start in range(0, len(sends), chunk):
-                self._pending = sends[start:start + chunk]
-                self._dispatch()
-            self.end()
-        else:
-            self._hand_back(_send_all(sends))
-
     def end(self) -> None:
         """Send what is left, wait for the helpers, and hand back what they could not send."""
         if self._pending:
