@@ -8,7 +8,7 @@ room and only keep the two heartbeats going: the server's ping frames
 node-ws every 30 s) and the client's text `ping` every `--client-interval`,
 from a random phase per client.
 
-    python -m bench idle [--connections 5000 10000 19000] [--hold 60] [--dead-peers 50]
+    python -m bench idle [--connections 5000 10000 19000] [--hold 60] [--runs 3] [--dead-peers 50]
                          [--servers imserver node-ws] [--loop uvloop|asyncio]
 
 Memory is VmRSS growth from before the first connection to after the last
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imserver.config import HeartbeatConfig
-from imserver.ops.heartbeat import sweep_period
+from imserver.ops.heartbeat import TICK, sweep_period
 from imserver.testing import ServerProcess, login
 
 from .deadpeer import dead_peer
@@ -50,9 +50,10 @@ MEMORY_TARGET = 8 * 1024  # bytes per idle connection at TARGET_AT
 CPU_TARGET = 0.08  # of one core at TARGET_AT
 EARLIER_CPU_TARGET = (10_000, 0.05)  # the earlier goal: 5% of a core at 10k
 PROJECT_TO = 100_000
-SWEEP = "imserver_heartbeat_sweep_seconds"  # a histogram of each sweep's duration, when the server has it
+SWEEP = "imserver_heartbeat_sweep_seconds"  # a histogram of each sweep tick's duration, if the server has it
 DEAD_PEER_WAIT = 35.0  # s the hold goes on after the last dead peer connects
 MB = 1024 * 1024
+SWEEP_TICKS = round(sweep_period(HeartbeatConfig().ping_interval, HeartbeatConfig().ping_timeout) / TICK)
 
 
 def _healthz(host: str) -> int:
@@ -157,7 +158,7 @@ def _cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 
 def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     header = ["server", "connections", "open s", "opens/s", "RSS before MB", "RSS open MB", "KB/conn",
-              "hold s", "server CPU", "us/conn/s", "sweep ms", "loadgen CPU", "pings/pongs", "server pings",
+              "hold s", "server CPU", "us/conn/s", "tick ms", "loadgen CPU", "pings/pongs", "server pings",
               "RSS after hold MB", "other load"]
     rows = []
     for count in args.connections:
@@ -175,11 +176,13 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                          ratio(a["per_conn"], b["per_conn"]), "", ratio(a["cpu"], b["cpu"]),
                          ratio(a["us_per_conn"], b["us_per_conn"]), "", "", "", "",
                          ratio(a["rss_held"], b["rss_held"]), ""])
-    print_table(f"idle: connections held {args.hold:g} s (text ping every {args.client_interval:g} s; "
+    runs = f"{args.runs} run{'s' if args.runs > 1 else ''}"
+    print_table(f"idle: connections held {args.hold:g} s, median of {runs} "
+                f"(text ping every {args.client_interval:g} s; "
                 f"server pings: imserver every 10 s, node-ws every 30 s; imserver on {args.loop})",
                 header, rows)
     print("KB/conn: server RSS growth / connections. CPU is % of one core over the hold; us/conn/s: the "
-          "same per connection and second; sweep ms: imserver's mean heartbeat sweep over the hold "
+          "same per connection and second; tick ms: imserver's mean heartbeat sweep tick over the hold "
           f"({SWEEP}; '-' where the server has no such metric). Other load: the rest of the machine "
           "meanwhile (2 cores = 200%).")
     for r in results:
@@ -235,28 +238,49 @@ def project(results: list[dict[str, Any]]) -> None:
         counts = [float(r["connected"]) for r in runs]
         memory = fit(counts, [r["growth"] for r in runs], PROJECT_TO)
         cpu = fit(counts, [r["cpu"] for r in runs], PROJECT_TO)
-        sweeps = [r["sweep"] for r in runs]
-        sweep = fit(counts, sweeps, PROJECT_TO) if None not in sweeps else None
+        ticks = [r["sweep"] for r in runs]
+        tick = fit(counts, ticks, PROJECT_TO) if None not in ticks else None
         rows.append([name, f"{memory / MB:,.0f}", f"{memory / PROJECT_TO / 1024:.1f}", f"{100 * cpu:.1f}%",
-                     _cell(sweep, 1000)])
+                     _cell(tick, 1000, 2), _cell(None if tick is None else tick * SWEEP_TICKS, 1000)])
     line = ("a least squares line through the counts above" if len(set(r["count"] for r in results)) > 1
             else "one count: the line through it and the origin")
     print_table(f"projection to {PROJECT_TO:,} connections on one process (PROJECTED, not measured: {line})",
-                ["server", "memory MB", "KB/conn", "heartbeat CPU", "sweep ms"], rows)
+                ["server", "memory MB", "KB/conn", "heartbeat CPU", "tick ms", "sweep ms"], rows)
     _, period = heartbeat_bound()
-    print(f"sweep ms: one heartbeat sweep of imserver (every {period:g} s), which holds its event loop "
-          "meanwhile; '-' where the server has no sweep metric.")
+    print(f"tick ms: one tick of imserver's heartbeat sweep, the longest it holds its event loop (every "
+          f"{period / SWEEP_TICKS:g} s, a {SWEEP_TICKS}th of the connections); sweep ms: the {SWEEP_TICKS} "
+          f"ticks that visit every connection once (every {period:g} s); '-' where the server has no "
+          "sweep metric.")
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's runs at one count as one result: the median of each figure, every
+    dead peer's time, the first failures."""
+    first = runs[0]
+    combined: dict[str, Any] = {}
+    for key, value in first.items():
+        values = [r[key] for r in runs]
+        if key == "dropped":
+            combined[key] = [t for r in runs for t in r[key]]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and None not in values:
+            combined[key] = median(values)
+        else:
+            combined[key] = value
+    combined["runs"] = len(runs)
+    return combined
 
 
 def run(args: argparse.Namespace) -> None:
     largest = max(args.connections)
-    results = []
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
-        for count in args.connections:
-            for name in args.servers:
-                dead = args.dead_peers if name == "imserver" and count == largest else 0
-                results.append(measure(Path(tmp), name, count, args, dead))
-    report(args, results)
+        for k in range(args.runs):  # in turn, so that every server and count sees the same machine
+            for count in args.connections:
+                for name in args.servers:
+                    dead = args.dead_peers if name == "imserver" and count == largest else 0
+                    runs.setdefault((name, count), []).append(
+                        measure(Path(tmp) / f"run{k}", name, count, args, dead))
+    report(args, [combine(r) for r in runs.values()])
 
 
 def cli(argv: list[str]) -> None:
@@ -266,6 +290,8 @@ def cli(argv: list[str]) -> None:
                         help="counts of connections, one fresh server per count and server "
                              "(at most 19,000: a process here may open 20,000 files)")
     parser.add_argument("--hold", type=float, default=60.0, help="seconds to hold them")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="median of this many runs of each server and count")
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--dead-peers", type=int, default=50,
                         help="silent peers connected to imserver during the hold at the largest count (0: "
@@ -281,6 +307,6 @@ def cli(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.connections = [min(min(args.connections), 2000)]
-        args.hold, args.dead_peers = min(args.hold, 10.0), 0
+        args.hold, args.dead_peers, args.runs = min(args.hold, 10.0), 0, 1
     args.connections = sorted(set(args.connections))
     run(args)
