@@ -86,11 +86,12 @@ class Runtime:
         self.opened = False
         # Helpers beyond the spare cores would only take turns with the loop's thread.
         self.send_pool = SendPool(min(config.server.send_threads, spare_cores()))
+        self.writer = CoalescingWriter(self.send_pool)
         self.cluster = _cluster_link(config, self.registry, self.metrics)
         self._background: set[asyncio.Future[Any]] = set()
         hook = JoinHook(config.auth.join_hook) if config.auth.join_hook.url else None
         self.hub = Hub(self.store, self.registry, config.limits, self.metrics,
-                       functools.partial(fan_out, self.send_pool), resolve=self.identities.resolve,
+                       functools.partial(fan_out, self.writer), resolve=self.identities.resolve,
                        broker=self.cluster, gate=AppGate(self.identities, hook))
         if self.cluster is not None:
             self.cluster.attach(self.hub)
@@ -99,7 +100,6 @@ class Runtime:
         # In a cluster: every node's connections, and each user's count over the nodes.
         self.directory = Directory(self.cluster) \
             if self.cluster is not None else None
-        self.writer = CoalescingWriter(self.send_pool)
         hb = config.heartbeat
         self.heartbeat = Heartbeat(interval=hb.ping_interval, timeout=hb.ping_timeout,
                                    client_interval=hb.client_interval,

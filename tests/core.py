@@ -21,6 +21,7 @@ from imserver.ops.metrics import Metrics
 from imserver.storage.sqlite import MessageStore
 from imserver.transport.fanout import fan_out
 from imserver.transport.sendpool import SendPool
+from imserver.transport.writer import CoalescingWriter
 from tests.store_reads import count
 
 
@@ -72,7 +73,7 @@ class Core:
         self.metrics = Metrics(CollectorRegistry())
         self.pool = SendPool(0)
         self.hub = Hub(self.store, self.registry, self.limits, self.metrics,
-                       functools.partial(fan_out, self.pool))
+                       functools.partial(fan_out, CoalescingWriter(self.pool)))
         self._ids = 0
 
     def connect(self, user: str, *, broken: bool = False) -> Connection:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from imserver.transport.sendpool import SendPool
+from imserver.transport.writer import CoalescingWriter
 from tests.conftest import make_config
 
 
@@ -173,3 +174,21 @@ async def test_a_large_room_shares_its_fan_outs_and_each_connection_keeps_its_or
         assert got == list(range(count))
     assert pool.fanouts > fanouts and pool.helper_chunks > helper_chunks
     assert pool.handed_back > handed_back
+
+
+def test_after_a_pass_of_several_fan_outs_the_next_ones_wait_for_the_pass_too():
+    """In a burst each socket gets one send a pass (every frame queued) instead of two
+    (the first frame straight away, the rest at the end of the pass)."""
+    async def passes() -> list[bool]:
+        writer = CoalescingWriter(SendPool(0))
+        seen = [writer.fanout_begins()]  # a lone message: straight to the sockets
+        writer.flush_all()
+        seen.append(writer.fanout_begins())
+        seen.append(writer.fanout_begins())  # a second in the same pass: a burst
+        writer.flush_all()
+        seen.append(writer.fanout_begins())  # the burst goes on: queued
+        writer.flush_all()
+        seen.append(writer.fanout_begins())  # the last pass had one: over
+        return seen
+
+    assert asyncio.run(passes()) == [True, True, True, False, True]

@@ -98,16 +98,17 @@ class PrebuiltOutput:
     def abort(self) -> None:
         self.socket.abort()
 
-    def claim(self, wire: bytes) -> TcpSocket | bool:
+    def claim(self, wire: bytes, direct: bool) -> TcpSocket | bool:
         """A fan-out's frame: the socket, when `wire` may go straight to it now (the
         caller sends it, and hands what the socket did not take to send_unfinished());
-        else True once it is queued or with the stream, False when closing."""
+        else True once it is queued or with the stream, False when closing. Not
+        `direct`: queued for the writer's pass in any case."""
         out = self._stream
         if out is None or out.closed():
             return False
         queued = self._queued
         writer = self._writer
-        if queued or self._replying or self._direct_pass == writer.pass_number:
+        if queued or self._replying or not direct or self._direct_pass == writer.pass_number:
             if not queued and not self._replying:
                 writer.mark(self)
             queued.append(wire)
