@@ -12,6 +12,7 @@ import pytest
 from imserver.transport.sendpool import SendPool
 from imserver.transport.writer import CoalescingWriter
 from tests.conftest import make_config
+from tests.core import run
 
 
 class RecordingSocket(socket.socket):
@@ -191,4 +192,4 @@ def test_after_a_pass_of_several_fan_outs_the_next_ones_wait_for_the_pass_too():
         seen.append(writer.fanout_begins())  # the last pass had one: over
         return seen
 
-    assert asyncio.run(passes()) == [True, True, True, False, True]
+    assert run(passes()) == [True, True, True, False, True]

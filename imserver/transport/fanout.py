@@ -28,6 +28,7 @@ def fan_out(writer: CoalescingWriter, conns: Sequence[Connection], frame: Outbou
     taken = 0
     pool = writer.pool
     direct = writer.fanout_begins()
+    went_direct = False
     with pool.fanout(len(conns)):
         shared = pool.active
         for conn in conns:
@@ -43,6 +44,7 @@ def fan_out(writer: CoalescingWriter, conns: Sequence[Connection], frame: Outbou
                     if claimed is False:
                         continue
                     if claimed is not True:
+                        went_direct = True
                         if shared:
                             pool.send(transport, claimed, wire)
                         else:
@@ -61,4 +63,6 @@ def fan_out(writer: CoalescingWriter, conns: Sequence[Connection], frame: Outbou
                 continue
             conn.frames_out += 1
             taken += 1
+    if went_direct:
+        writer.direct_sent()  # the pass ends, and with it each socket's direct send
     return taken

@@ -100,9 +100,10 @@ class PrebuiltOutput:
 
     def claim(self, wire: bytes, direct: bool) -> TcpSocket | bool:
         """A fan-out's frame: the socket, when `wire` may go straight to it now (the
-        caller sends it, and hands what the socket did not take to send_unfinished());
-        else True once it is queued or with the stream, False when closing. Not
-        `direct`: queued for the writer's pass in any case."""
+        caller sends it, hands what the socket did not take to send_unfinished(), and
+        calls the writer's direct_sent() once the fan-out is done); else True once it
+        is queued or with the stream, False when closing. Not `direct`: queued for
+        the writer's pass in any case."""
         out = self._stream
         if out is None or out.closed():
             return False
@@ -113,8 +114,8 @@ class PrebuiltOutput:
                 writer.mark(self)
             queued.append(wire)
             return True
-        self._direct_pass = writer.direct_sent()
-        if self._writing(out):
+        self._direct_pass = writer.pass_number
+        if self._stream_used and self._writing(out):
             self._write_stream(out, wire)
             return True
         return out.socket
