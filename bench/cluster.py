@@ -551,7 +551,7 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--compare", nargs="*", choices=(ONE_PG, ONE_SQLITE), default=[ONE_PG, ONE_SQLITE],
                         help="the single nodes beside the cluster (default: both)")
     parser.add_argument("--send-threads", type=int, default=None,
-                        help="server.send_threads for every server (default: config.yaml's default, 1)")
+                        help="server.send_threads for every server (default: config.yaml's default, 0)")
     parser.add_argument("--clients", type=int, default=2000, help="clients of the failover")
     parser.add_argument("--failover-timeout", type=float, default=120.0,
                         help="seconds to wait for every client to be back")

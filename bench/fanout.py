@@ -280,7 +280,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="the receivers' WebSocket client: the ws library (default) or lean "
                              "(bench/loadgen/lean.mjs), which costs the load generator less CPU per delivery")
     parser.add_argument("--send-threads", type=int, default=None,
-                        help="server.send_threads for the imserver servers (default: config.yaml's, 1)")
+                        help="server.send_threads for the imserver servers (default: config.yaml's, 0)")
     parser.add_argument("--quick", action="store_true", help="a short run (a smoke test, not figures)")
 
 

@@ -364,6 +364,6 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--send-threads", type=int, default=None,
-                        help="server.send_threads (default: config.yaml's default, 1)")
+                        help="server.send_threads (default: config.yaml's default, 0)")
     args = parser.parse_args(argv)
     asyncio.run(soak(args.clients, args.seconds, args.seed, args.send_threads))

@@ -38,7 +38,7 @@ class ServerConfig:
     xheaders: bool = _setting(False)
     compression: bool = _setting(False)
     uvloop: bool = _setting(True)
-    send_threads: int = _setting(1, ge=0, le=64)
+    send_threads: int = _setting(0, ge=0, le=64)
     echo_endpoint: bool = _setting(False)
 
 

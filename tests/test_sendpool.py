@@ -136,8 +136,9 @@ def test_close_stops_the_helper_threads(pairs):
 def config(tmp_path):
     # A fan-out of 200 x 70 large frames holds the loop, and on a busy machine for
     # longer than the suite's short heartbeat: this test is not about the heartbeat.
-    return make_config(tmp_path, limits={"messages_per_second": 1e6, "burst": 1_000_000,
-                                         "login_attempts_per_minute": 1e6},
+    return make_config(tmp_path, server={"send_threads": 1},
+                       limits={"messages_per_second": 1e6, "burst": 1_000_000,
+                               "login_attempts_per_minute": 1e6},
                        heartbeat={"ping_interval": 30, "ping_timeout": 60,
                                   "client_interval": 30, "client_timeout": 60})
 
