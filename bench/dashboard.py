@@ -29,13 +29,11 @@ servers and page (a "before"); its API returns every row at once.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
 import statistics
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,13 +46,13 @@ from imserver.testing import ServerProcess
 
 from .cluster import CLUSTER, DEFAULT_DSN, DEFAULT_REDIS, Run, redis_pid, services_problem, started
 from .node import NodeLoadgen
+from .probe import Probe
 from .report import busiest, percentile, print_table, processes_cpu_seconds
 from .servers import CpuWindow, server_pid
 
 TOKEN = "bench-dashboard-admin-token"
 PER_USER = 20
 PER_PROCESS = 9_500  # sockets a load generator process holds (its file limit is 20,000)
-PROBE_ROOM = "bench-probe"
 SAMPLE_EVERY = 0.1  # s between two script calls into the page
 
 
@@ -91,66 +89,6 @@ def admin_get(host: str, path: str, query: dict[str, str] | None = None) -> tupl
 
 def connections(host: str) -> int:
     return int(admin_get(host, "/stats")[0]["connections"])
-
-
-class Probe:
-    """Two chat clients on one node, in a room of their own: one says a message every
-    0.1 s, the other records how long each took to arrive (one clock)."""
-
-    def __init__(self, run: Run, host: str) -> None:
-        self.run = run
-        self.host = host
-        self.latencies: list[float] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="probe", daemon=True)
-        self.thread.start()
-        self._task = asyncio.run_coroutine_threadsafe(self._talk(), self.loop)
-
-    async def _talk(self) -> None:
-        from tornado.websocket import websocket_connect
-
-        async def joined(user: str) -> Any:
-            ws = await websocket_connect(f"ws://{self.host}/ws?token={self.run.token(user)}")
-            await ws.read_message()  # the welcome
-            ws.write_message(json.dumps({"type": "join", "room": PROBE_ROOM}))
-            while json.loads(await ws.read_message() or "{}").get("type") != "joined":
-                pass
-            return ws
-
-        sender, receiver = await joined("probe-sender"), await joined("probe-receiver")
-
-        async def receive() -> None:
-            while (raw := await receiver.read_message()) is not None:
-                frame = json.loads(raw)
-                if frame.get("type") == "message" and frame.get("room") == PROBE_ROOM:
-                    self.latencies.append(time.time() - float(frame["text"]))
-
-        async def drain() -> None:  # the sender's acks and own copies: read (it answers pings) and drop
-            while await sender.read_message() is not None:
-                pass
-
-        readers = [asyncio.ensure_future(receive()), asyncio.ensure_future(drain())]
-        try:
-            while True:
-                say = {"type": "say", "room": PROBE_ROOM, "text": repr(time.time())}
-                sender.write_message(json.dumps(say))
-                await asyncio.sleep(0.1)
-        finally:
-            for reader in readers:
-                reader.cancel()
-            sender.close()
-            receiver.close()
-
-    def take(self) -> list[float]:
-        """The latencies since the last take."""
-        found, self.latencies = self.latencies, []
-        return found
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self._task.cancel)
-        time.sleep(0.2)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @contextmanager
@@ -300,7 +238,7 @@ def run(args: argparse.Namespace) -> None:
             opened = [gen.expect("opened", timeout=1200) for gen in gens]
             connected = sum(o["connected"] for o in opened)
             print(f"opened {connected:,} of {total:,} in {time.monotonic() - began:.0f} s")
-            probe = Probe(run_, node_a.host)
+            probe = Probe(run_.token, node_a.host)
             deadline = time.monotonic() + 120
             while connections(node_a.host) < connected + 2 and time.monotonic() < deadline:
                 time.sleep(0.5)

@@ -38,7 +38,8 @@ from imserver.testing import ServerProcess, login
 
 from .deadpeer import dead_peer
 from .node import NodeLoadgen
-from .report import median, print_table, process_rss_bytes, ratio, target
+from .probe import Probe
+from .report import median, percentile, print_table, process_rss_bytes, ratio, target
 from .servers import NODE_WS, CpuWindow, scrape, server_pid, start_server
 
 SERVERS = {"imserver": "prebuilt", NODE_WS: NODE_WS}  # name: start_server's mode
@@ -121,6 +122,9 @@ def measure(workdir: Path, name: str, count: int, args: argparse.Namespace,
         rss_open = process_rss_bytes(pid)
         seen = _healthz(server.host)
         sweeps_before = sweep_totals(server.host) if imserver else None
+        probe = Probe(lambda user: login(server.host, user), server.host)
+        time.sleep(1.0)  # its two clients connected and joined
+        probe.take()
         hold = max(args.hold, heartbeat_bound()[1] + DEAD_PEER_WAIT) if dead_peers else args.hold
         window = CpuWindow(server=pid, **{f"loadgen{k}": gen.pid for k, gen in enumerate(gens)}).start()
         for gen in gens:
@@ -128,6 +132,8 @@ def measure(workdir: Path, name: str, count: int, args: argparse.Namespace,
         dropped = DeadPeers(server, dead_peers).join() if dead_peers else []
         held = [gen.expect("held", timeout=hold + 120) for gen in gens]
         window.stop()
+        delivery = sorted(probe.take())
+        probe.stop()
         rss_held = process_rss_bytes(pid)
         sweeps_after = sweep_totals(server.host) if sweeps_before else None
     finally:
@@ -148,6 +154,8 @@ def measure(workdir: Path, name: str, count: int, args: argparse.Namespace,
         "rss_held": rss_held, "hold_s": window.wall, "cpu": cpu, "us_per_conn": 1e6 * cpu / max(1, connected),
         "loadgen": sum(window.share(f"loadgen{k}") for k in range(len(gens))),
         "other": window.other / window.wall, "sweep": sweep, "dropped": dropped,
+        "probe_p50": percentile(delivery, 50), "probe_p99": percentile(delivery, 99),
+        "probe_max": delivery[-1] if delivery else None,
         **{key: sum(h[key] for h in held) for key in ("pings", "pongs", "server_pings", "closed")},
     }
 
@@ -158,8 +166,8 @@ def _cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 
 def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     header = ["server", "connections", "open s", "opens/s", "RSS before MB", "RSS open MB", "KB/conn",
-              "hold s", "server CPU", "us/conn/s", "tick ms", "loadgen CPU", "pings/pongs", "server pings",
-              "RSS after hold MB", "other load"]
+              "hold s", "server CPU", "us/conn/s", "tick ms", "delivery p50/p99/max ms", "loadgen CPU",
+              "pings/pongs", "server pings", "RSS after hold MB", "other load"]
     rows = []
     for count in args.connections:
         ran = {r["name"]: r for r in results if r["count"] == count}
@@ -168,14 +176,16 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                          f"{r['connected'] / r['open_s']:,.0f}", f"{r['rss_before'] / MB:.1f}",
                          f"{r['rss_open'] / MB:.1f}", f"{r['per_conn'] / 1024:.1f}", f"{r['hold_s']:.0f}",
                          f"{100 * r['cpu']:.1f}%", f"{r['us_per_conn']:.2f}", _cell(r["sweep"], 1000, 2),
+                         "/".join(_cell(r[f"probe_{q}"], 1000) for q in ("p50", "p99", "max")),
                          f"{100 * r['loadgen']:.1f}%", f"{r['pings']}/{r['pongs']}", f"{r['server_pings']}",
                          f"{r['rss_held'] / MB:.1f}", f"{100 * r['other']:.0f}%"])
         if len(ran) == len(SERVERS):
             a, b = ran["imserver"], ran[NODE_WS]
             rows.append([f"imserver / {NODE_WS}", f"{count}", ratio(a["open_s"], b["open_s"]), "", "", "",
                          ratio(a["per_conn"], b["per_conn"]), "", ratio(a["cpu"], b["cpu"]),
-                         ratio(a["us_per_conn"], b["us_per_conn"]), "", "", "", "",
-                         ratio(a["rss_held"], b["rss_held"]), ""])
+                         ratio(a["us_per_conn"], b["us_per_conn"]), "",
+                         "/".join(ratio(a[f"probe_{q}"], b[f"probe_{q}"]) for q in ("p50", "p99", "max")),
+                         "", "", "", ratio(a["rss_held"], b["rss_held"]), ""])
     runs = f"{args.runs} run{'s' if args.runs > 1 else ''}"
     print_table(f"idle: connections held {args.hold:g} s, median of {runs} "
                 f"(text ping every {args.client_interval:g} s; "
@@ -183,8 +193,9 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
                 header, rows)
     print("KB/conn: server RSS growth / connections. CPU is % of one core over the hold; us/conn/s: the "
           "same per connection and second; tick ms: imserver's mean heartbeat sweep tick over the hold "
-          f"({SWEEP}; '-' where the server has no such metric). Other load: the rest of the machine "
-          "meanwhile (2 cores = 200%).")
+          f"({SWEEP}; '-' where the server has no such metric); delivery: a chat message every 0.1 s "
+          "between two more clients of the server meanwhile, send to receipt. Other load: the rest of the "
+          "machine meanwhile (2 cores = 200%).")
     for r in results:
         if r["seen"] != r["connected"] or r["closed"] or r["failed"]:
             print(f"WARNING {r['name']} at {r['count']}: the server saw {r['seen']} connections; "
