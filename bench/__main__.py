@@ -23,6 +23,8 @@ SCENARIOS = {"fanout": cli_burst, "fanout-rate": cli_rate, "idle": idle.cli, "de
 # What `all` runs, in order, and the arguments of each for `all --quick`.
 ALL = {"fanout": ["--quick"], "fanout-rate": ["--quick"], "idle": ["--quick"], "dead-peer": ["--quick"],
        "reconnect": ["--quick"], "storage": ["--seconds", "1"], "cluster": ["--quick"]}
+# ... and for `all` (the defaults otherwise).
+ALL_FULL = {"idle": ["--runs", "1"]}
 
 
 def run_all(argv: list[str]) -> None:
@@ -31,7 +33,7 @@ def run_all(argv: list[str]) -> None:
         print("usage: python -m bench all [--quick]", file=sys.stderr)
         raise SystemExit(2)
     for name, quick_args in ALL.items():
-        args = quick_args if quick else []
+        args = quick_args if quick else ALL_FULL.get(name, [])
         print(f"\n=== python -m bench {' '.join([name, *args])}", flush=True)
         SCENARIOS[name](args)
 
