@@ -4,7 +4,7 @@ Each receiver's output is asked whether the frame may go straight to its socket
 (`PrebuiltOutput.claim`); if so the fan-out sends it there and then, or, in a large
 fan-out, puts it in the send pool's chunks, which the helper threads share. During a
 burst every frame waits for the writer's pass (writer.py). Sending
-through each connection's own path cost eleven Python calls more per receiver
+through each connection's own path cost nine Python calls more per receiver
 around the same `send()`.
 """
 

@@ -6,10 +6,11 @@ receiver (`core.frames.Outbound.wire`) straight to the socket:
 
 1. `claim()` is the fan-out's path (fanout.py), once per receiver. The first frame
    a connection gets in a loop pass goes straight to its socket: claim() hands the
-   socket to the fan-out, which sends to all of them in one tight loop, so that a
-   fan-out reaches its receivers at once instead of after the whole room is queued;
-   frames after it in the same pass queue up, and the writer (writer.py) flushes
-   them in one send at the end of the pass. `send()` does the same for one frame.
+   socket to the fan-out, which sends the frame there at once, so that a fan-out
+   reaches its first receivers at once instead of after the whole room is queued;
+   frames after it in the same pass (and in a burst, every frame) queue up, and the
+   writer (writer.py) flushes them in one send at the end of the pass. `send()`
+   does the same for one frame.
    Replies to the client's own frames (a pong, an error) wait for the end of their
    read (`hold_replies`/`release_replies`).
 2. `flush_queued()` sends the queue straight to the socket while Tornado's stream

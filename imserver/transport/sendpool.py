@@ -35,11 +35,11 @@ class SendOwner(Protocol):
         """`data[sent:]` was not sent (error: why, when the socket failed)."""
 
 
-Send = tuple[SendOwner, socket.socket, Data]
+_Send = tuple[SendOwner, socket.socket, Data]
 _Unfinished = tuple[SendOwner, Data, int, "OSError | None"]
 
 
-def _send_all(chunk: list[Send]) -> list[_Unfinished]:
+def _send_all(chunk: list[_Send]) -> list[_Unfinished]:
     unfinished: list[_Unfinished] = []
     for owner, sock, data in chunk:
         try:
@@ -87,11 +87,11 @@ class SendPool:
         self.min_receivers = min_receivers
         self.active = False  # a fan-out is open: send() queues instead of the caller sending
         self._chunk = chunk
-        self._pending: list[Send] = []
+        self._pending: list[_Send] = []
         self._turn = 0
         self._outstanding = 0
         self._unfinished: list[_Unfinished] = []
-        self._jobs: queue.SimpleQueue[list[Send] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[_Send] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[list[_Unfinished]] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self.fanouts = 0  # fan-outs shared so far
@@ -126,19 +126,15 @@ class SendPool:
         pending = self._pending
         pending.append((owner, sock, data))
         if len(pending) >= self._chunk:
-            self._dispatch()
-
-    def _dispatch(self) -> None:
-        """The pending chunk to a helper, or sent here: every (threads + 1)-th, from the first."""
-        pending, self._pending = self._pending, []
-        turn = self._turn
-        self._turn = turn + 1
-        if turn % (self.threads + 1):
-            self._outstanding += 1
-            self.helper_chunks += 1
-            self._jobs.put(pending)
-        else:
-            self._unfinished += _send_all(pending)
+            self._pending = []
+            turn = self._turn
+            self._turn = turn + 1
+            if turn % (self.threads + 1):
+                self._outstanding += 1
+                self.helper_chunks += 1
+                self._jobs.put(pending)
+            else:
+                self._unfinished += _send_all(pending)
 
     def end(self) -> None:
         """Send what is left, wait for the helpers, and hand back what they could not send."""
@@ -151,9 +147,6 @@ class SendPool:
         self.active = False
         self._turn = 0
         unfinished, self._unfinished = self._unfinished, []
-        self._hand_back(unfinished)
-
-    def _hand_back(self, unfinished: list[_Unfinished]) -> None:
         self.handed_back += len(unfinished)
         for owner, data, sent, error in unfinished:
             try:
