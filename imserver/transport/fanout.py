@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from ..core.frames import Outbound
 from ..core.registry import Connection
 from .outbound import PrebuiltOutput
+from .sendpool import send_now
 from .writer import CoalescingWriter
 
 log = logging.getLogger("imserver.fanout")
@@ -24,7 +25,6 @@ log = logging.getLogger("imserver.fanout")
 def fan_out(writer: CoalescingWriter, conns: Sequence[Connection], frame: Outbound) -> int:
     """Send one frame to every connection of `conns`; returns how many took it."""
     wire = frame.wire
-    size = len(wire)
     taken = 0
     pool = writer.pool
     direct = writer.fanout_begins()
@@ -47,16 +47,8 @@ def fan_out(writer: CoalescingWriter, conns: Sequence[Connection], frame: Outbou
                         went_direct = True
                         if shared:
                             pool.send(transport, claimed, wire)
-                        else:
-                            try:
-                                sent = claimed.send(wire)
-                            except (BlockingIOError, InterruptedError):
-                                sent = 0
-                            except OSError as exc:
-                                transport.send_unfinished(wire, 0, exc)
-                                continue
-                            if sent != size:
-                                transport.send_unfinished(wire, sent, None)
+                        elif not send_now(transport, claimed, wire):
+                            continue
             except Exception:  # a broken connection must not stop the fan-out
                 log.exception("connection %s: send failed", conn.id)
                 conn.terminate("error")

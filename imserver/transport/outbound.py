@@ -37,6 +37,7 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketProtocol
 
 from ..core.frames import Outbound, binary_frame, ping_frame, pong_frame, text_frame
+from .sendpool import send_now
 from .tornado_compat import compressing, send_pong
 from .writer import CoalescingWriter
 
@@ -185,25 +186,17 @@ class PrebuiltOutput:
         out = self._stream
         if out is None or out.closed():
             return
-        if not self._writing(out):
-            pool = self._writer.pool
-            if pool.active and pooled:  # a large fan-out: the pool sends it, maybe on another thread
-                pool.send(self, out.socket, data)
-                return
-            try:
-                sent = out.socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                out.close()
-                return
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-        self._write_stream(out, data)
+        if self._writing(out):
+            self._write_stream(out, data)
+            return
+        pool = self._writer.pool
+        if pool.active and pooled:  # a large fan-out: the pool sends it, maybe on another thread
+            pool.send(self, out.socket, data)
+        else:
+            send_now(self, out.socket, data)
 
     def send_unfinished(self, data: bytes | memoryview, sent: int, error: OSError | None) -> None:
-        """The send pool could not send `data[sent:]`: the stream takes the rest (or closes)."""
+        """A send could not send `data[sent:]`: the stream takes the rest (or closes)."""
         out = self._stream
         if out is None or out.closed():
             return

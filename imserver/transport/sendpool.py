@@ -54,6 +54,21 @@ def _send_all(chunk: list[_Send]) -> list[_Unfinished]:
     return unfinished
 
 
+def send_now(owner: SendOwner, sock: socket.socket, data: Data) -> bool:
+    """Send `data` on `sock` from the loop's thread; what the socket did not take, or
+    why it failed, goes straight back to `owner`. False when the socket failed."""
+    try:
+        sent = sock.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError as exc:
+        owner.send_unfinished(data, 0, exc)
+        return False
+    if sent != len(data):
+        owner.send_unfinished(data, sent, None)
+    return True
+
+
 _NOT_SHARED = contextlib.nullcontext()
 
 
