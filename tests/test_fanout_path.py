@@ -18,6 +18,7 @@ from imserver.transport.outbound import PrebuiltOutput
 from imserver.transport.sendpool import SendPool
 from imserver.transport.writer import CoalescingWriter
 from tests.core import run
+from tests.sockets import loopback_pairs, read_exactly
 
 
 class Handler:
@@ -39,28 +40,8 @@ class Handler:
 @pytest.fixture
 def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
     """Five connected loopback TCP pairs: (the server's end, the client's end)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    made = []
-    for _ in range(5):
-        client = socket.create_connection(listener.getsockname())
-        accepted, _ = listener.accept()
-        accepted.setblocking(False)
-        client.settimeout(5)
-        made.append((accepted, client))
-    listener.close()
-    yield made
-    for a, b in made:
-        a.close()
-        b.close()
-
-
-def receive(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, "closed early"
-        data += chunk
-    return data
+    with loopback_pairs(5, lambda accepted: accepted) as made:
+        yield made
 
 
 def connections(pairs: list[tuple[socket.socket, socket.socket]],
@@ -82,7 +63,7 @@ def test_a_lone_frame_goes_straight_to_every_socket_and_a_failed_one_is_not_coun
         assert [c.frames_out for c in conns] == [1, 0, 0, 0, 1]
         for i in (0, 4):  # sent before the end of the loop pass: nothing was queued
             assert not conns[i].transport._queued
-            assert receive(pairs[i][1], len(frame.wire)) == frame.wire
+            assert read_exactly(pairs[i][1], len(frame.wire)) == frame.wire
         assert conns[1].transport._stream.closed()
         await asyncio.sleep(0)
 
@@ -110,6 +91,6 @@ def test_in_a_burst_each_socket_gets_the_frames_of_a_pass_in_one_send(pairs):
         assert all(not c.transport._queued for c in conns)
         expected = b"".join(f.wire for f in frames)
         for _, client in pairs:
-            assert receive(client, len(expected)) == expected
+            assert read_exactly(client, len(expected)) == expected
 
     run(scenario())

@@ -13,6 +13,7 @@ from imserver.transport.sendpool import SendPool
 from imserver.transport.writer import CoalescingWriter
 from tests.conftest import make_config
 from tests.core import run
+from tests.sockets import loopback_pairs, read_exactly
 
 
 class RecordingSocket(socket.socket):
@@ -33,33 +34,17 @@ class Owner:
         self.unfinished.append((data, sent, error, threading.get_ident()))
 
 
+def recording(accepted: socket.socket) -> RecordingSocket:
+    server_end = RecordingSocket(fileno=accepted.detach())
+    server_end.senders = set()
+    return server_end
+
+
 @pytest.fixture
 def pairs() -> Iterator[list[tuple[RecordingSocket, socket.socket]]]:
     """100 connected loopback TCP pairs: (the server's end, the client's end)."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-    made = []
-    for _ in range(100):
-        client = socket.create_connection(listener.getsockname())
-        accepted, _ = listener.accept()
-        server_end = RecordingSocket(fileno=accepted.detach())
-        server_end.senders = set()
-        server_end.setblocking(False)
-        made.append((server_end, client))
-    listener.close()
-    yield made
-    for a, b in made:
-        a.close()
-        b.close()
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    sock.settimeout(5)
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, "closed early"
-        data += chunk
-    return data
+    with loopback_pairs(100, recording) as made:
+        yield made
 
 
 def test_a_fan_out_is_shared_with_the_helper_and_every_socket_gets_its_bytes(pairs):
