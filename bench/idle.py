@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imserver.config import HeartbeatConfig
-from imserver.ops.heartbeat import TICK, sweep_period
+from imserver.ops.heartbeat import sweep_period, wheel_slots
 from imserver.testing import ServerProcess, login
 
 from .deadpeer import dead_peer
@@ -54,7 +54,7 @@ PROJECT_TO = 100_000
 SWEEP = "imserver_heartbeat_sweep_seconds"  # a histogram of each sweep tick's duration, if the server has it
 DEAD_PEER_WAIT = 35.0  # s the hold goes on after the last dead peer connects
 MB = 1024 * 1024
-SWEEP_TICKS = round(sweep_period(HeartbeatConfig().ping_interval, HeartbeatConfig().ping_timeout) / TICK)
+SWEEP_TICKS = wheel_slots(HeartbeatConfig().ping_interval, HeartbeatConfig().ping_timeout)
 
 
 def _healthz(host: str) -> int:

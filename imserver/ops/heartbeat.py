@@ -46,6 +46,11 @@ def sweep_period(ping_interval: float, ping_timeout: float) -> float:
     return min(ping_interval, ping_timeout) / 2
 
 
+def wheel_slots(ping_interval: float, ping_timeout: float, tick: float = 0.1) -> int:
+    """How many slots the wheel has: ticks of about `tick` seconds in a sweep period."""
+    return max(1, round(sweep_period(ping_interval, ping_timeout) / tick))
+
+
 # A sweep pings a connection whose last ping is this share of the interval old:
 # a little slack, so that a sweep arriving a hair early still pings.
 DUE = 0.9
@@ -53,9 +58,6 @@ DUE = 0.9
 # A due ping may wait for the client's next text ping (to ride along with its pong)
 # if that is expected before the ping is this share of the interval old.
 LATE = 1.1
-
-# Seconds between the timer's ticks, each visiting one slot of the wheel.
-TICK = 0.1
 
 
 def decide(*, now: float, last_seen: float, ping_sent_at: float | None,
@@ -86,7 +88,7 @@ class Heartbeat:
 
     def __init__(self, *, interval: float, timeout: float, client_interval: float,
                  send_ping: Callable[[Connection, bytes], None],
-                 clock: Callable[[], float] = time.monotonic, tick: float = TICK,
+                 clock: Callable[[], float] = time.monotonic,
                  observe_sweep: Callable[[float], None] | None = None) -> None:
         """`observe_sweep` is told how long each tick's visits took (seconds)."""
         self.interval = interval
@@ -96,9 +98,8 @@ class Heartbeat:
         self.send_ping = send_ping
         self.clock = clock
         self.observe_sweep = observe_sweep
-        period = sweep_period(interval, timeout)
-        self.slots = max(1, round(period / tick))
-        self.tick_seconds = period / self.slots
+        self.slots = wheel_slots(interval, timeout)
+        self.tick_seconds = sweep_period(interval, timeout) / self.slots
         self._wheel: list[set[Connection]] = [set() for _ in range(self.slots)]
         self._started_at = 0.0
         self._visited = -1  # the last tick whose slot was visited, counted from _started_at
