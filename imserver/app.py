@@ -107,6 +107,7 @@ class Runtime:
                                    observe_sweep=self.metrics.heartbeat_sweep.observe)
         self.registry.on_open.append(self.heartbeat.watch)
         self.registry.on_close.append(self.heartbeat.forget)
+        self.registry.on_renew.append(self.heartbeat.recheck)
         self._retention = PeriodicCallback(self.apply_retention,
                                            config.storage.retention_interval_seconds * 1000)
         per_minute = config.limits.login_attempts_per_minute

@@ -4,16 +4,20 @@ connection."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import struct
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from imserver.core.hub import Renewal
 from imserver.core.registry import Connection, User
 from imserver.ops.heartbeat import DUE, Action, Heartbeat, decide, ride_along_after, sweep_period
-from tests.core import Wire, run, wire
+from tests.core import Core, Wire, run, wire
 
 # In-process tests take milliseconds: one that hangs (a fault in the store's close, say)
 # is stopped after 30 s rather than the suite's 180.
@@ -314,3 +318,99 @@ def test_a_due_ping_waits_only_for_a_text_ping_expected_before_it_is_a_tenth_lat
     assert decide(**edges, next_text_ping=100.0) is Action.PING  # expected by now and not come
     assert decide(**edges, next_text_ping=None) is Action.PING
     assert decide(**{**edges, "last_seen": 80.0}, next_text_ping=100.5) is Action.TERMINATE
+
+
+class WatchedConnection(Connection):
+    """A connection that counts how often the heartbeat state of it is read while
+    `watching` is set."""
+
+    watching = False
+    reads = 0
+
+    def _read(self, name: str) -> object:
+        if WatchedConnection.watching:
+            WatchedConnection.reads += 1
+        return getattr(Connection, name).__get__(self)
+
+    last_seen = property(lambda self: self._read("last_seen"),  # type: ignore[assignment]
+                         lambda self, v: Connection.last_seen.__set__(self, v))
+    ping_sent_at = property(lambda self: self._read("ping_sent_at"),  # type: ignore[assignment]
+                            lambda self, v: Connection.ping_sent_at.__set__(self, v))
+    expires_at = property(lambda self: self._read("expires_at"),  # type: ignore[assignment]
+                          lambda self, v: Connection.expires_at.__set__(self, v))
+
+
+def test_a_tick_looks_only_at_connections_whose_next_check_has_come():
+    """19,000 idle browsers, each visited twice an interval: most of the visit's time
+    went to reading the state of connections that needed nothing, scattered in memory.
+    A text-pinging client moves its next check on, and the visits pass it by."""
+    clock = Clock(1000.0)
+    conns = [WatchedConnection(id=f"c{i}", user=User("u", "u"), transport=Wire(), last_seen=1000.0)
+             for i in range(200)]
+    hb = heartbeat(conns, clock)
+    hb.start_clock()
+    looked_at = []
+    for step in range(1, 400):  # 40 s in ticks of 0.1 s
+        clock.now = 1000.0 + step * hb.tick_seconds
+        if step % 100 == 1:  # every client's text ping, every 10 s
+            for c in conns:
+                c.last_seen = clock.now
+                hb.ride_along(c, clock.now)
+        WatchedConnection.watching, WatchedConnection.reads = True, 0
+        try:
+            hb.tick()
+        finally:
+            WatchedConnection.watching = False
+        looked_at.append(WatchedConnection.reads)
+    assert all(len(wire(c).pings) == 4 for c in conns)  # each ping rode along with a pong
+    assert all(c.closed is False and wire(c).closed is None for c in conns)
+    assert sum(looked_at) == 0
+
+
+def test_a_renewed_token_that_expires_sooner_is_closed_at_its_new_expiry():
+    """The next check kept for a connection counts its token's expiry; a renewal may
+    bring that nearer, and the registry tells the heartbeat to look again."""
+
+    class Renewing:
+        def renew(self, token: str) -> asyncio.Future[Renewal]:
+            done: asyncio.Future[Renewal] = asyncio.get_running_loop().create_future()
+            done.set_result(Renewal("ann", time.time() - 0.001, "jti-2", None))
+            return done
+
+    async def scenario() -> None:
+        core = Core()
+        core.hub.gate = Renewing()  # type: ignore[assignment]
+        clock = Clock(1000.0)
+        hb = heartbeat([], clock)
+        core.registry.on_open.append(hb.watch)
+        core.registry.on_close.append(hb.forget)
+        core.registry.on_renew.append(hb.recheck)
+        ann = core.connect("ann")
+        ann.expires_at, ann.last_seen = time.time() + 3600, 1000.0
+        hb.start_clock()
+        hb.ride_along(ann, 1000.0)  # a text ping: nothing falls due for a while
+        core.do(ann, {"type": "refresh", "token": "new"})
+        await core.settle()
+        assert wire(ann).of_type("refreshed")
+        clock.now = 1000.0 + hb.slots * hb.tick_seconds  # one period: every slot visited
+        hb.tick()
+        assert wire(ann).closed == (4001, "token expired")
+        await core.aclose()
+
+    run(scenario())
+
+
+@given(last_seen=st.floats(0, 60), ping_sent_at=st.floats(0, 60),
+       text_ping_at=st.none() | st.floats(0, 60), now=st.floats(0, 90))
+def test_the_next_check_is_exactly_when_decide_first_acts(last_seen, ping_sent_at, text_ping_at, now):
+    """Before a connection's next check a visit may pass it by: decide() has nothing for
+    it then; from the next check on, decide() acts (a ping, or the end)."""
+    c = conn(last_seen=last_seen, ping_sent_at=ping_sent_at, text_ping_at=text_ping_at)
+    hb = heartbeat([], Clock(0.0))
+    next_check = hb.next_check(c, 0.0, time.time())
+    action = decide(now=now, last_seen=last_seen, ping_sent_at=ping_sent_at, interval=10.0, timeout=20.0,
+                    next_text_ping=None if text_ping_at is None else text_ping_at + 10.0)
+    if now < next_check - 1e-9:
+        assert action is Action.NONE
+    elif now > next_check + 1e-9:
+        assert action is not Action.NONE

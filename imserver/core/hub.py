@@ -580,6 +580,7 @@ class Hub:
                 return
             conn.expires_at, conn.token_id = renewal.expires, renewal.token_id
             conn.rooms_allowed = renewal.rooms_allowed
+            self.registry.renewed(conn)
             self.send(conn, p.refreshed_frame(renewal.expires))
         self._when_done(self.gate.renew(cmd.token), conn, None, renewed)
 

@@ -117,6 +117,7 @@ class Registry:
         self._by_remote: Counter[str] = Counter()
         self.on_open: list[Listener] = []
         self.on_close: list[Listener] = []
+        self.on_renew: list[Listener] = []  # a connection's token was renewed
         # Grows with every change the admin side shows: a connection added or removed,
         # a room joined or left (the hub calls rooms_changed). Readers that keep
         # something built from the connections keep it while this stays the same.
@@ -136,6 +137,11 @@ class Registry:
         self._by_user.setdefault(conn.user.id, set()).add(conn)
         self._by_remote[conn.remote] += 1
         for listener in self.on_open:
+            listener(conn)
+
+    def renewed(self, conn: Connection) -> None:
+        """A connection's token was renewed (its expiry may have moved either way)."""
+        for listener in self.on_renew:
             listener(conn)
 
     def remove(self, conn: Connection) -> None:

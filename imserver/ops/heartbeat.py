@@ -10,7 +10,10 @@ closes (4001) a connection whose token has expired.
 The visits are spread over the half interval: the connections are dealt into
 `slots` sets (a timing wheel), and each tick of the timer visits one of them. Visiting
 all of them at once held the event loop for as long as thousands of pings take,
-and every message delivered meanwhile waited for it.
+and every message delivered meanwhile waited for it. Each slot keeps, beside each
+connection, the earliest time anything can fall due for it (`next_check`); a visit
+reads only those times and looks at the connections whose time has come, so an idle
+browser's connection, whose time moves on with each text ping, is not looked at.
 
 A ping that would fall due before the client's next text `ping` goes out with
 the `pong` to this one instead (`ride_along`), in the same packet: an idle
@@ -24,9 +27,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from tornado.ioloop import PeriodicCallback
 
@@ -100,23 +104,48 @@ class Heartbeat:
         self.observe_sweep = observe_sweep
         self.slots = wheel_slots(interval, timeout)
         self.tick_seconds = sweep_period(interval, timeout) / self.slots
-        self._wheel: list[set[Connection]] = [set() for _ in range(self.slots)]
+        # Each slot: its connections, each with the monotonic time before which its
+        # visit has nothing to do (next_check; -inf: look at it at the next visit).
+        self._wheel: list[dict[Connection, float]] = [{} for _ in range(self.slots)]
         self._started_at = 0.0
         self._visited = -1  # the last tick whose slot was visited, counted from _started_at
         self._counter = 0
         self._timer = PeriodicCallback(self.tick, self.tick_seconds * 1000)
 
-    def _slot(self, conn: Connection) -> set[Connection]:
+    def _slot(self, conn: Connection) -> dict[Connection, float]:
         # Fibonacci hashing of the identity hash: objects of one size lie at a fixed
         # stride in memory, which a plain modulo would deal into a few slots only.
         mixed = (hash(conn) * 0x9E3779B1) & 0xFFFFFFFF
         return self._wheel[(mixed * self.slots) >> 32]
 
     def watch(self, conn: Connection) -> None:
-        self._slot(conn).add(conn)
+        self._slot(conn)[conn] = -math.inf
 
     def forget(self, conn: Connection) -> None:
-        self._slot(conn).discard(conn)
+        self._slot(conn).pop(conn, None)
+
+    def recheck(self, conn: Connection) -> None:
+        """Something may fall due sooner than computed (a renewed token may expire
+        earlier): look at the connection at its next visit."""
+        slot = self._slot(conn)
+        if conn in slot:
+            slot[conn] = -math.inf
+
+    def next_check(self, conn: Connection, now: float, wall: float) -> float:
+        """The monotonic time before which a visit has nothing to do for `conn`: its
+        silence timeout, its next ping (left to the text ping expected, as decide()
+        does), its token's expiry. last_seen and ping_sent_at only grow, so the time
+        only comes later as frames arrive; an expiry moved earlier needs recheck()."""
+        sent_at = conn.ping_sent_at
+        if sent_at is None:
+            return -math.inf
+        ping_due = sent_at + self.interval * DUE
+        text_ping_at = conn.text_ping_at
+        if text_ping_at is not None:
+            next_text_ping = text_ping_at + self.client_interval
+            if ping_due < next_text_ping <= sent_at + self.interval * LATE:
+                ping_due = next_text_ping
+        return min(conn.last_seen + self.timeout, ping_due, now + (conn.expires_at - wall))
 
     def start(self) -> None:
         if not self._timer.is_running():
@@ -141,32 +170,31 @@ class Heartbeat:
             return
         began = time.perf_counter()
         for turn in range(first, due + 1):
-            self._visit(self._wheel[turn % self.slots])
+            self._visit(self._wheel[turn % self.slots], everyone=False)
         self._visited = due
         if self.observe_sweep is not None:
             self.observe_sweep(time.perf_counter() - began)
 
     def sweep(self) -> None:
-        """Visit every connection now."""
+        """Look at every connection now, whatever its next_check."""
         for slot in self._wheel:
-            self._visit(slot)
+            self._visit(slot, everyone=True)
 
-    def _visit(self, conns: Iterable[Connection]) -> None:
+    def _visit(self, slot: dict[Connection, float], *, everyone: bool) -> None:
         now = self.clock()
         wall = time.time()
-        # Most connections need nothing: that case is tested inline, without a call.
-        silent_since, pinged_since = now - self.timeout, now - self.interval * DUE
-        for conn in tuple(conns):  # a copy: ending a connection may forget it
-            sent_at = conn.ping_sent_at
-            if (conn.last_seen > silent_since and sent_at is not None and sent_at > pinged_since
-                    and conn.expires_at > wall):
-                continue
+        # Most connections need nothing, and only their next_check is read. A list:
+        # ending a connection may forget it.
+        conns = list(slot) if everyone else [conn for conn, at in slot.items() if at <= now]
+        for conn in conns:
             try:
                 if conn.expires_at <= wall:
                     log.info("connection %s (%s): token expired, closing", conn.id, conn.user.id)
                     conn.end("token_expired", CLOSE_UNAUTHENTICATED, "token expired")
                     continue
                 self._sweep_one(conn, now)
+                if conn in slot:
+                    slot[conn] = self.next_check(conn, now, wall)
             except Exception:  # one broken connection must not stop the sweep
                 log.exception("heartbeat sweep failed for connection %s", conn.id)
                 conn.terminate("error")
@@ -196,6 +224,9 @@ class Heartbeat:
         sent_at = conn.ping_sent_at
         if sent_at is None or now - sent_at >= self.ride_along_after:
             self._ping(conn, now)
+        slot = self._slot(conn)
+        if conn in slot:
+            slot[conn] = self.next_check(conn, now, time.time())
 
     @staticmethod
     def pong_received(conn: Connection, payload: bytes, now: float) -> float | None:
