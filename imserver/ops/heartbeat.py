@@ -127,9 +127,18 @@ class Heartbeat:
     def recheck(self, conn: Connection) -> None:
         """Something may fall due sooner than computed (a renewed token may expire
         earlier): look at the connection at its next visit."""
+        self._set_next_check(conn, -math.inf)
+
+    def _set_next_check(self, conn: Connection, at: float) -> None:
+        """Keep `at` as the connection's next check, if it is watched."""
         slot = self._slot(conn)
         if conn in slot:
-            slot[conn] = -math.inf
+            slot[conn] = at
+
+    def _next_text_ping(self, conn: Connection) -> float | None:
+        """When its client's next text ping is expected (None: it sends none)."""
+        text_ping_at = conn.text_ping_at
+        return None if text_ping_at is None else text_ping_at + self.client_interval
 
     def next_check(self, conn: Connection, now: float, wall: float) -> float:
         """The monotonic time before which a visit has nothing to do for `conn`: its
@@ -140,11 +149,9 @@ class Heartbeat:
         if sent_at is None:
             return -math.inf
         ping_due = sent_at + self.interval * DUE
-        text_ping_at = conn.text_ping_at
-        if text_ping_at is not None:
-            next_text_ping = text_ping_at + self.client_interval
-            if ping_due < next_text_ping <= sent_at + self.interval * LATE:
-                ping_due = next_text_ping
+        next_text_ping = self._next_text_ping(conn)
+        if next_text_ping is not None and ping_due < next_text_ping <= sent_at + self.interval * LATE:
+            ping_due = next_text_ping
         return min(conn.last_seen + self.timeout, ping_due, now + (conn.expires_at - wall))
 
     def start(self) -> None:
@@ -200,10 +207,9 @@ class Heartbeat:
                 conn.terminate("error")
 
     def _sweep_one(self, conn: Connection, now: float) -> None:
-        text_ping_at = conn.text_ping_at
         action = decide(now=now, last_seen=conn.last_seen, ping_sent_at=conn.ping_sent_at,
                         interval=self.interval, timeout=self.timeout,
-                        next_text_ping=None if text_ping_at is None else text_ping_at + self.client_interval)
+                        next_text_ping=self._next_text_ping(conn))
         if action is Action.TERMINATE:
             log.info("connection %s (%s): no frame for %.1f s, terminating",
                      conn.id, conn.user.id, now - conn.last_seen)
@@ -224,9 +230,7 @@ class Heartbeat:
         sent_at = conn.ping_sent_at
         if sent_at is None or now - sent_at >= self.ride_along_after:
             self._ping(conn, now)
-        slot = self._slot(conn)
-        if conn in slot:
-            slot[conn] = self.next_check(conn, now, time.time())
+        self._set_next_check(conn, self.next_check(conn, now, time.time()))
 
     @staticmethod
     def pong_received(conn: Connection, payload: bytes, now: float) -> float | None:
